@@ -1,0 +1,124 @@
+"""Checkpoints: one self-describing `.pt` file that rebuilds its model and preprocessing with no preset passed again.
+
+Files are written atomically (a temporary file in the same folder, then a rename), so an interrupted write
+never leaves a half checkpoint where a good one was. They are read only with `torch.load(weights_only=True)`,
+which refuses to run code hidden in a pickle; a file that is not jvae's is rejected before anything in it is
+used.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jvae_cli import __version__
+from jvae_cli.errors import CheckpointError, PresetError
+from jvae_cli.model import JointVAE
+from jvae_cli.presets import Preset, validate_preset
+
+FORMAT = "jvae-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "preset", "model", "step")
+
+
+def build_model(preset: Preset) -> JointVAE:
+    return JointVAE(
+        image_size=preset.data.image_size,
+        channels=preset.data.channels,
+        continuous=preset.model.continuous,
+        discrete=preset.model.discrete,
+        hidden=preset.model.hidden,
+    )
+
+
+def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def new_payload(preset_name: str, preset: Preset) -> dict[str, Any]:
+    """The keys every jvae checkpoint has; the trainer fills in weights and state."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "jvae_version": __version__,
+        "torch_version": str(torch.__version__),
+        "preset_name": preset_name,
+        "preset": preset.model_dump(mode="json"),
+        "unit_names": {},
+        "unit_kl": None,
+    }
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's contents, after checking that it is a jvae checkpoint this version can read."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise CheckpointError(
+            f"{path}: refused: not a jvae checkpoint (it holds Python objects that a safe load will not run: "
+            f"{reason[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: damaged or not a PyTorch checkpoint ({detail[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a jvae checkpoint (a PyTorch file without jvae's 'format' marker)"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete jvae checkpoint (missing {', '.join(missing)})")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer jvae (format {payload['format_version']}, this jvae reads "
+            f"{FORMAT_VERSION}); upgrade jvae"
+        )
+    return payload
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    payload: dict[str, Any]
+    preset: Preset
+    model: JointVAE
+
+    @property
+    def preset_name(self) -> str:
+        return str(self.payload.get("preset_name", self.path.stem))
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
+    """The model in eval mode on `device`, with the preset it was trained with."""
+    payload = read_checkpoint(path)
+    try:
+        preset = validate_preset(payload["preset"], f"{path} preset")
+    except PresetError as exc:
+        raise CheckpointError(f"{path}: its preset does not validate: {exc}") from None
+    model = build_model(preset)
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit its preset's model ({detail[:160]})") from None
+    model.to(device).eval()
+    return LoadedCheckpoint(Path(path), payload, preset, model)

@@ -1,0 +1,40 @@
+"""The `jvae` command line: parses, validates, calls one engine function, renders its result.
+
+Commands import the engine (and so torch) inside their bodies, which keeps `jvae --help` fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from jvae_cli import __version__
+from jvae_cli.cli import presets_cmd, train_cmd
+
+app = typer.Typer(
+    name="jvae",
+    help="Train JointVAE and related disentangling VAEs; traverse, sample, encode, edit and evaluate them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(presets_cmd.app, name="presets")
+app.command("train")(train_cmd.train)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"jvae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """jvae: disentangled representations from training to figures."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,37 @@
+"""Output and errors of the command line: results to stdout, messages and one-line errors to stderr."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from jvae_cli.errors import JvaeError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    for line in message.splitlines() or [""]:
+        err.print(f"error: {line}", markup=False, soft_wrap=True, style="red")
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the engine's user-facing errors into `error: ...` lines and their exit code, never a traceback."""
+    try:
+        yield
+    except JvaeError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+
+
+def call(function: Callable[..., T], *args: object, **kwargs: object) -> T:
+    with user_errors():
+        return function(*args, **kwargs)

@@ -1,0 +1,101 @@
+"""`jvae train`: train a preset into a run directory, or resume one."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from jvae_cli.cli.console import err, fail, out, user_errors
+
+EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopOnSignal:
+    """First SIGINT/SIGTERM asks the trainer to stop after its current step and checkpoint; a second one quits."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in EXIT_BY_SIGNAL:
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        err.print("stopping after this step and writing a checkpoint (press Ctrl-C again to quit now)")
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+
+def train(
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset name or path to a preset .toml file."),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a preset field: section.key=value."
+    ),
+    data: str = typer.Option(
+        None, "--data", help="Dataset location (file or folder); else data.path, else $JVAE_DATA."
+    ),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<preset>]."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present), cpu, cuda or cuda:N."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue the run in this directory where it stopped."
+    ),
+) -> None:
+    """Train a model from a preset; writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif."""
+    from jvae_cli import trainer
+    from jvae_cli.checkpoint import read_checkpoint
+    from jvae_cli.cli.progress import TrainDisplay
+    from jvae_cli.presets import apply_overrides, load_preset, validate_preset
+
+    with user_errors():
+        if resume is not None:
+            if preset is not None:
+                raise fail("--resume continues a run with its own preset; leave out --preset", 2)
+            bad = [o for o in overrides if not o.strip().startswith("train.")]
+            if bad:
+                raise fail(f"--resume accepts only train.* overrides (e.g. train.steps=N), not {bad[0]!r}", 2)
+            payload = read_checkpoint(resume / trainer.CHECKPOINT)
+            name = str(payload.get("preset_name", resume.name))
+            resolved = validate_preset(apply_overrides(payload["preset"], overrides), f"{resume} preset")
+            run_dir = resume
+        else:
+            if preset is None:
+                raise fail("pass --preset NAME (see `jvae presets`) or --resume RUN_DIR", 2)
+            name, resolved = load_preset(preset, overrides)
+            run_dir = out_dir if out_dir is not None else Path("runs") / name
+
+        with StopOnSignal() as stopper, TrainDisplay() as display:
+            result = trainer.train(
+                resolved,
+                name,
+                run_dir,
+                device=device,
+                data_path=data,
+                resume=resume is not None,
+                callback=display,
+                should_stop=stopper,
+            )
+    if result.interrupted:
+        err.print(
+            f"interrupted at step {result.step}/{result.total_steps}; checkpoint written to "
+            f"{run_dir / trainer.CHECKPOINT}; continue with: jvae train --resume {run_dir}",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_BY_SIGNAL.get(stopper.received or signal.SIGINT, 130))
+    out.print(
+        f"trained {name} to step {result.step} in {result.seconds:.0f} s ({result.images_per_sec:.0f} images/s); "
+        f"run directory {run_dir}: {trainer.CHECKPOINT}, {trainer.METRICS}, {trainer.TRAVERSAL}",
+        markup=False,
+    )

@@ -1,0 +1,38 @@
+"""Datasets: from a preset's data section to an ImageSource (and, where known, its ground-truth factors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jvae_cli.data.dsprites import FILE_NAME as DSPRITES_FILE
+from jvae_cli.data.dsprites import FileDSprites, GeneratedDSprites
+from jvae_cli.data.locations import data_root, not_found
+from jvae_cli.data.mnist import load_mnist
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.errors import DataError
+from jvae_cli.presets import DataConfig
+
+__all__ = ["ImageSource", "open_dataset"]
+
+
+def _dsprites_file(root: Path) -> Path:
+    for candidate in (root, root / DSPRITES_FILE, root / "dsprites" / DSPRITES_FILE):
+        if candidate.is_file():
+            return candidate
+    raise not_found("dsprites", root)
+
+
+def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSource:
+    """The dataset a preset names, found through --data, data.path or $JVAE_DATA."""
+    if config.dataset == "dsprites":
+        if config.source == "generated":
+            return GeneratedDSprites(config.channels, config.image_size)
+        root = data_root("dsprites", data_path, config.path)
+        return FileDSprites(_dsprites_file(root), config.channels, config.image_size)
+    if config.dataset in ("mnist", "fashion-mnist"):
+        root = data_root(config.dataset, data_path, config.path)
+        return load_mnist(config.dataset, root, config.channels, config.image_size, config.download)
+    root = data_root(config.dataset, data_path, config.path)
+    if not root.exists():
+        raise not_found(config.dataset, root)
+    raise DataError(f"found {root}, but this jvae version cannot read the {config.dataset} dataset yet")

@@ -1,0 +1,213 @@
+"""dSprites (Matthey et al. 2017): 737280 binary 64x64 sprites from five independent factors.
+
+Two sources with the same factors and index order: the published npz file, and a procedural generator that
+draws any factor combination on demand (on the training device, so nothing of size 737280 x 64 x 64 is ever
+held). The generator follows DESIGN.md section 5: the shape centre of position p sits at pixel 16 + 32p,
+squares are about 20 px wide at scale 1, ellipses about 26x14 px and hearts about 20x17 px.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jvae_cli.data.groundtruth import uniform_factors
+from jvae_cli.data.sources import fit_images
+from jvae_cli.errors import DataError
+
+FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+URL = "https://github.com/deepmind/dsprites-dataset/raw/master/" + FILE_NAME
+FACTOR_NAMES = ["shape", "scale", "orientation", "posX", "posY"]
+FACTOR_SIZES = [3, 6, 40, 32, 32]
+SHAPES = ["square", "ellipse", "heart"]
+SIDE = 64
+# index = dot(classes, strides) over (colour, shape, scale, orientation, posX, posY), posY fastest, as in the
+# published file (its latents_bases); colour has one value.
+STRIDES = np.array([737280, 245760, 40960, 1024, 32, 1], dtype=np.int64)
+COUNT = 737280
+
+# Shape extents at scale 1, in pixels: half-width and half-height.
+SQUARE_HALF = 10.0
+ELLIPSE_HALF = (13.0, 7.0)
+HEART_HALF = (10.0, 8.5)
+# The implicit heart (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 spans x in [-1.139, 1.139] and y in [-1, 1.236].
+HEART_X, HEART_Y_LOW, HEART_Y_HIGH = 1.139, -1.0, 1.236
+
+
+# ----------------------------------------------------------------------------------------------- indexing
+
+
+def factors_to_index(factors: np.ndarray) -> np.ndarray:
+    """Dataset index of factor classes (n, 5) in FACTOR_NAMES order."""
+    return factors.astype(np.int64) @ STRIDES[1:]
+
+
+def index_to_factors(index: np.ndarray) -> np.ndarray:
+    index = np.asarray(index, dtype=np.int64)
+    return np.stack([(index // stride) % size for stride, size in zip(STRIDES[1:], FACTOR_SIZES)], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def _inside_square(u: Tensor, v: Tensor) -> Tensor:
+    return (u.abs() <= SQUARE_HALF) & (v.abs() <= SQUARE_HALF)
+
+
+def _inside_ellipse(u: Tensor, v: Tensor) -> Tensor:
+    return (u * (1 / ELLIPSE_HALF[0])).square() + (v * (1 / ELLIPSE_HALF[1])).square() <= 1
+
+
+def _inside_heart(u: Tensor, v: Tensor) -> Tensor:
+    x = u * (HEART_X / HEART_HALF[0])
+    y = v * (-(HEART_Y_HIGH - HEART_Y_LOW) / (2 * HEART_HALF[1])) + (HEART_Y_HIGH + HEART_Y_LOW) / 2
+    x2 = x.square()
+    return (x2 + y.square() - 1).pow(3) <= x2 * y.pow(3)
+
+
+def render(factors: Tensor, device: torch.device) -> Tensor:
+    """Binary sprites (n, 1, 64, 64) float for factor classes (n, 5) (shape, scale, orientation, posX, posY)."""
+    f = factors.to(device=device, dtype=torch.long)
+    n = f.shape[0]
+    scale = (0.5 + 0.1 * f[:, 1].float()).view(n, 1, 1)
+    angle = (f[:, 2].float() * (2 * math.pi / (FACTOR_SIZES[2] - 1))).view(n, 1, 1)
+    centre_x = (16 + 32 * f[:, 3].float() / (FACTOR_SIZES[3] - 1)).view(n, 1, 1)
+    centre_y = (16 + 32 * f[:, 4].float() / (FACTOR_SIZES[4] - 1)).view(n, 1, 1)
+    grid = torch.arange(SIDE, device=device, dtype=torch.float32)
+    dx = grid.view(1, 1, SIDE) - centre_x  # (n, 1, 64) columns
+    dy = grid.view(1, SIDE, 1) - centre_y  # (n, 64, 1) rows
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # (n, 1, 1) rotation and scale at once
+    u = cos * dx + sin * dy  # (n, 64, 64) coordinates in the sprite's own frame
+    v = cos * dy - sin * dx
+
+    shape = f[:, 0]
+    mask = torch.empty((n, SIDE, SIDE), dtype=torch.bool, device=device)
+    for kind, inside in enumerate((_inside_square, _inside_ellipse, _inside_heart)):
+        rows = (shape == kind).nonzero().squeeze(1)
+        if rows.numel():
+            mask[rows] = inside(u[rows], v[rows])
+    return mask.float().unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+class _DSpritesBase:
+    factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
+
+    def __init__(self, channels: int, image_size: int) -> None:
+        self.channels = channels
+        self.image_size = image_size
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return uniform_factors(self.factor_sizes, n, rng)
+
+    def factors(self, indices: np.ndarray) -> np.ndarray:
+        return index_to_factors(indices)
+
+    def _raw(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        raise NotImplementedError
+
+    def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        return fit_images(self._raw(np.asarray(factors), device), self.channels, self.image_size)
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        return self.observations(index_to_factors(indices.cpu().numpy()), device)
+
+
+class GeneratedDSprites(_DSpritesBase):
+    """All 737280 combinations, each drawn when asked for."""
+
+    description = "dSprites (generated)"
+
+    def __len__(self) -> int:
+        return COUNT
+
+    def _raw(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        return render(torch.from_numpy(factors.astype(np.int64)), device)
+
+
+def _read_npy_member(
+    archive: zipfile.ZipFile, name: str
+) -> tuple[zipfile.ZipExtFile, tuple[int, ...], np.dtype]:
+    handle = archive.open(name)
+    version = np.lib.format.read_magic(handle)
+    read_header = (
+        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(handle)
+    if fortran:
+        raise DataError(f"{name}: Fortran-ordered arrays are not supported")
+    return handle, shape, dtype
+
+
+class FileDSprites(_DSpritesBase):
+    """The published npz, read in chunks and kept bit-packed (about 380 MB instead of 3 GB)."""
+
+    def __init__(self, path: Path, channels: int, image_size: int) -> None:
+        super().__init__(channels, image_size)
+        self.description = f"dSprites ({path})"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = set(archive.namelist())
+                for key in ("imgs.npy", "latents_classes.npy"):
+                    if key not in members:
+                        raise DataError(f"{path}: not a dSprites npz (it has no {key[:-4]!r} array)")
+                with archive.open("latents_classes.npy") as handle:
+                    classes = np.lib.format.read_array(handle)
+                handle, shape, dtype = _read_npy_member(archive, "imgs.npy")
+                with handle:
+                    self.packed = self._read_packed(handle, shape, dtype, path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: cannot read as a dSprites npz ({exc})") from None
+        if classes.ndim != 2 or classes.shape != (shape[0], 6):
+            raise DataError(f"{path}: latents_classes has shape {classes.shape}, expected ({shape[0]}, 6)")
+        index = factors_to_index(classes[:, 1:])
+        if index.min() < 0 or index.max() >= COUNT:
+            raise DataError(f"{path}: latents_classes holds factor values outside dSprites' ranges")
+        self.index = index  # (N,) canonical index of each stored image
+        self.position = np.full(COUNT, -1, dtype=np.int64)
+        self.position[index] = np.arange(len(index))
+
+    @staticmethod
+    def _read_packed(
+        handle: zipfile.ZipExtFile, shape: tuple[int, ...], dtype: np.dtype, path: Path
+    ) -> np.ndarray:
+        if len(shape) != 3 or shape[1:] != (SIDE, SIDE):
+            raise DataError(f"{path}: imgs has shape {shape}, expected (N, 64, 64)")
+        packed = np.empty((shape[0], SIDE, SIDE // 8), dtype=np.uint8)
+        chunk = 16384
+        row_bytes = SIDE * SIDE * dtype.itemsize
+        for start in range(0, shape[0], chunk):
+            rows = min(chunk, shape[0] - start)
+            buffer = handle.read(rows * row_bytes)
+            if len(buffer) != rows * row_bytes:
+                raise DataError(f"{path}: imgs ends early at image {start + len(buffer) // row_bytes}")
+            block = np.frombuffer(buffer, dtype=dtype).reshape(rows, SIDE, SIDE)
+            packed[start : start + rows] = np.packbits(block != 0, axis=-1)
+        return packed
+
+    def __len__(self) -> int:
+        return self.packed.shape[0]
+
+    def factors(self, indices: np.ndarray) -> np.ndarray:
+        return index_to_factors(self.index[np.asarray(indices)])
+
+    def _unpack(self, rows: np.ndarray, device: torch.device) -> Tensor:
+        bits = np.unpackbits(self.packed[rows], axis=-1)  # (n, 64, 64) uint8
+        return torch.from_numpy(bits).to(device).float().unsqueeze(1)
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        return fit_images(self._unpack(indices.cpu().numpy(), device), self.channels, self.image_size)
+
+    def _raw(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        rows = self.position[factors_to_index(factors)]
+        if (rows < 0).any():
+            raise DataError("this dSprites file does not hold every factor combination asked for")
+        return self._unpack(rows, device)

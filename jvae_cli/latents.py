@@ -1,0 +1,137 @@
+"""Latent units and what is done with them: measuring their information, ranking and traversing them.
+
+A unit is a continuous latent (addressed `3`, shown `z3`) or a discrete variable (`d0`). Codes are the decoder's
+input vectors [z (D), c_1 (K_1), ...]; traversals change one unit of a set of base codes and decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.losses import kl_normal, kl_uniform_categorical
+from jvae_cli.model import JointVAE
+
+# The paper's traversal range: the 5% and 95% quantiles of the N(0, 1) prior.
+DEFAULT_RANGE = (NormalDist().inv_cdf(0.05), NormalDist().inv_cdf(0.95))
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: Literal["continuous", "discrete"]
+    index: int
+
+    @property
+    def label(self) -> str:
+        return f"z{self.index}" if self.kind == "continuous" else f"d{self.index}"
+
+
+@dataclass
+class UnitKL:
+    """Mean KL from the prior of each unit, in nats, over a sample of the data."""
+
+    continuous: list[float]
+    discrete: list[float]
+
+    def of(self, unit: Unit) -> float:
+        return (self.continuous if unit.kind == "continuous" else self.discrete)[unit.index]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {"continuous": self.continuous, "discrete": self.discrete}
+
+
+def all_units(model: JointVAE) -> list[Unit]:
+    return [Unit("continuous", i) for i in range(model.continuous)] + [
+        Unit("discrete", i) for i in range(len(model.discrete))
+    ]
+
+
+def ranked_units(model: JointVAE, kl: UnitKL) -> list[Unit]:
+    """Continuous units by decreasing KL (the paper's figure 7 order), then discrete variables in order."""
+    continuous = sorted(range(model.continuous), key=lambda i: -kl.continuous[i])
+    return [Unit("continuous", i) for i in continuous] + [
+        Unit("discrete", i) for i in range(len(model.discrete))
+    ]
+
+
+@torch.no_grad()
+def measure_unit_kl(
+    model: JointVAE, source: ImageSource, device: torch.device, n: int = 1024, seed: int = 0, batch: int = 256
+) -> UnitKL:
+    """Mean per-unit KL on `n` images drawn with a fixed seed, so reruns rank units the same way."""
+    was_training = model.training
+    model.eval()
+    indices = torch.from_numpy(
+        np.random.default_rng(seed).choice(len(source), size=min(n, len(source)), replace=False)
+    )
+    cont = torch.zeros(model.continuous, dtype=torch.float64)
+    disc = torch.zeros(len(model.discrete), dtype=torch.float64)
+    for start in range(0, len(indices), batch):
+        posterior = model.encode(source.images(indices[start : start + batch], device))
+        cont += kl_normal(posterior.mean, posterior.logvar).sum(dim=0).double().cpu()
+        for i, logits in enumerate(posterior.logits):
+            disc[i] += kl_uniform_categorical(logits).sum().double().cpu()
+    model.train(was_training)
+    count = len(indices)
+    return UnitKL((cont / count).tolist(), (disc / count).tolist())
+
+
+# ----------------------------------------------------------------------------------------------- codes
+
+
+def prior_mode(model: JointVAE, n: int = 1, device: torch.device | str = "cpu") -> Tensor:
+    """Codes (n, latent_dim) with every continuous unit at 0 and every discrete variable at category 0."""
+    codes = torch.zeros(n, model.latent_dim, device=device)
+    offset = model.continuous
+    for k in model.discrete:
+        codes[:, offset] = 1.0
+        offset += k
+    return codes
+
+
+def set_unit(codes: Tensor, model: JointVAE, unit: Unit, value: float) -> Tensor:
+    """A copy of `codes` with one unit set: a continuous value, or a discrete category as a one-hot block."""
+    out = codes.clone()
+    if unit.kind == "continuous":
+        out[:, unit.index] = value
+        return out
+    offset = model.continuous + sum(model.discrete[: unit.index])
+    size = model.discrete[unit.index]
+    out[:, offset : offset + size] = 0.0
+    out[:, offset + int(value)] = 1.0
+    return out
+
+
+def traversal_values(
+    model: JointVAE, unit: Unit, frames: int, value_range: tuple[float, float] = DEFAULT_RANGE
+) -> list[float]:
+    """Values visited by a traversal: evenly spaced over the range, or each category for a discrete variable."""
+    if unit.kind == "discrete":
+        categories = model.discrete[unit.index]
+        return [float(min(f * categories // frames, categories - 1)) for f in range(frames)]
+    low, high = value_range
+    return np.linspace(low, high, frames).tolist()
+
+
+@torch.no_grad()
+def traversal_images(
+    model: JointVAE,
+    bases: Tensor,
+    units: list[Unit],
+    frames: int,
+    value_range: tuple[float, float] = DEFAULT_RANGE,
+) -> Tensor:
+    """Decoded traversals (frames, units, bases, C, H, W): frame f sets each row's unit to its f-th value."""
+    rows = []
+    for unit in units:
+        values = traversal_values(model, unit, frames, value_range)
+        codes = torch.cat([set_unit(bases, model, unit, v) for v in values])  # (frames * bases, latent)
+        images = model.decode(codes)  # (frames * bases, C, H, W)
+        rows.append(images.view(frames, bases.shape[0], *images.shape[1:]))
+    return torch.stack(rows, dim=1).cpu()

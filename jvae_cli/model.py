@@ -1,0 +1,150 @@
+"""JointVAE: Learning Disentangled Joint Continuous and Discrete Representations (Dupont, NeurIPS 2018).
+
+The encoder maps an image to a diagonal Gaussian over continuous units z and one categorical distribution per
+discrete variable c_i. Training decodes the reparameterised sample [z, c_1, c_2, ...] where each c_i is a
+Gumbel-Softmax relaxation at a fixed temperature; evaluation decodes the deterministic mode [mean, one-hot
+argmax]. The network is the one of the paper's appendix B and its official code: four (64x64) or three (32x32)
+stride-2 4x4 convolutions, a 256-unit hidden layer, and a mirrored decoder ending in a sigmoid.
+
+This module imports only torch so that every other part of jvae (and other people's code) can build on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64]}
+FEATURE_SIDE = 4  # every architecture halves the image down to 4x4 feature maps
+
+
+def _conv_stack(channels: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip(channels[:-1], channels[1:]):
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def _deconv_stack(channels: list[int]) -> nn.Sequential:
+    """Mirror of the encoder; the last layer has no activation because the loss works on logits."""
+    layers: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+        if i < len(channels) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+# ----------------------------------------------------------------------------------------------- posterior
+
+
+@dataclass
+class Posterior:
+    """q(z, c | x): a diagonal Gaussian over the continuous units and one categorical per discrete variable.
+
+    The latent vector the decoder reads is [z (D), c_1 (K_1), c_2 (K_2), ...].
+    """
+
+    mean: Tensor  # (B, D)
+    logvar: Tensor  # (B, D)
+    logits: list[Tensor]  # each (B, K_i)
+
+    @property
+    def probs(self) -> list[Tensor]:
+        return [F.softmax(logit, dim=-1) for logit in self.logits]
+
+    @property
+    def categories(self) -> list[Tensor]:
+        return [logit.argmax(dim=-1) for logit in self.logits]  # each (B,)
+
+    def mode(self) -> Tensor:
+        """Deterministic code: the Gaussian means and the one-hot most likely category of each variable."""
+        one_hots = [
+            F.one_hot(logit.argmax(dim=-1), logit.shape[-1]).to(self.mean.dtype) for logit in self.logits
+        ]
+        return torch.cat([self.mean, *one_hots], dim=-1)
+
+    def sample(self, temperature: float, generator: torch.Generator | None = None) -> Tensor:
+        """Reparameterised sample: z = mean + sigma * eps, c_i = softmax((log alpha_i + Gumbel) / T)."""
+        eps = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        parts = [self.mean + torch.exp(0.5 * self.logvar) * eps]
+        for logit in self.logits:
+            uniform = torch.rand(logit.shape, generator=generator, device=logit.device, dtype=logit.dtype)
+            gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-12))).clamp_min(1e-12))
+            parts.append(F.softmax((F.log_softmax(logit, dim=-1) + gumbel) / temperature, dim=-1))
+        return torch.cat(parts, dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+class JointVAE(nn.Module):
+    """The JointVAE network for square 32x32 or 64x64 images with 1 or 3 channels."""
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        continuous: int,
+        discrete: list[int] | tuple[int, ...] = (),
+        hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        if image_size not in CONV_CHANNELS:
+            raise ValueError(f"image_size must be one of {sorted(CONV_CHANNELS)}, got {image_size}")
+        self.image_size = image_size
+        self.channels = channels
+        self.continuous = continuous
+        self.discrete = list(discrete)
+        self.latent_dim = continuous + sum(self.discrete)
+        conv = CONV_CHANNELS[image_size]
+        features = conv[-1] * FEATURE_SIDE * FEATURE_SIDE
+
+        self.encoder = nn.Sequential(
+            _conv_stack([channels, *conv]), nn.Flatten(), nn.Linear(features, hidden), nn.ReLU()
+        )
+        # A model without continuous units keeps empty heads out of the state dict.
+        self.mean_head = nn.Linear(hidden, continuous) if continuous else None
+        self.logvar_head = nn.Linear(hidden, continuous) if continuous else None
+        self.discrete_heads = nn.ModuleList(nn.Linear(hidden, k) for k in self.discrete)
+
+        self.latent_to_features = nn.Sequential(
+            nn.Linear(self.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.ReLU()
+        )
+        self.decoder = _deconv_stack([*reversed(conv), channels])
+
+    def encode(self, x: Tensor) -> Posterior:
+        hidden = self.encoder(x)  # (B, hidden)
+        if self.mean_head is None or self.logvar_head is None:
+            mean = logvar = hidden.new_zeros(hidden.shape[0], 0)
+        else:
+            mean, logvar = self.mean_head(hidden), self.logvar_head(hidden)
+        return Posterior(
+            mean=mean,  # (B, D)
+            logvar=logvar,  # (B, D)
+            logits=[head(hidden) for head in self.discrete_heads],  # each (B, K_i)
+        )
+
+    def decode_logits(self, latent: Tensor) -> Tensor:
+        features = self.latent_to_features(latent)  # (B, 64 * 4 * 4)
+        features = features.view(-1, features.shape[1] // FEATURE_SIDE**2, FEATURE_SIDE, FEATURE_SIDE)
+        return self.decoder(features)  # (B, C, H, W)
+
+    def decode(self, latent: Tensor) -> Tensor:
+        """Pixel intensities in [0, 1] (the paper's sigmoid output layer)."""
+        return torch.sigmoid(self.decode_logits(latent))
+
+    def forward(
+        self, x: Tensor, temperature: float = 0.67, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Posterior]:
+        """Training pass: reconstruction logits from a reparameterised sample; eval mode decodes the mode."""
+        posterior = self.encode(x)
+        latent = posterior.sample(temperature, generator) if self.training else posterior.mode()
+        return self.decode_logits(latent), posterior

@@ -1,0 +1,258 @@
+"""Presets: the typed, validated home of every default jvae uses.
+
+A preset is a TOML file whose stem is its name (DESIGN.md section 3). Nothing else in jvae holds a default for
+a dataset, model, loss or training setting; the CLI only passes a preset, overrides and a run directory. The
+schema forbids unknown keys so that a typo fails loudly with its field path instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jvae_cli.errors import PresetError
+
+# ----------------------------------------------------------------------------------------------- schema
+
+DatasetName = Literal["dsprites", "mnist", "fashion-mnist", "chairs", "celeba", "mpi3d", "digits", "folder"]
+ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: DatasetName = Field(title="Dataset registry name")
+    image_size: Literal[32, 64] = Field(title="Side of the square images the model sees, in pixels")
+    channels: Literal[1, 3] = Field(title="1 for greyscale, 3 for RGB")
+    source: Literal["file", "generated"] = Field(
+        "file", title="Read the dataset's files, or generate it (dsprites only)"
+    )
+    path: str | None = Field(
+        None, title="Where the dataset lives; --data and JVAE_DATA take over when this is unset"
+    )
+    download: bool = Field(False, title="Fetch the dataset on first use where it has a public address")
+
+    @model_validator(mode="after")
+    def _generated_only_for_dsprites(self) -> DataConfig:
+        if self.source == "generated" and self.dataset != "dsprites":
+            raise ValueError(f"source 'generated' exists only for dsprites, not {self.dataset!r}")
+        return self
+
+
+class ModelConfig(_Section):
+    architecture: Literal["conv32", "conv64"] = Field(
+        title="Network of Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64"
+    )
+    continuous: int = Field(ge=0, le=4096, title="Number of Gaussian latent units")
+    discrete: list[int] = Field(
+        default_factory=list, title="Category count of each Gumbel-Softmax latent variable (each >= 2)"
+    )
+    temperature: float = Field(0.67, gt=0, title="Gumbel-Softmax temperature used while training")
+    hidden: int = Field(
+        256, ge=1, title="Width of the fully connected layer between convolutions and latents"
+    )
+
+    @model_validator(mode="after")
+    def _has_latents(self) -> ModelConfig:
+        if any(k < 2 for k in self.discrete):
+            raise ValueError(f"every discrete variable needs at least 2 categories, got {self.discrete}")
+        if self.continuous == 0 and not self.discrete:
+            raise ValueError(
+                "the model needs at least one latent unit (continuous > 0 or a discrete variable)"
+            )
+        return self
+
+
+class CapacitySchedule(_Section):
+    start: float = Field(0.0, ge=0, title="Capacity in nats at step 0")
+    stop: float = Field(ge=0, title="Capacity in nats reached at `steps` and held afterwards")
+    steps: int = Field(ge=1, title="Steps over which the capacity rises linearly from start to stop")
+    gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss")
+
+
+class LossConfig(_Section):
+    kind: Literal["jointvae"] = Field("jointvae", title="Training objective")
+    continuous_capacity: CapacitySchedule = Field(title="C_z: capacity of the continuous latents")
+    discrete_capacity: CapacitySchedule = Field(
+        title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
+    )
+    reconstruction: Literal["bce-sum", "bce-official"] = Field(
+        "bce-sum",
+        title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",
+    )
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(64, ge=1, title="Images per step")
+    lr: float = Field(gt=0, title="Adam learning rate")
+    epochs: int | None = Field(None, ge=1, title="Passes over the dataset (steps wins when both are set)")
+    steps: int | None = Field(None, ge=1, title="Optimiser steps; one step is one batch")
+    seed: int = Field(0, ge=0, title="Seed of initialisation, data order and sampling noise")
+    log_every: int = Field(100, ge=1, title="Steps between lines of metrics.jsonl")
+    checkpoint_every: int = Field(5000, ge=1, title="Steps between checkpoints")
+
+    @model_validator(mode="after")
+    def _has_length(self) -> TrainConfig:
+        if self.epochs is None and self.steps is None:
+            raise ValueError("set train.epochs or train.steps")
+        return self
+
+
+class Preset(_Section):
+    description: str = Field(title="One line saying what this preset trains")
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig
+    train: TrainConfig
+
+    @model_validator(mode="after")
+    def _architecture_fits_images(self) -> Preset:
+        size = ARCHITECTURE_SIZES[self.model.architecture]
+        if size != self.data.image_size:
+            raise ValueError(
+                f"model.architecture {self.model.architecture!r} needs data.image_size = {size}, "
+                f"got {self.data.image_size}"
+            )
+        return self
+
+    @property
+    def max_discrete_capacity(self) -> float:
+        return sum(math.log(k) for k in self.model.discrete)
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at the parent of `loc`, to tell a user what they could have meant."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None or not isinstance(part, str) or part not in current.model_fields:
+            return []
+        annotation = current.model_fields[part].annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(current.model_fields) if current is not None else []
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per invalid field: its dotted path, what is wrong, and what is allowed."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        path = ".".join(str(p) for p in loc) or "(preset)"
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(Preset, loc))
+            lines.append(f"{source}: {path}: unknown key; allowed here: {allowed}")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: {path}: missing; it is required")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {path}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- locating
+
+
+def presets_dir() -> Path:
+    """Presets ship inside the wheel as jvae_cli/_presets; a source checkout keeps them at top level."""
+    packaged = Path(str(resources.files("jvae_cli"))) / "_presets"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def preset_path(name_or_path: str) -> Path:
+    """A preset name is a file stem in presets/; anything that looks like a path is the user's own file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or candidate.parent != Path("."):
+        if not candidate.is_file():
+            raise PresetError(f"preset file not found: {candidate}")
+        return candidate
+    packaged = presets_dir() / f"{name_or_path}.toml"
+    if packaged.is_file():
+        return packaged
+    if candidate.is_file():
+        return candidate
+    raise PresetError(f"unknown preset {name_or_path!r}; known presets: {', '.join(preset_names())}")
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value`, the value read as a TOML value (numbers, booleans, lists) or else a bare string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise PresetError(
+            f"--set {text!r}: expected section.key=value, e.g. loss.continuous_capacity.stop=10"
+        )
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(raw))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = merged
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise PresetError(f"--set {text!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def validate_preset(raw: dict[str, Any], source: str) -> Preset:
+    try:
+        return Preset.model_validate(raw)
+    except ValidationError as exc:
+        raise PresetError(format_validation_error(exc, source)) from None
+
+
+def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> tuple[str, Preset]:
+    """Resolve a preset name or file, apply `--set` overrides and validate; returns (name, preset)."""
+    path = preset_path(name_or_path)
+    raw = apply_overrides(_read_toml(path), overrides)
+    return path.stem, validate_preset(raw, f"preset {path.stem!r}")
+
+
+def preset_to_dict(preset: Preset) -> dict[str, Any]:
+    """Exactly the preset's fields, JSON-ready (None fields kept, so the schema is complete)."""
+    return preset.model_dump(mode="json")
+
+
+def preset_to_toml(preset: Preset) -> str:
+    import tomli_w
+
+    data = preset.model_dump(mode="json", exclude_none=True)
+    return tomli_w.dumps(data)

@@ -1,0 +1,94 @@
+"""The JointVAE objective's terms against independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jvae_cli.losses import capacity, jointvae_loss, kl_normal, kl_uniform_categorical, reconstruction
+from jvae_cli.model import Posterior
+from jvae_cli.presets import CapacitySchedule, LossConfig
+
+
+def test_kl_normal_matches_monte_carlo_estimate():
+    torch.manual_seed(0)
+    mean, logvar = torch.tensor([[0.7, -1.2, 0.0]]), torch.tensor([[-0.5, 0.3, 0.0]])
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(0.0, 1.0)
+    z = q.sample((200_000,))
+    estimate = (q.log_prob(z) - p.log_prob(z)).mean(0)
+    assert torch.allclose(kl_normal(mean, logvar), estimate, atol=0.01)
+    assert kl_normal(mean, logvar)[0, 2].item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kl_categorical_is_log_k_minus_entropy_and_bounded():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [50.0, -50.0, -50.0]])
+    probs = logits.softmax(-1)
+    expected = (probs * (probs.clamp_min(1e-30).log() - math.log(1 / 3))).sum(-1)
+    got = kl_uniform_categorical(logits)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert got[1].item() == pytest.approx(0.0, abs=1e-7)
+    assert got[2].item() == pytest.approx(math.log(3), abs=1e-5)
+
+
+def test_capacity_rises_linearly_holds_and_clips():
+    schedule = CapacitySchedule(start=1.0, stop=5.0, steps=100, gamma=30.0)
+    assert capacity(schedule, 0) == 1.0
+    assert capacity(schedule, 1) == pytest.approx(1.04)
+    assert capacity(schedule, 50) == pytest.approx(3.0)
+    assert capacity(schedule, 100) == 5.0
+    assert capacity(schedule, 10_000) == 5.0
+    assert capacity(schedule, 50, ceiling=math.log(2)) == pytest.approx(math.log(2))
+
+
+def test_reconstruction_is_per_image_sum_and_official_divides_by_channels():
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    per_image = F.binary_cross_entropy(logits.sigmoid(), target, reduction="none").sum((1, 2, 3))
+    assert reconstruction(logits, target, "bce-sum").item() == pytest.approx(
+        per_image.mean().item(), rel=1e-5
+    )
+    official = F.binary_cross_entropy(logits.sigmoid().view(-1, 64), target.view(-1, 64)) * 64
+    assert reconstruction(logits, target, "bce-official").item() == pytest.approx(official.item(), rel=1e-5)
+    grey = target[:, :1]
+    assert reconstruction(logits[:, :1], grey, "bce-official") == pytest.approx(
+        reconstruction(logits[:, :1], grey, "bce-sum").item(), rel=1e-6
+    )
+
+
+def test_loss_combines_terms_with_capacities_and_clips_discrete():
+    config = LossConfig(
+        continuous_capacity=CapacitySchedule(stop=10.0, steps=10, gamma=30.0),
+        discrete_capacity=CapacitySchedule(stop=5.0, steps=10, gamma=100.0),
+    )
+    torch.manual_seed(0)
+    posterior = Posterior(torch.randn(8, 4), torch.randn(8, 4), [torch.randn(8, 2), torch.randn(8, 3)])
+    logits, target = torch.randn(8, 1, 32, 32), torch.rand(8, 1, 32, 32)
+    terms = jointvae_loss(logits, target, posterior, step=20, config=config)
+    assert terms.kl_cont.shape == (4,) and terms.kl_disc.shape == (2,)
+    assert terms.capacity_cont == 10.0
+    assert terms.capacity_disc == pytest.approx(math.log(2) + math.log(3))
+    expected = (
+        terms.recon
+        + 30.0 * (terms.kl_cont.sum() - 10.0).abs()
+        + 100.0 * (terms.kl_disc.sum() - terms.capacity_disc).abs()
+    )
+    assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_loss_without_discrete_or_without_continuous_latents():
+    config = LossConfig(
+        continuous_capacity=CapacitySchedule(stop=1.0, steps=10, gamma=1.0),
+        discrete_capacity=CapacitySchedule(stop=1.0, steps=10, gamma=1.0),
+    )
+    logits, target = torch.randn(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    only_cont = jointvae_loss(logits, target, Posterior(torch.zeros(2, 3), torch.zeros(2, 3), []), 5, config)
+    assert only_cont.kl_disc.numel() == 0 and only_cont.capacity_disc == 0.0
+    only_disc = jointvae_loss(
+        logits, target, Posterior(torch.zeros(2, 0), torch.zeros(2, 0), [torch.zeros(2, 4)]), 5, config
+    )
+    assert only_disc.kl_cont.numel() == 0
+    assert only_disc.loss.item() == pytest.approx(only_disc.recon.item() + 0.5, rel=1e-6)

@@ -1,0 +1,171 @@
+"""Presets: the shipped files, validation, overrides, and the `jvae presets` commands."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+import jvae_cli
+from jvae_cli.checkpoint import build_model
+from jvae_cli.losses import jointvae_loss
+from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
+
+REPO = Path(__file__).resolve().parent.parent
+PRESET_FILES = sorted((REPO / "presets").glob("*.toml"))
+
+PAPER = {  # Dupont 2018 appendix C: continuous, discrete, lr, gamma, C_z stop/steps, C_c stop/steps, epochs, size
+    "mnist": (10, [10], 5e-4, 30, 5, 25000, 5, 25000, 100, 32, 1),
+    "fashion-mnist": (10, [10], 5e-4, 100, 5, 50000, 10, 50000, 100, 32, 1),
+    "chairs": (32, [2, 2, 2], 1e-4, 300, 30, 100000, 5, 100000, 100, 64, 1),
+    "celeba": (32, [10], 5e-4, 100, 50, 100000, 10, 100000, 100, 64, 3),
+    "dsprites": (6, [3], 5e-4, 150, 40, 300000, 1.1, 300000, 30, 64, 1),
+}
+
+
+def test_the_installed_package_ships_every_preset_file():
+    package = Path(jvae_cli.__file__).resolve().parent
+    if package != REPO / "jvae_cli":  # a regular (non-editable) install must carry its own copy
+        assert presets_dir() == package / "_presets"
+    assert preset_names() == sorted(p.stem for p in PRESET_FILES)
+    assert {"mnist", "fashion-mnist", "chairs", "celeba", "dsprites", "quickstart"} <= set(preset_names())
+    assert all((presets_dir() / p.name).read_text() == p.read_text() for p in PRESET_FILES)
+
+
+@pytest.mark.parametrize("path", PRESET_FILES, ids=lambda p: p.stem)
+def test_every_preset_validates_builds_and_takes_a_training_step(path):
+    name, preset = load_preset(str(path))
+    assert name == path.stem
+    torch.manual_seed(0)
+    model = build_model(preset)
+    optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
+    size, channels = preset.data.image_size, preset.data.channels
+    x = torch.rand(4, channels, size, size).round()
+    before = [p.detach().clone() for p in model.parameters()]
+    logits, posterior = model(x, preset.model.temperature)
+    terms = jointvae_loss(logits, x, posterior, 1, preset.loss)
+    terms.loss.backward()
+    optimizer.step()
+    assert torch.isfinite(terms.loss)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_presets_hold_the_papers_values(name):
+    cont, disc, lr, gamma, cz, cz_steps, cc, cc_steps, epochs, size, channels = PAPER[name]
+    preset = load_preset(name)[1]
+    assert (preset.model.continuous, preset.model.discrete, preset.train.lr) == (cont, disc, lr)
+    assert (preset.data.image_size, preset.data.channels, preset.train.batch_size) == (size, channels, 64)
+    assert preset.model.architecture == f"conv{size}" and preset.model.temperature == 0.67
+    for schedule, stop, steps in (
+        (preset.loss.continuous_capacity, cz, cz_steps),
+        (preset.loss.discrete_capacity, cc, cc_steps),
+    ):
+        assert (schedule.start, schedule.stop, schedule.steps, schedule.gamma) == (0.0, stop, steps, gamma)
+    assert preset.train.epochs == epochs and preset.train.steps is None
+
+
+def test_quickstart_is_the_dsprites_model_on_generated_data():
+    quick, paper = load_preset("quickstart")[1], load_preset("dsprites")[1]
+    assert quick.model == paper.model and quick.train.batch_size == 64
+    assert quick.data.source == "generated" and quick.data.dataset == "dsprites"
+    assert quick.loss.continuous_capacity.steps < paper.loss.continuous_capacity.steps
+
+
+def test_presets_lists_every_preset(cli):
+    result = cli("presets")
+    assert result.exit_code == 0
+    for name in preset_names():
+        assert name in result.stdout
+    assert "conv64" in result.stdout and "dsprites" in result.stdout
+
+
+def test_presets_show_json_is_exactly_the_schema(cli):
+    result = cli("presets", "show", "chairs", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data) == set(Preset.model_fields)
+    assert Preset.model_validate(data) == load_preset("chairs")[1]
+    assert data["model"]["discrete"] == [2, 2, 2]
+
+
+def test_presets_show_applies_overrides_and_prints_toml(cli):
+    result = cli(
+        "presets",
+        "show",
+        "mnist",
+        "--set",
+        "loss.continuous_capacity.stop=7.5",
+        "--set",
+        "model.discrete=[4, 2]",
+    )
+    assert result.exit_code == 0
+    data = tomllib.loads(result.stdout)
+    assert data["loss"]["continuous_capacity"]["stop"] == 7.5 and data["model"]["discrete"] == [4, 2]
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        (
+            "loss.continuous_capacity.gama=3",
+            "loss.continuous_capacity.gama: unknown key; allowed here: start, stop, steps, gamma",
+        ),
+        ("model.architecture=mlp", "model.architecture: Input should be 'conv32' or 'conv64'"),
+        ("train.lr=-1", "train.lr: Input should be greater than 0"),
+        ("model.discrete=[1]", "at least 2 categories"),
+        ("data.image_size=48", "data.image_size: Input should be 32 or 64"),
+        ("data.image_size=32", "needs data.image_size = 64"),
+        ("trian.lr=1", "trian: unknown key; allowed here: description, data, model, loss, train"),
+        ("novalue", "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_exit_2_with_the_field_path(cli, override, expected):
+    result = cli("presets", "show", "dsprites", "--set", override)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_users_own_preset_file_works_where_a_name_does(cli, tmp_path):
+    own = tmp_path / "mine.toml"
+    own.write_text((presets_dir() / "mnist.toml").read_text().replace("continuous = 10", "continuous = 3"))
+    result = cli("presets", "show", str(own), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["model"]["continuous"] == 3
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ("description = 'x'\n[data]\ndataset = 'mnist'\n", "model: missing"),
+        ("not toml ===", "not valid TOML"),
+        (
+            (Path(__file__).parent.parent / "presets" / "mnist.toml").read_text() + "\n[extra]\nx = 1\n",
+            "extra: unknown key",
+        ),
+    ],
+)
+def test_bad_preset_files_exit_2(cli, tmp_path, content, expected):
+    own = tmp_path / "bad.toml"
+    own.write_text(content)
+    result = cli("presets", "show", str(own))
+    assert result.exit_code == 2 and expected in result.stderr
+
+
+def test_unknown_preset_names_the_known_ones(cli):
+    result = cli("presets", "show", "chiars")
+    assert result.exit_code == 2
+    assert "unknown preset 'chiars'" in result.stderr and "chairs" in result.stderr
+
+
+def test_help_is_fast_because_it_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, jvae_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = subprocess.run([sys.executable, "-m", "jvae_cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout and "presets" in result.stdout
