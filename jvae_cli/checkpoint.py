@@ -64,18 +64,27 @@ def new_payload(preset_name: str, preset: Preset) -> dict[str, Any]:
     }
 
 
+def _refusal_reason(message: str) -> str:
+    """The line of torch's long weights-only refusal that names what was refused."""
+    for line in message.splitlines():
+        if "Unsupported" in line or "GLOBAL" in line:
+            return line.strip().removeprefix("WeightsUnpickler error: ").split(". Please")[0][:160]
+    return "unsupported content"
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint's contents, after checking that it is a jvae checkpoint this version can read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # every torch.save since PyTorch 1.6 writes a zip archive
+        raise CheckpointError(f"{path}: damaged or not a PyTorch checkpoint (not a torch.save archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise CheckpointError(
             f"{path}: refused: not a jvae checkpoint (it holds Python objects that a safe load will not run: "
-            f"{reason[:160]})"
+            f"{_refusal_reason(str(exc))})"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -37,52 +38,50 @@ def read_metrics(run: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory):
-    """Quickstart for 300 steps through the real CLI (capacity schedule as shipped)."""
+    """The shipped quickstart, in full, through the real CLI: what a newcomer runs first."""
     from typer.testing import CliRunner
 
     from jvae_cli.cli import app
 
     run = tmp_path_factory.mktemp("quick") / "run"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--preset",
-            "quickstart",
-            "--set",
-            "train.steps=300",
-            "--set",
-            "train.log_every=25",
-            "--out",
-            str(run),
-        ],
-    )
+    result = CliRunner().invoke(app, ["train", "--preset", "quickstart", "--out", str(run)])
     assert result.exit_code == 0, result.output
     return run, result
 
 
 def test_quickstart_loss_falls_and_kl_tracks_capacity(quickstart_run):
     run, result = quickstart_run
-    assert "trained quickstart to step 300" in result.stdout
+    assert "trained quickstart to step 2500" in result.stdout
     records = read_metrics(run)
-    assert [r["step"] for r in records] == list(range(25, 301, 25))
+    assert [r["step"] for r in records] == list(range(50, 2501, 50))
     assert all(set(r) >= RECORD_KEYS for r in records)
     assert all(len(r["kl_cont"]) == 6 and len(r["kl_disc"]) == 1 and r["images_per_sec"] > 0 for r in records)
+    assert records[-1]["recon"] < 0.25 * records[0]["recon"]
+    assert records[-1]["loss"] < 0.25 * records[0]["loss"]
+    for r in records[-10:]:  # once the schedule has caught up, each KL holds at its capacity
+        assert r["capacity_cont"] == 12.0 and r["capacity_disc"] == pytest.approx(math.log(3))  # 1.1, clipped
+        assert sum(r["kl_cont"]) == pytest.approx(12.0, rel=0.1)
+        assert sum(r["kl_disc"]) == pytest.approx(math.log(3), rel=0.1)
+
+
+def test_paper_gamma_holds_kl_at_a_rising_capacity(tmp_path, small):
+    """With dSprites' gamma of 150 both KL terms follow their capacity from the first steps."""
+    overrides = [*small, "train.steps=200", "train.lr=5e-4"]
+    overrides += [f"loss.{kind}_capacity.gamma=150" for kind in ("continuous", "discrete")]
+    _, preset = load_preset("quickstart", overrides)
+    trainer.train(preset, "quickstart", tmp_path / "run")
+    records = read_metrics(tmp_path / "run")
     assert records[-1]["recon"] < 0.5 * records[0]["recon"]
-    assert records[-1]["loss"] < 0.5 * records[0]["loss"]
-    for r in records[-4:]:
-        assert sum(r["kl_cont"]) == pytest.approx(r["capacity_cont"], rel=0.2, abs=0.3)
-        assert sum(r["kl_disc"]) == pytest.approx(r["capacity_disc"], rel=0.3, abs=0.05)
-    assert records[-1]["capacity_cont"] == pytest.approx(25.0 * 300 / 2000)
+    for r in records[5:]:
+        assert sum(r["kl_cont"]) == pytest.approx(r["capacity_cont"], abs=0.15 * r["capacity_cont"] + 0.05)
+        assert sum(r["kl_disc"]) == pytest.approx(r["capacity_disc"], abs=0.15 * r["capacity_disc"] + 0.02)
 
 
 def test_run_directory_holds_a_self_describing_checkpoint(quickstart_run):
     run, _ = quickstart_run
     payload = read_checkpoint(run / "ckpt.pt")
-    assert payload["format"] == FORMAT and payload["format_version"] == 1 and payload["step"] == 300
-    assert payload["preset"] == load_preset("quickstart", ["train.steps=300", "train.log_every=25"])[
-        1
-    ].model_dump(mode="json")
+    assert payload["format"] == FORMAT and payload["format_version"] == 1 and payload["step"] == 2500
+    assert payload["preset"] == load_preset("quickstart")[1].model_dump(mode="json")
     assert {"model", "optimizer", "rng", "jvae_version", "torch_version", "unit_kl"} <= set(payload)
     assert len(payload["unit_kl"]["continuous"]) == 6
     loaded = load_checkpoint(run / "ckpt.pt")
@@ -94,13 +93,47 @@ def test_training_traversal_gif_has_a_row_per_unit_and_loops(quickstart_run):
     run, _ = quickstart_run
     gif = Image.open(run / "traversals.gif")
     assert gif.is_animated and gif.n_frames == 18 and gif.info.get("loop") == 0
-    height = gif.size[1]
-    assert height == 2 + 7 * (64 + 2)  # 6 continuous units and one discrete variable
+    assert gif.size[1] == 2 + 7 * (64 + 2)  # 6 continuous units and one discrete variable
     frames = []
     for i in range(gif.n_frames):
         gif.seek(i)
         frames.append(np.asarray(gif.convert("L"), dtype=np.int16))
     assert np.abs(frames[0] - frames[9]).mean() > 0.5  # the traversal moves something
+
+
+def _centre_and_area(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grid = torch.arange(images.shape[-1], dtype=torch.float32)
+    area = images.sum((-1, -2))
+    return (images.sum(-2) * grid).sum(-1) / area, (images.sum(-1) * grid).sum(-1) / area, area
+
+
+def test_quickstart_top_units_move_the_sprite(quickstart_run):
+    """The traversal means something: its top units move the sprite across and down, and resize it."""
+    from jvae_cli.data.dsprites import GeneratedDSprites
+    from jvae_cli.latents import DEFAULT_RANGE, Unit, set_unit
+
+    run, _ = quickstart_run
+    loaded = load_checkpoint(run / "ckpt.pt")
+    model, kl = loaded.model, loaded.payload["unit_kl"]["continuous"]
+    factors = np.array([[0, 3, 0, 16, 16], [1, 3, 5, 10, 22], [2, 4, 10, 22, 10], [0, 5, 20, 16, 16]])
+    with torch.no_grad():
+        base = model.encode(GeneratedDSprites(1, 64).observations(factors, torch.device("cpu"))).mode()
+        moves = []
+        for unit in sorted(range(6), key=lambda i: -kl[i])[:3]:
+            low, high = (
+                model.decode(set_unit(base, model, Unit("continuous", unit), v))[:, 0] for v in DEFAULT_RANGE
+            )
+            (x0, y0, a0), (x1, y1, a1) = _centre_and_area(low), _centre_and_area(high)
+            moves.append(
+                (
+                    (x1 - x0).mean().abs().item(),
+                    (y1 - y0).mean().abs().item(),
+                    (a1 / a0).log().mean().abs().item(),
+                )
+            )
+    assert max(m[0] for m in moves) > 8  # some unit moves the sprite at least 8 px horizontally
+    assert max(m[1] for m in moves) > 8  # and some unit vertically
+    assert max(m[2] for m in moves) > 0.3  # and some unit changes its size by a third or more
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, small):

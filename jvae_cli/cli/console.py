@@ -11,8 +11,8 @@ from rich.console import Console
 
 from jvae_cli.errors import JvaeError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 
