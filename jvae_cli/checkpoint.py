@@ -131,3 +131,37 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> LoadedChe
         raise CheckpointError(f"{path}: weights do not fit its preset's model ({detail[:160]})") from None
     model.to(device).eval()
     return LoadedCheckpoint(Path(path), payload, preset, model)
+
+
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+RESERVED_NAMES = {"unit", "ckpt", "out", "sweep", "device", "frames", "duration", "help"}
+
+
+def set_unit_names(path: Path, names: dict[str, str | None]) -> dict[str, str]:
+    """Store (or, with None, remove) unit names; every other entry of the file stays as it was."""
+    import re
+
+    payload = read_checkpoint(path)
+    current = dict(payload.get("unit_names") or {})
+    for address, name in names.items():
+        if name is None:
+            current.pop(address, None)
+            continue
+        if (
+            not re.fullmatch(NAME_PATTERN, name)
+            or name in RESERVED_NAMES
+            or re.fullmatch(r"z?\d+|d\d+", name)
+        ):
+            raise CheckpointError(
+                f"cannot name a unit {name!r}: use letters, digits, _ or -, starting with a letter, and not "
+                f"a unit address or one of {', '.join(sorted(RESERVED_NAMES))}"
+            )
+        taken = [a for a, n in current.items() if n == name and a != address]
+        if taken:
+            raise CheckpointError(
+                f"the name {name!r} is already unit {taken[0]}'s; remove it first with {taken[0]}="
+            )
+        current[address] = name
+    payload["unit_names"] = current
+    atomic_torch_save(payload, Path(path))
+    return current

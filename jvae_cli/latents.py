@@ -6,6 +6,8 @@ input vectors [z (D), c_1 (K_1), ...]; traversals change one unit of a set of ba
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from jvae_cli.data.sources import ImageSource
+from jvae_cli.errors import JvaeError
 from jvae_cli.losses import kl_normal, kl_uniform_categorical
 from jvae_cli.model import JointVAE
 
@@ -135,3 +138,98 @@ def traversal_images(
         images = model.decode(codes)  # (frames * bases, C, H, W)
         rows.append(images.view(frames, bases.shape[0], *images.shape[1:]))
     return torch.stack(rows, dim=1).cpu()
+
+
+# ----------------------------------------------------------------------------------------------- addressing
+
+
+class UnitError(JvaeError):
+    """A unit address, name or value that does not fit the model."""
+
+    exit_code = 2
+
+
+def unit_address(unit: Unit) -> str:
+    """How users type a unit: `3` for a continuous unit, `d0` for a discrete variable."""
+    return str(unit.index) if unit.kind == "continuous" else f"d{unit.index}"
+
+
+def describe_units(model: JointVAE, names: dict[str, str]) -> str:
+    known = ", ".join(f"{name} ({address})" for address, name in sorted(names.items())) or "none yet"
+    return (
+        (f"continuous units 0..{model.continuous - 1}" if model.continuous else "no continuous units")
+        + (f", discrete d0..d{len(model.discrete) - 1}" if model.discrete else "")
+        + f"; names: {known}"
+    )
+
+
+def parse_unit(text: str, model: JointVAE, names: dict[str, str] | None = None) -> Unit:
+    """A unit from `3`, `z3`, `d0` or a name stored in the checkpoint."""
+    names = names or {}
+    key = text.strip()
+    by_name = {name: address for address, name in names.items()}
+    if key in by_name:
+        key = by_name[key]
+    match = re.fullmatch(r"z?(\d+)", key)
+    if match and int(match.group(1)) < model.continuous:
+        return Unit("continuous", int(match.group(1)))
+    match = re.fullmatch(r"d(\d+)", key)
+    if match and int(match.group(1)) < len(model.discrete):
+        return Unit("discrete", int(match.group(1)))
+    raise UnitError(f"unknown unit {text!r}; this model has {describe_units(model, names)}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One edit of one unit: add `value` to it, or set it to `value`."""
+
+    unit: Unit
+    op: Literal["add", "set"]
+    value: float
+
+
+def parse_change(unit: Unit, text: str, model: JointVAE) -> Change:
+    """`+d` adds, `-d` subtracts, `=v` or `v` sets; discrete variables take a category index."""
+    raw = text.strip()
+    op: Literal["add", "set"] = "set"
+    if raw.startswith(("+", "-")):
+        op = "add"
+    body = raw[1:] if raw.startswith(("=", "+")) else raw
+    try:
+        value = float(body)
+    except ValueError:
+        raise UnitError(f"{unit_address(unit)}: {text!r} is not +d, -d, =v or a number") from None
+    if not math.isfinite(value):
+        raise UnitError(f"{unit_address(unit)}: {text!r} is not a finite number")
+    if unit.kind == "discrete":
+        categories = model.discrete[unit.index]
+        if op == "add" or value != int(value) or not 0 <= value < categories:
+            raise UnitError(f"d{unit.index} takes a category: d{unit.index}=K with K in 0..{categories - 1}")
+    return Change(unit, op, value)
+
+
+def apply_changes(codes: Tensor, model: JointVAE, changes: list[Change], fraction: float = 1.0) -> Tensor:
+    """Codes with every change applied; `fraction` < 1 moves continuous units part of the way (sweeps)."""
+    out = codes.clone()
+    for change in changes:
+        if change.unit.kind == "discrete":
+            out = set_unit(out, model, change.unit, change.value) if fraction >= 0.5 else out
+            continue
+        current = out[:, change.unit.index]
+        target = current + change.value if change.op == "add" else torch.full_like(current, change.value)
+        out[:, change.unit.index] = current + fraction * (target - current)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- prior
+
+
+def prior_sample(
+    model: JointVAE, n: int, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> Tensor:
+    """Codes drawn from the prior: z ~ N(0, I) and each c_i a uniformly drawn one-hot category."""
+    parts = [torch.randn(n, model.continuous, generator=generator).to(device)]
+    for k in model.discrete:
+        categories = torch.randint(k, (n,), generator=generator)
+        parts.append(torch.nn.functional.one_hot(categories, k).float().to(device))
+    return torch.cat(parts, dim=1)

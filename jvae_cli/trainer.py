@@ -23,9 +23,10 @@ from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload, rea
 from jvae_cli.data import ImageSource, open_dataset
 from jvae_cli.devices import resolve_device
 from jvae_cli.errors import JvaeError, RunDirError
-from jvae_cli.latents import measure_unit_kl, prior_mode, ranked_units, traversal_images
+from jvae_cli.figures import traversal_frames, unit_label
+from jvae_cli.latents import UnitKL, measure_unit_kl, prior_mode, ranked_units
 from jvae_cli.losses import jointvae_loss
-from jvae_cli.media import grid, to_uint8, write_gif
+from jvae_cli.media import write_gif
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
 
@@ -255,7 +256,7 @@ def train(
 
 @torch.no_grad()
 def write_training_traversal(
-    model: JointVAE, source: ImageSource, device: torch.device, kl: Any, path: Path, seed: int
+    model: JointVAE, source: ImageSource, device: torch.device, kl: UnitKL, path: Path, seed: int
 ) -> Path:
     """Every unit as a row (ranked by KL, labelled), columns = the prior mode and a few encoded images."""
     model.eval()
@@ -264,9 +265,9 @@ def write_training_traversal(
     encoded = model.encode(source.images(picks, device)).mode()
     bases = torch.cat([prior_mode(model, 1, device), encoded])
     units = ranked_units(model, kl)
-    images = traversal_images(model, bases, units, TRAVERSAL_FRAMES)  # (F, R, B, C, H, W)
-    labels = [f"{unit.label}\nKL {kl.of(unit):.2f}" for unit in units]
+    labels = [unit_label(unit, {}, kl) for unit in units]
     scale = 2 if model.image_size <= 32 else 1
-    frames = [grid(to_uint8(frame), labels, scale=scale) for frame in images]
-    write_gif(frames, path, duration_ms=120)
+    write_gif(
+        traversal_frames(model, bases, units, TRAVERSAL_FRAMES, labels, scale=scale), path, duration_ms=120
+    )
     return path

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from jvae_cli import __version__
-from jvae_cli.cli import presets_cmd, train_cmd
+from jvae_cli.cli import edit_cmd, encode_cmd, presets_cmd, sample_cmd, train_cmd, traverse_cmd, units_cmd
 
 app = typer.Typer(
     name="jvae",
@@ -19,6 +19,11 @@ app = typer.Typer(
 )
 app.add_typer(presets_cmd.app, name="presets")
 app.command("train")(train_cmd.train)
+app.command("units")(units_cmd.units)
+app.command("traverse")(traverse_cmd.traverse)
+app.command("sample")(sample_cmd.sample)
+app.command("encode")(encode_cmd.encode)
+app.command("edit", context_settings=edit_cmd.CONTEXT)(edit_cmd.edit)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jvae_cli.cli.console import err
 
 
+def compact(record: dict[str, Any]) -> str:
+    """The progress bar's share of a record, short enough for an 80-column terminal."""
+    return (
+        f"loss {record['loss']:.1f}  KLz {sum(record['kl_cont']):.2f}/{record['capacity_cont']:.1f}  "
+        f"KLc {sum(record['kl_disc']):.2f}/{record['capacity_disc']:.2f}  {record['images_per_sec']:.0f} img/s"
+    )
+
+
 def summary(record: dict[str, Any]) -> str:
     kl_cont = sum(record.get("kl_cont", []))
     kl_disc = sum(record.get("kl_disc", []))
@@ -31,7 +39,7 @@ class TrainDisplay:
         if self.interactive:
             self.progress = Progress(
                 TextColumn("[bold]train"),
-                BarColumn(),
+                BarColumn(bar_width=12),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"),
                 TimeRemainingColumn(),
@@ -56,7 +64,7 @@ class TrainDisplay:
                 )
         elif event.kind == "log":
             if self.progress is not None:
-                self.progress.update(self.task, completed=event.step, stats=summary(event.record))
+                self.progress.update(self.task, completed=event.step, stats=compact(event.record))
             else:
                 self.message(f"step {event.step}/{event.total_steps}  {summary(event.record)}")
         elif event.kind == "status":

@@ -1,0 +1,59 @@
+"""Pieces the model-using commands share: loading a checkpoint on a device, checking output paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from jvae_cli.cli.console import err, fail
+
+if TYPE_CHECKING:
+    import torch
+
+    from jvae_cli.checkpoint import LoadedCheckpoint
+
+DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N."
+OUTPUT_SUFFIXES = {".gif", ".png"}
+
+
+def load(ckpt: Path, device: str) -> tuple[LoadedCheckpoint, torch.device]:
+    from jvae_cli.checkpoint import load_checkpoint
+    from jvae_cli.devices import resolve_device
+
+    torch_device = resolve_device(device)
+    return load_checkpoint(ckpt, torch_device), torch_device
+
+
+def output_path(path: Path, suffixes: set[str] | None = None) -> Path:
+    """An output file whose folder exists (jvae never guesses where a file should go)."""
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise fail(f"{path}: output must end in {' or '.join(sorted(suffixes))}", 2)
+    if not path.parent.is_dir():
+        raise fail(f"output folder does not exist: {path.parent}", 1)
+    if path.is_dir():
+        raise fail(f"{path} is a folder; give a file name", 1)
+    return path
+
+
+def find_checkpoint(explicit: Path | None) -> Path:
+    """--ckpt, else $JVAE_CKPT, else the most recently written runs/*/ckpt.pt, saying which it used."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("JVAE_CKPT")
+    if env:
+        err.print(f"using checkpoint {env} (from JVAE_CKPT)", markup=False)
+        return Path(env)
+    candidates = sorted(Path("runs").glob("*/ckpt.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise fail("no checkpoint given: pass --ckpt PATH, set JVAE_CKPT, or train one into runs/", 1)
+    err.print(f"using checkpoint {candidates[-1]} (the most recent under runs/)", markup=False)
+    return candidates[-1]
+
+
+def scale_option() -> int:
+    return typer.Option(
+        1, "--scale", min=1, max=16, help="Upsample each image by this factor (nearest neighbour)."
+    )

@@ -1,0 +1,114 @@
+"""`jvae encode`: codes of image files, folders or a dataset, as .npz, .csv or .jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jvae_cli.cli.common import DEVICE_HELP, load, output_path
+from jvae_cli.cli.console import err, fail, out, user_errors
+
+
+def encode(
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, folders (searched recursively) or a dataset name."
+    ),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Codes file: .npz, .csv or .jsonl."),
+    reconstruct: Path = typer.Option(
+        None, "--reconstruct", help="Also write each reconstruction into this folder."
+    ),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
+    skip_unreadable: bool = typer.Option(
+        False,
+        "--skip-unreadable",
+        help="Report unreadable images and go on, instead of stopping at the first.",
+    ),
+    data: str = typer.Option(None, "--data", help="Dataset location, when INPUT is a dataset name."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Encode only the first N images of a dataset."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Infer codes: per image its path, continuous means and log-variances, discrete probabilities and argmax."""
+    from jvae_cli.codes import CodeWriter
+    from jvae_cli.data import open_dataset
+    from jvae_cli.images import image_files
+    from jvae_cli.inference import encode_dataset, encode_files
+    from jvae_cli.presets import DataConfig
+
+    output_path(out_path, {".npz", ".csv", ".jsonl"})
+    if reconstruct is not None and not reconstruct.is_dir():
+        raise fail(f"--reconstruct folder does not exist: {reconstruct}", 1)
+    dataset_names = DataConfig.model_fields["dataset"].annotation.__args__  # type: ignore[union-attr]
+    as_dataset = len(inputs) == 1 and inputs[0] in dataset_names and not Path(inputs[0]).exists()
+    with user_errors():
+        loaded, torch_device = load(ckpt, device)
+        if as_dataset:
+            own = loaded.preset.data
+            config = (
+                own
+                if own.dataset == inputs[0]
+                else DataConfig(dataset=inputs[0], image_size=own.image_size, channels=own.channels)
+            )
+            source = open_dataset(config, data)
+        else:
+            paths = image_files(Path(p) for p in inputs)
+            if not paths:
+                raise fail(f"no images found in {', '.join(inputs)}", 1)
+        writer = CodeWriter(out_path, loaded.model.continuous, loaded.model.discrete)
+        with _Progress() as progress:
+            try:
+                if as_dataset:
+                    result = encode_dataset(
+                        loaded,
+                        source,
+                        inputs[0],
+                        writer,
+                        torch_device,
+                        limit,
+                        batch_size,
+                        reconstruct,
+                        progress,
+                    )
+                else:
+                    result = encode_files(
+                        loaded,
+                        paths,
+                        writer,
+                        torch_device,
+                        batch_size,
+                        reconstruct,
+                        skip_unreadable,
+                        progress,
+                    )
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+    for _, reason in result.unreadable:
+        err.print(f"skipped: {reason}", markup=False)
+    if result.unreadable:
+        err.print(f"{len(result.unreadable)} unreadable image(s) skipped", markup=False)
+    extra = f", reconstructions in {reconstruct}" if reconstruct is not None else ""
+    out.print(f"wrote {result.rows} codes to {out_path}{extra}", markup=False)
+
+
+class _Progress:
+    """A rich progress bar over images on a terminal; silent otherwise (encode prints its summary)."""
+
+    def __enter__(self) -> _Progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress("encode", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+        self.task = None
+        if err.is_terminal:
+            self.bar.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("encode", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()

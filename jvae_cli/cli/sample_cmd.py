@@ -1,0 +1,61 @@
+"""`jvae sample`: images decoded from prior samples, optionally conditioned on discrete categories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jvae_cli.cli.common import DEVICE_HELP, load, output_path, scale_option
+from jvae_cli.cli.console import fail, out, user_errors
+
+
+def sample(
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Output .png."),
+    n: int = typer.Option(
+        64, "--n", min=1, max=4096, help="Number of samples (columns with --per-category)."
+    ),
+    categories: list[str] = typer.Option(
+        [], "--category", "-c", help="Fix a discrete variable: d0=4 or NAME=4."
+    ),
+    per_category: bool = typer.Option(
+        False, "--per-category", help="One row per category of --variable, continuous codes shared by column."
+    ),
+    variable: str = typer.Option("d0", "--variable", help="The discrete variable --per-category lays out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prior samples."),
+    scale: int = scale_option(),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Decode samples of the prior (the paper's figure 4a with --per-category)."""
+    import torch
+
+    from jvae_cli.figures import per_category_grid, sample_grid
+    from jvae_cli.latents import parse_change, parse_unit
+    from jvae_cli.media import write_png
+
+    output_path(out_path, {".png"})
+    with user_errors():
+        loaded, torch_device = load(ckpt, device)
+        model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        fixed = []
+        for text in categories:
+            address, sep, value = text.partition("=")
+            if not sep:
+                raise fail(f"--category {text!r}: expected d0=K", 2)
+            unit = parse_unit(address, model, names)
+            if unit.kind != "discrete":
+                raise fail(
+                    f"--category {text!r}: {address} is a continuous unit; --category fixes discrete ones", 2
+                )
+            fixed.append((unit, int(parse_change(unit, value, model).value)))
+        generator = torch.Generator().manual_seed(seed)
+        if per_category:
+            unit = parse_unit(variable, model, names)
+            if unit.kind != "discrete":
+                raise fail(f"--variable {variable!r} is not a discrete variable", 2)
+            picture = per_category_grid(model, unit, n, generator, torch_device, fixed, scale)
+        else:
+            picture = sample_grid(model, n, generator, torch_device, fixed, scale)
+        write_png(picture, out_path)
+    out.print(f"wrote {out_path}", markup=False)

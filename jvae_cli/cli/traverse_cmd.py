@@ -1,0 +1,82 @@
+"""`jvae traverse`: latent traversals of one unit, several, or all of them, as a GIF or a PNG grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jvae_cli.cli.common import DEVICE_HELP, load, output_path, scale_option
+from jvae_cli.cli.console import fail, out, user_errors
+
+
+def traverse(
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Output file: .gif (animation) or .png (grid)."),
+    units: list[str] = typer.Option(
+        [], "--unit", "-u", help="Unit to traverse: 3, d0 or a name; repeatable."
+    ),
+    all_units: bool = typer.Option(False, "--all", help="Traverse every unit, rows ranked by KL."),
+    value_range: tuple[float, float] = typer.Option(
+        None, "--range", help="Continuous range LO HI [default: Phi^-1(0.05) Phi^-1(0.95)]."
+    ),
+    from_image: Path = typer.Option(
+        None, "--from", help="Start from this image's code instead of the prior mode."
+    ),
+    samples: int = typer.Option(0, "--samples", min=0, help="Start from N random prior codes instead."),
+    frames: int = typer.Option(
+        None, "--frames", min=2, help="Traversal steps [default: 10; categories if all discrete]."
+    ),
+    duration: int = typer.Option(100, "--duration", min=10, help="GIF milliseconds per frame."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --samples."),
+    scale: int = scale_option(),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Decode codes while one latent unit moves across its range (the paper's figures 2, 3, 5 and 7b)."""
+    import torch
+
+    from jvae_cli.figures import traversal_frames, traversal_grid, unit_label
+    from jvae_cli.images import load_image
+    from jvae_cli.latents import DEFAULT_RANGE, UnitKL, parse_unit, prior_mode, prior_sample, ranked_units
+    from jvae_cli.latents import all_units as every_unit
+    from jvae_cli.media import write_gif, write_png
+
+    output_path(out_path, {".gif", ".png"})
+    if not units and not all_units:
+        raise fail("choose what to traverse: --unit 3 (repeatable), --unit d0, --unit NAME, or --all", 2)
+    if from_image is not None and samples:
+        raise fail("--from and --samples choose the base code two ways; pass one", 2)
+    with user_errors():
+        loaded, torch_device = load(ckpt, device)
+        model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        stored = loaded.payload.get("unit_kl")
+        kl = UnitKL(stored["continuous"], stored["discrete"]) if stored else None
+        if all_units:
+            chosen = ranked_units(model, kl) if kl else every_unit(model)
+        else:
+            chosen = [parse_unit(text, model, names) for text in units]
+        if from_image is not None:
+            data = loaded.preset.data
+            image = load_image(from_image, data.channels, data.image_size).unsqueeze(0).to(torch_device)
+            with torch.no_grad():
+                bases = model.encode(image).mode()
+        elif samples:
+            bases = prior_sample(model, samples, torch.Generator().manual_seed(seed), torch_device)
+        else:
+            bases = prior_mode(model, 1, torch_device)
+        if frames is None:
+            only_discrete = all(u.kind == "discrete" for u in chosen)
+            frames = max(model.discrete[u.index] for u in chosen) if only_discrete else 10
+        limits = tuple(value_range) if value_range else DEFAULT_RANGE
+        if limits[0] >= limits[1]:
+            raise fail(f"--range {limits[0]} {limits[1]}: LO must be below HI", 2)
+        labels = [unit_label(u, names, kl) for u in chosen]
+        if out_path.suffix.lower() == ".gif":
+            pictures = traversal_frames(model, bases, chosen, frames, labels, limits, scale)
+            write_gif(pictures, out_path, duration_ms=duration)
+        else:
+            write_png(traversal_grid(model, bases, chosen, frames, labels, limits, scale), out_path)
+    out.print(
+        f"wrote {out_path} ({len(chosen)} unit(s), {bases.shape[0]} base code(s), {frames} steps)",
+        markup=False,
+    )

@@ -1,0 +1,89 @@
+"""`jvae units`: list a checkpoint's latent units with their information, and name them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from jvae_cli.cli.common import DEVICE_HELP, load
+from jvae_cli.cli.console import err, fail, out, user_errors
+
+
+def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
+    log = ckpt.parent / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    if not lines:
+        return None
+    last = json.loads(lines[-1])
+    return last["kl_cont"], last["kl_disc"]
+
+
+def units(
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    name: list[str] = typer.Option(
+        [], "--name", "-n", help="Name a unit: 3=azimuth, d0=digit; 3= removes it."
+    ),
+    data: str = typer.Option(None, "--data", help="Dataset location, to measure KL on a data sample."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """List every unit (address, kind, name, mean KL), or store unit names in the checkpoint."""
+    from jvae_cli.checkpoint import set_unit_names
+    from jvae_cli.data import open_dataset
+    from jvae_cli.errors import DataError, DataNotFoundError
+    from jvae_cli.latents import all_units, measure_unit_kl, parse_unit, unit_address
+
+    with user_errors():
+        loaded, torch_device = load(ckpt, device)
+        model = loaded.model
+        if name:
+            updates: dict[str, str | None] = {}
+            for text in name:
+                address, sep, new = text.partition("=")
+                if not sep:
+                    raise fail(f"--name {text!r}: expected UNIT=NAME, e.g. 3=azimuth", 2)
+                unit = parse_unit(address, model, loaded.payload.get("unit_names") or {})
+                updates[unit_address(unit)] = new.strip() or None
+            stored = set_unit_names(ckpt, updates)
+            out.print(
+                f"names in {ckpt}: " + (", ".join(f"{a}={n}" for a, n in sorted(stored.items())) or "none")
+            )
+            return
+        try:
+            measured = measure_unit_kl(model, open_dataset(loaded.preset.data, data), torch_device)
+            kl, source = (measured.continuous, measured.discrete), "data sample (1024 images)"
+        except (DataNotFoundError, DataError) as exc:
+            err.print(f"note: {exc}; KL comes from training", markup=False)
+            stored_kl = loaded.payload.get("unit_kl")
+            kl = (stored_kl["continuous"], stored_kl["discrete"]) if stored_kl else _training_log_kl(ckpt)
+            source = "end of training" if stored_kl else "training log"
+    names = loaded.payload.get("unit_names") or {}
+    rows = []
+    for unit in all_units(model):
+        values = (kl[0] if unit.kind == "continuous" else kl[1]) if kl else None
+        rows.append(
+            {
+                "unit": unit_address(unit),
+                "kind": "continuous"
+                if unit.kind == "continuous"
+                else f"discrete ({model.discrete[unit.index]}-way)",
+                "name": names.get(unit_address(unit)),
+                "kl": None if not kl else values[unit.index],  # type: ignore[index]
+            }
+        )
+    if as_json:
+        print(json.dumps({"kl_source": source if kl else None, "units": rows}, indent=2))
+        return
+    table = Table(title=f"units of {ckpt} (KL: {source if kl else 'unknown'})")
+    for column in ("unit", "kind", "name", "mean KL (nats)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["unit"], row["kind"], row["name"] or "", "" if row["kl"] is None else f"{row['kl']:.3f}"
+        )
+    out.print(table)

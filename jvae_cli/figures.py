@@ -1,0 +1,103 @@
+"""Pictures made from a model: traversals (GIF frames or one PNG grid) and sample grids.
+
+Layouts: a traversal GIF has one row per unit and one column per base code, each frame one traversal
+value; a traversal PNG has one row per (unit, base) pair and one column per value. Sample grids are
+square-ish, or one row per category of a discrete variable with the columns sharing continuous codes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jvae_cli.latents import (
+    DEFAULT_RANGE,
+    Unit,
+    UnitKL,
+    prior_sample,
+    set_unit,
+    traversal_images,
+    unit_address,
+)
+from jvae_cli.media import grid, to_uint8
+from jvae_cli.model import JointVAE
+
+
+def unit_label(unit: Unit, names: dict[str, str], kl: UnitKL | None) -> str:
+    name = names.get(unit_address(unit))
+    head = f"{unit.label} {name}" if name else unit.label
+    return f"{head}\nKL {kl.of(unit):.2f}" if kl is not None else head
+
+
+def traversal_frames(
+    model: JointVAE,
+    bases: Tensor,
+    units: list[Unit],
+    frames: int,
+    labels: list[str],
+    value_range: tuple[float, float] = DEFAULT_RANGE,
+    scale: int = 1,
+) -> list[np.ndarray]:
+    """GIF frames (frame f sets each row's unit to its f-th value)."""
+    images = traversal_images(model, bases, units, frames, value_range)  # (F, R, B, C, H, W)
+    return [grid(to_uint8(frame), labels, scale=scale) for frame in images]
+
+
+def traversal_grid(
+    model: JointVAE,
+    bases: Tensor,
+    units: list[Unit],
+    frames: int,
+    labels: list[str],
+    value_range: tuple[float, float] = DEFAULT_RANGE,
+    scale: int = 1,
+) -> np.ndarray:
+    """One PNG: a row per (unit, base) pair, a column per traversal value."""
+    images = traversal_images(model, bases, units, frames, value_range)  # (F, R, B, C, H, W)
+    rows = images.permute(1, 2, 0, 3, 4, 5).flatten(0, 1)  # (R * B, F, C, H, W)
+    row_labels = [label for label in labels for _ in range(bases.shape[0])]
+    return grid(to_uint8(rows), row_labels, scale=scale)
+
+
+@torch.no_grad()
+def sample_grid(
+    model: JointVAE,
+    n: int,
+    generator: torch.Generator,
+    device: torch.device,
+    fixed: list[tuple[Unit, int]] | None = None,
+    scale: int = 1,
+) -> np.ndarray:
+    """`n` prior samples in a square-ish grid, optionally with discrete variables fixed to categories."""
+    codes = prior_sample(model, n, generator, device)
+    for unit, category in fixed or []:
+        codes = set_unit(codes, model, unit, category)
+    images = to_uint8(model.decode(codes))
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    padded = np.zeros((rows * columns, *images.shape[1:]), np.uint8)
+    padded[:n] = images
+    return grid(padded.reshape(rows, columns, *images.shape[1:]), scale=scale)
+
+
+@torch.no_grad()
+def per_category_grid(
+    model: JointVAE,
+    unit: Unit,
+    columns: int,
+    generator: torch.Generator,
+    device: torch.device,
+    fixed: list[tuple[Unit, int]] | None = None,
+    scale: int = 1,
+) -> np.ndarray:
+    """One row per category of `unit` (the paper's figure 4a); column j shares its continuous code."""
+    codes = prior_sample(model, columns, generator, device)
+    for other, category in fixed or []:
+        codes = set_unit(codes, model, other, category)
+    categories = model.discrete[unit.index]
+    rows = torch.stack([model.decode(set_unit(codes, model, unit, k)) for k in range(categories)])
+    labels = [f"{unit.label}={k}" for k in range(categories)]
+    return grid(to_uint8(rows), labels, scale=scale)

@@ -1,0 +1,79 @@
+"""Users' own image files, read and preprocessed the way a checkpoint's model expects them.
+
+Preprocessing comes from the checkpoint's preset (channels and size), so commands never need the preset
+again: the image is converted to greyscale or RGB, centre-cropped to a square and resized with a
+box filter (area averaging, as the datasets are downsized).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from jvae_cli.errors import JvaeError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class ImageReadError(JvaeError):
+    """An image file that is missing or cannot be decoded."""
+
+
+def image_files(inputs: Iterable[Path]) -> list[Path]:
+    """Image files named directly, plus every image below each directory (sorted, so runs are repeatable)."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ImageReadError(f"input not found: {path}")
+    return found
+
+
+def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
+    """One image as a float tensor (C, H, W) in [0, 1], preprocessed for the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    try:
+        with Image.open(path) as opened:
+            opened.seek(0)
+            picture = opened.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+    picture = picture.crop((left, top, left + side, top + side))
+    if side != image_size:
+        picture = picture.resize((image_size, image_size), Image.Resampling.BOX)
+    array = np.asarray(picture, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        array = array[None]
+    else:
+        array = array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def load_batches(
+    paths: list[Path], channels: int, image_size: int, batch_size: int = 256, skip_unreadable: bool = False
+) -> Iterator[tuple[list[Path], torch.Tensor, list[tuple[Path, str]]]]:
+    """Batches of (paths, images (B, C, H, W), unreadable files with reasons), holding one batch at a time."""
+    for start in range(0, len(paths), batch_size):
+        good, tensors, bad = [], [], []
+        for path in paths[start : start + batch_size]:
+            try:
+                tensors.append(load_image(path, channels, image_size))
+                good.append(path)
+            except ImageReadError as exc:
+                if not skip_unreadable:
+                    raise
+                bad.append((path, str(exc)))
+        images = torch.stack(tensors) if tensors else torch.zeros(0, channels, image_size, image_size)
+        yield good, images, bad
