@@ -62,6 +62,19 @@ def traversal_grid(
     return grid(to_uint8(rows), row_labels, scale=scale)
 
 
+def _conditioned_prior(
+    model: JointVAE,
+    n: int,
+    generator: torch.Generator,
+    device: torch.device,
+    fixed: list[tuple[Unit, int]] | None,
+) -> Tensor:
+    codes = prior_sample(model, n, generator, device)
+    for unit, category in fixed or []:
+        codes = set_unit(codes, model, unit, category)
+    return codes
+
+
 @torch.no_grad()
 def sample_grid(
     model: JointVAE,
@@ -72,10 +85,7 @@ def sample_grid(
     scale: int = 1,
 ) -> np.ndarray:
     """`n` prior samples in a square-ish grid, optionally with discrete variables fixed to categories."""
-    codes = prior_sample(model, n, generator, device)
-    for unit, category in fixed or []:
-        codes = set_unit(codes, model, unit, category)
-    images = to_uint8(model.decode(codes))
+    images = to_uint8(model.decode(_conditioned_prior(model, n, generator, device, fixed)))
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     padded = np.zeros((rows * columns, *images.shape[1:]), np.uint8)
@@ -94,9 +104,7 @@ def per_category_grid(
     scale: int = 1,
 ) -> np.ndarray:
     """One row per category of `unit` (the paper's figure 4a); column j shares its continuous code."""
-    codes = prior_sample(model, columns, generator, device)
-    for other, category in fixed or []:
-        codes = set_unit(codes, model, other, category)
+    codes = _conditioned_prior(model, columns, generator, device, fixed)
     categories = model.discrete[unit.index]
     rows = torch.stack([model.decode(set_unit(codes, model, unit, k)) for k in range(categories)])
     labels = [f"{unit.label}={k}" for k in range(categories)]
