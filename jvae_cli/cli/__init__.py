@@ -8,7 +8,16 @@ from __future__ import annotations
 import typer
 
 from jvae_cli import __version__
-from jvae_cli.cli import edit_cmd, encode_cmd, presets_cmd, sample_cmd, train_cmd, traverse_cmd, units_cmd
+from jvae_cli.cli import (
+    edit_cmd,
+    encode_cmd,
+    evaluate_cmd,
+    presets_cmd,
+    sample_cmd,
+    train_cmd,
+    traverse_cmd,
+    units_cmd,
+)
 
 app = typer.Typer(
     name="jvae",
@@ -24,6 +33,7 @@ app.command("traverse")(traverse_cmd.traverse)
 app.command("sample")(sample_cmd.sample)
 app.command("encode")(encode_cmd.encode)
 app.command("edit", context_settings=edit_cmd.CONTEXT)(edit_cmd.edit)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def _version(value: bool) -> None:

@@ -105,7 +105,7 @@ class _DSpritesBase:
         self.channels = channels
         self.image_size = image_size
 
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
         return uniform_factors(self.factor_sizes, n, rng)
 
     def factors(self, indices: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ class GroundTruth(Protocol):
     factor_names: list[str]
     factor_sizes: list[int]
 
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
         """Factor class indices, (n, K) int64, uniform over every factor."""
         ...
 
@@ -26,5 +26,7 @@ class GroundTruth(Protocol):
         ...
 
 
-def uniform_factors(sizes: list[int], n: int, rng: np.random.Generator) -> np.ndarray:
-    return np.stack([rng.integers(0, size, size=n) for size in sizes], axis=1).astype(np.int64)
+def uniform_factors(sizes: list[int], n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
+    """Independent uniform draws; accepts numpy's Generator or the RandomState disentanglement_lib uses."""
+    draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+    return np.stack([draw(0, size, size=n) for size in sizes], axis=1).astype(np.int64)

@@ -1,0 +1,126 @@
+"""`jvae evaluate`: disentanglement metrics and held-out ELBO terms, as report.json, report.md and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from jvae_cli.cli.common import DEVICE_HELP, load
+from jvae_cli.cli.console import err, fail, out, user_errors
+
+
+def evaluate(
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    data: str = typer.Option(
+        None, "--data", help="Dataset location [default: as the checkpoint's preset says]."
+    ),
+    metrics: list[str] = typer.Option(
+        [], "--metrics", "-m", help="Only these metrics (repeatable) [default: all supported]."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out", "-o", help="Report folder [default: report/ beside the checkpoint]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of every sample the metrics draw."),
+    fast: bool = typer.Option(
+        False, "--fast", help="A tenth of disentanglement_lib's sample counts (a quick look)."
+    ),
+    name_units: bool = typer.Option(
+        False, "--name-units", help="Store each clearly carried factor's name on its unit."
+    ),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Score a model: FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL."""
+    import torch
+
+    from jvae_cli.checkpoint import set_unit_names
+    from jvae_cli.data import open_dataset
+    from jvae_cli.evaluation import ALL_METRICS, code_units, names_to_store, supported
+    from jvae_cli.evaluation import evaluate as run
+    from jvae_cli.figures import traversal_frames, unit_label
+    from jvae_cli.latents import UnitKL, ranked_units
+    from jvae_cli.media import write_gif
+    from jvae_cli.reports import kl_bars, mi_heatmap, rows, write_json, write_markdown
+
+    unknown = [name for name in metrics if name not in ALL_METRICS]
+    if unknown:
+        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+    target = out_dir if out_dir is not None else ckpt.parent / "report"
+    if not target.parent.is_dir():
+        raise fail(f"output folder does not exist: {target.parent}", 1)
+    with user_errors():
+        loaded, torch_device = load(ckpt, device)
+        source = open_dataset(loaded.preset.data, data)
+        available = supported(source)
+        missing = [name for name in metrics if name not in available]
+        if missing:
+            raise fail(
+                f"{source.description} cannot give {', '.join(missing)}; it supports {', '.join(available)}",
+                2,
+            )
+        report = run(
+            loaded,
+            ckpt,
+            source,
+            torch_device,
+            metrics or None,
+            seed,
+            fast,
+            status=lambda t: err.print(t, markup=False),
+        )
+        target.mkdir(exist_ok=True)
+        model = loaded.model
+        figures = []
+        if report.unit_kl:
+            kl_bars(report, target / "kl_per_unit.png")
+            figures.append("kl_per_unit.png")
+            kl = UnitKL(
+                [report.unit_kl[str(i)] for i in range(model.continuous)],
+                [report.unit_kl[f"d{i}"] for i in range(len(model.discrete))],
+            )
+            units = (
+                ranked_units(model, kl)[: min(6, model.continuous)]
+                + ranked_units(model, kl)[model.continuous :]
+            )
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                picks = torch.randint(len(source), (4,), generator=generator)
+                bases = model.encode(source.images(picks, torch_device)).mode()
+            names = loaded.payload.get("unit_names") or {}
+            labels = [unit_label(u, names, kl) for u in units]
+            scale = 2 if model.image_size <= 32 else 1
+            write_gif(
+                traversal_frames(model, bases, units, 10, labels, scale=scale), target / "top_units.gif"
+            )
+            figures.append("top_units.gif")
+        if report.mi_matrix is not None:
+            mi_heatmap(
+                report,
+                list(source.factor_names),
+                [u.label for u in code_units(model)],
+                target / "mi_heatmap.png",
+            )
+            figures.append("mi_heatmap.png")
+        write_json(report, target / "report.json")
+        write_markdown(report, target / "report.md", figures)
+        stored = {}
+        if name_units:
+            stored = names_to_store(report)
+            if stored:
+                set_unit_names(ckpt, stored)
+    table = Table(title=f"evaluation of {ckpt}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows(report):
+        table.add_row(name, value)
+    out.print(table)
+    if name_units:
+        out.print(
+            "named units: "
+            + (", ".join(f"{u}={n}" for u, n in stored.items()) or "none clearly carries a factor"),
+            markup=False,
+        )
+    out.print(
+        f"wrote {target / 'report.json'}, {target / 'report.md'} and {len(figures)} figure(s)", markup=False
+    )

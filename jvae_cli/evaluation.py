@@ -1,0 +1,274 @@
+"""Scoring a checkpoint: every metric its dataset supports, gathered into one report with its settings.
+
+The representation scored is DESIGN.md section 6's: the continuous means followed by each discrete
+variable's argmax category. Everything random is drawn from `seed`, so a report is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jvae_cli import __version__
+from jvae_cli import metrics as m
+from jvae_cli.checkpoint import LoadedCheckpoint
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.latents import Unit, all_units, unit_address
+from jvae_cli.losses import kl_normal, kl_uniform_categorical, reconstruction
+from jvae_cli.model import JointVAE
+
+GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
+LABEL_METRICS = ("cluster_accuracy", "linear_probe")
+ALWAYS = ("elbo",)
+ALL_METRICS = GROUND_TRUTH_METRICS + LABEL_METRICS + ALWAYS
+
+Status = Callable[[str], None]
+
+
+def representation(model: JointVAE) -> m.EncodeFn:
+    """images -> [means, argmax of each discrete variable] as a numpy array, batch by batch."""
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def encode(images: torch.Tensor) -> np.ndarray:
+        posterior = model.encode(images.to(device))
+        parts = [posterior.mean.float()] + [c.float().unsqueeze(1) for c in posterior.categories]
+        return torch.cat(parts, dim=1).cpu().numpy()
+
+    return encode
+
+
+def code_units(model: JointVAE) -> list[Unit]:
+    """The unit behind each column of `representation`'s codes."""
+    return all_units(model)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Report:
+    metrics: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    factor_units: list[dict[str, Any]] = field(default_factory=list)
+    mi_matrix: list[list[float]] | None = None  # (K, D) normalised MI, factors x code columns
+    unit_kl: dict[str, float] = field(default_factory=dict)
+
+
+def supported(source: ImageSource) -> list[str]:
+    names = list(ALWAYS)
+    if hasattr(source, "factor_sizes"):
+        names = list(GROUND_TRUTH_METRICS) + names
+    if getattr(source, "labels", None) is not None:
+        names = list(LABEL_METRICS) + names
+    return names
+
+
+def default_settings(fast: bool) -> dict[str, int]:
+    """disentanglement_lib's sample counts, or a tenth of them with `fast`."""
+    scale = 10 if fast else 1
+    return {
+        "num_train": 10000 // scale,
+        "num_eval": 5000 // scale,
+        "num_variance_estimate": 10000 // scale,
+        "mig_points": 10000 // scale,
+        "heldout_points": 2048 // (2 if fast else 1),
+    }
+
+
+@torch.no_grad()
+def elbo_terms(
+    loaded: LoadedCheckpoint, source: ImageSource, device: torch.device, n: int, seed: int
+) -> tuple[dict, dict]:
+    """Reconstruction error of the mode, sampled ELBO terms and per-unit KL on `n` images drawn by `seed`."""
+    model = loaded.model
+    rng = np.random.RandomState(seed + 1)
+    indices = torch.from_numpy(rng.choice(len(source), size=min(n, len(source)), replace=False))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sums = {"recon_mode": 0.0, "recon_sample": 0.0}
+    kl_cont = torch.zeros(model.continuous, dtype=torch.float64)
+    kl_disc = torch.zeros(len(model.discrete), dtype=torch.float64)
+    mode = loaded.preset.loss.reconstruction
+    for start in range(0, len(indices), 256):
+        x = source.images(indices[start : start + 256], device)
+        posterior = model.encode(x)
+        count = x.shape[0]
+        sums["recon_mode"] += reconstruction(model.decode_logits(posterior.mode()), x, mode).item() * count
+        sampled = posterior.sample(loaded.preset.model.temperature, generator)
+        sums["recon_sample"] += reconstruction(model.decode_logits(sampled), x, mode).item() * count
+        kl_cont += kl_normal(posterior.mean, posterior.logvar).sum(0).double().cpu()
+        for i, logits in enumerate(posterior.logits):
+            kl_disc[i] += kl_uniform_categorical(logits).sum().double().cpu()
+    total = len(indices)
+    kl_c, kl_d = (kl_cont / total).tolist(), (kl_disc / total).tolist()
+    terms = {
+        "images": total,
+        "reconstruction_mode": sums["recon_mode"] / total,
+        "reconstruction_sample": sums["recon_sample"] / total,
+        "kl_continuous": sum(kl_c),
+        "kl_discrete": sum(kl_d),
+        "elbo": -(sums["recon_sample"] / total + sum(kl_c) + sum(kl_d)),
+    }
+    per_unit = {unit_address(Unit("continuous", i)): v for i, v in enumerate(kl_c)}
+    per_unit.update({unit_address(Unit("discrete", i)): v for i, v in enumerate(kl_d)})
+    return terms, per_unit
+
+
+def evaluate(
+    loaded: LoadedCheckpoint,
+    checkpoint_path: Path,
+    source: ImageSource,
+    device: torch.device,
+    chosen: list[str] | None = None,
+    seed: int = 0,
+    fast: bool = False,
+    status: Status | None = None,
+) -> Report:
+    """Every metric in `chosen` (default: all the dataset supports)."""
+    import sklearn
+
+    say = status or (lambda text: None)
+    available = supported(source)
+    names = [n for n in (chosen or available) if n in available]
+    counts = default_settings(fast)
+    model = loaded.model.to(device).eval()
+    encode = representation(model)
+    report = Report()
+    report.settings = {
+        "seed": seed,
+        "fast": fast,
+        "metrics": names,
+        "counts": counts,
+        "dataset": getattr(source, "description", ""),
+        "representation": "continuous means, then each discrete variable's argmax",
+        "checkpoint": str(checkpoint_path),
+        "checkpoint_sha256": file_sha256(checkpoint_path),
+        "versions": {
+            "jvae": __version__,
+            "torch": str(torch.__version__),
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    units = code_units(model)
+    labels_of = [unit.label for unit in units]
+
+    if "elbo" in names:
+        say("ELBO terms and per-unit KL on held-out images")
+        report.metrics["elbo"], report.unit_kl = elbo_terms(
+            loaded, source, device, counts["heldout_points"], seed
+        )
+
+    if hasattr(source, "factor_sizes"):
+        if "factorvae" in names:
+            say("FactorVAE score")
+            report.metrics["factorvae"] = m.factorvae_score(
+                encode,
+                source,
+                seed=seed,
+                num_train=counts["num_train"],
+                num_eval=counts["num_eval"],
+                num_variance_estimate=counts["num_variance_estimate"],
+                device=device,
+            )
+        if "betavae" in names:
+            say("beta-VAE score")
+            report.metrics["betavae"] = m.betavae_score(
+                encode,
+                source,
+                seed=seed,
+                num_train=counts["num_train"],
+                num_eval=counts["num_eval"],
+                device=device,
+            )
+        if {"mig", "mic"} & set(names):
+            say("mutual information (MIG, MIC)")
+            codes, factors = m.factor_codes(
+                encode, source, counts["mig_points"], np.random.RandomState(seed), 256, device
+            )
+            informative = [j for j in range(factors.shape[1]) if len(np.unique(factors[:, j])) > 1]
+            mi = m.mutual_information_matrix(codes, factors)  # (D, K)
+            entropy = np.array([m.factor_entropy(factors[:, j]) for j in range(factors.shape[1])])
+            normalised = mi / np.where(entropy > 0, entropy, np.nan)  # (D, K)
+            report.mi_matrix = [[float(v) for v in normalised[:, j]] for j in range(factors.shape[1])]
+            if "mig" in names:
+                report.metrics["mig"] = m.mig(codes, factors)
+            for j in informative:
+                column = normalised[:, j]
+                order = np.argsort(column)[::-1]
+                top, second = float(column[order[0]]), float(column[order[1]]) if len(order) > 1 else 0.0
+                entry = {
+                    "factor": source.factor_names[j],
+                    "unit": unit_address(units[order[0]]),
+                    "label": labels_of[order[0]],
+                    "normalised_mi": top,
+                    "runner_up_mi": second,
+                    "clear": bool(top >= 0.1 and top >= 2 * second),
+                }
+                if "mic" in names:
+                    entry["mic"] = m.mic(codes, factors[:, j], [int(order[0])])
+                report.factor_units.append(entry)
+            if "mic" in names:
+                report.metrics["mic"] = {e["factor"]: e["mic"] for e in report.factor_units}
+        if "dci" in names or "sap" in names:
+            say("DCI and SAP")
+            rng = np.random.RandomState(seed)
+            x_train, y_train = m.factor_codes(encode, source, counts["num_train"], rng, 256, device)
+            x_test, y_test = m.factor_codes(encode, source, counts["num_eval"], rng, 256, device)
+            if "dci" in names:
+                importance, train_acc, test_acc = m.dci_importance(x_train, y_train, x_test, y_test)
+                report.metrics["dci"] = {
+                    "disentanglement": m.dci_disentanglement(importance),
+                    "completeness": m.dci_completeness(importance),
+                    "informativeness_train": train_acc,
+                    "informativeness_test": test_acc,
+                }
+            if "sap" in names:
+                report.metrics["sap"] = m.sap_from_codes(x_train, y_train, x_test, y_test)
+
+    labels = getattr(source, "labels", None)
+    if labels is not None and {"cluster_accuracy", "linear_probe"} & set(names):
+        say("label metrics")
+        rng = np.random.RandomState(seed)
+        count = min(len(source), counts["num_train"] + counts["num_eval"])
+        picks = rng.choice(len(source), size=count, replace=False)
+        codes = np.concatenate(
+            [
+                encode(source.images(torch.from_numpy(picks[i : i + 256]), device))
+                for i in range(0, count, 256)
+            ]
+        )
+        truth = np.asarray(labels)[picks]
+        if "cluster_accuracy" in names and model.discrete:
+            report.metrics["cluster_accuracy"] = {
+                f"d{i}": m.cluster_accuracy(codes[:, model.continuous + i], truth)
+                for i in range(len(model.discrete))
+            }
+        if "linear_probe" in names:
+            split = int(count * 2 / 3)
+            report.metrics["linear_probe"] = m.linear_probe(
+                codes[:split], truth[:split], codes[split:], truth[split:], seed
+            )
+    return report
+
+
+def names_to_store(report: Report) -> dict[str, str]:
+    """Unit address -> factor name, for factors a unit clearly carries (a unit carrying two keeps the stronger)."""
+    chosen: dict[str, tuple[str, float]] = {}
+    for entry in report.factor_units:
+        if entry["clear"] and (
+            entry["unit"] not in chosen or chosen[entry["unit"]][1] < entry["normalised_mi"]
+        ):
+            chosen[entry["unit"]] = (entry["factor"], entry["normalised_mi"])
+    return {unit: factor for unit, (factor, _) in chosen.items()}
