@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -204,3 +205,50 @@ def test_evaluate_errors(cli, small_ckpt, tmp_path):
     assert result.exit_code == 2 and "cannot give linear_probe" in result.stderr
     result = cli("evaluate", small_ckpt, "--out", tmp_path / "no" / "r")
     assert result.exit_code == 1 and "output folder does not exist" in result.stderr
+
+
+def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_path):
+    from jvae_cli.checkpoint import read_checkpoint
+    from jvae_cli.evaluation import Report, names_to_store
+
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(small_ckpt.read_bytes())
+    result = cli("evaluate", ckpt, "--fast", "--metrics", "mig", "--name-units", "--out", tmp_path / "r")
+    assert result.exit_code == 0 and "named units:" in result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    expected = names_to_store(Report(factor_units=report["factor_units"]))
+    assert read_checkpoint(ckpt)["unit_names"] == expected
+
+    entries = [
+        {"factor": "posX", "unit": "1", "normalised_mi": 0.8, "clear": True},
+        {"factor": "posY", "unit": "2", "normalised_mi": 0.3, "clear": False},
+        {"factor": "scale", "unit": "1", "normalised_mi": 0.5, "clear": True},
+        {"factor": "shape", "unit": "d0", "normalised_mi": 0.6, "clear": True},
+    ]
+    assert names_to_store(Report(factor_units=entries)) == {"1": "posX", "d0": "shape"}
+
+
+def test_label_metrics_on_a_labelled_dataset(tmp_path):
+    from jvae_cli.checkpoint import LoadedCheckpoint, build_model
+    from jvae_cli.data.dsprites import render
+    from jvae_cli.data.sources import TensorImages
+    from jvae_cli.evaluation import evaluate, representation
+    from jvae_cli.presets import load_preset
+
+    _, preset = load_preset("quickstart", ["data.image_size=32", 'model.architecture="conv32"'])
+    factors = uniform_factors([3, 6, 40, 32, 32], 600, np.random.RandomState(0))
+    images = (render(torch.from_numpy(factors), torch.device("cpu")) * 255).to(torch.uint8)
+    source = TensorImages(images, "labelled sprites", 1, 32)
+    source.labels = torch.from_numpy(factors[:, 0])  # the shape as a label
+    torch.manual_seed(0)
+    model = build_model(preset).eval()
+    checkpoint_file = tmp_path / "ckpt.pt"  # only hashed into the report's settings
+    checkpoint_file.write_bytes(b"weights")
+    loaded = LoadedCheckpoint(checkpoint_file, {"unit_names": {}}, preset, model)
+    report = evaluate(loaded, checkpoint_file, source, torch.device("cpu"), fast=True)
+    assert set(report.metrics) == {"cluster_accuracy", "linear_probe", "elbo"}
+    codes = representation(model)(source.images(torch.arange(600), torch.device("cpu")))
+    expected = m.cluster_accuracy(codes[:, 6], factors[:, 0])  # the whole set, in another order
+    assert report.metrics["cluster_accuracy"]["d0"] == pytest.approx(expected)
+    assert 0.0 <= report.metrics["linear_probe"] <= 1.0
+    assert report.settings["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
