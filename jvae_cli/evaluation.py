@@ -195,7 +195,7 @@ def evaluate(
         if {"mig", "mic"} & set(names):
             say("mutual information (MIG, MIC)")
             codes, factors = m.factor_codes(
-                encode, source, counts["mig_points"], np.random.RandomState(seed), 256, device
+                encode, source, counts["mig_points"], np.random.RandomState(seed), device=device
             )
             informative = [j for j in range(factors.shape[1]) if len(np.unique(factors[:, j])) > 1]
             mi = m.mutual_information_matrix(codes, factors)  # (D, K)
@@ -221,21 +221,18 @@ def evaluate(
                 report.factor_units.append(entry)
             if "mic" in names:
                 report.metrics["mic"] = {e["factor"]: e["mic"] for e in report.factor_units}
-        if "dci" in names or "sap" in names:
-            say("DCI and SAP")
-            rng = np.random.RandomState(seed)
-            x_train, y_train = m.factor_codes(encode, source, counts["num_train"], rng, 256, device)
-            x_test, y_test = m.factor_codes(encode, source, counts["num_eval"], rng, 256, device)
-            if "dci" in names:
-                importance, train_acc, test_acc = m.dci_importance(x_train, y_train, x_test, y_test)
-                report.metrics["dci"] = {
-                    "disentanglement": m.dci_disentanglement(importance),
-                    "completeness": m.dci_completeness(importance),
-                    "informativeness_train": train_acc,
-                    "informativeness_test": test_acc,
-                }
-            if "sap" in names:
-                report.metrics["sap"] = m.sap_from_codes(x_train, y_train, x_test, y_test)
+        shared = {
+            "seed": seed,
+            "num_train": counts["num_train"],
+            "num_test": counts["num_eval"],
+            "device": device,
+        }
+        if "dci" in names:
+            say("DCI")
+            report.metrics["dci"] = m.dci(encode, source, **shared)
+        if "sap" in names:
+            say("SAP")
+            report.metrics["sap"] = m.sap(encode, source, **shared)
 
     labels = getattr(source, "labels", None)
     if labels is not None and {"cluster_accuracy", "linear_probe"} & set(names):

@@ -76,6 +76,16 @@ def factor_codes(
     return np.concatenate(codes), np.concatenate(factors)
 
 
+def train_test_codes(
+    encode: EncodeFn, dataset: Any, seed: int, num_train: int, num_test: int, batch_size: int, device: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training then test (codes, factors), drawn in that order from one RandomState(seed)."""
+    rng = np.random.RandomState(seed)
+    x_train, y_train = factor_codes(encode, dataset, num_train, rng, batch_size, device)
+    x_test, y_test = factor_codes(encode, dataset, num_test, rng, batch_size, device)
+    return x_train, y_train, x_test, y_test
+
+
 # ----------------------------------------------------------------------------------------------- information
 
 
@@ -243,9 +253,9 @@ def dci(
     device: Any = "cpu",
 ) -> dict[str, float]:
     """Eastwood & Williams: disentanglement, completeness and informativeness from gradient boosted trees."""
-    rng = np.random.RandomState(seed)
-    x_train, y_train = factor_codes(encode, dataset, num_train, rng, batch_size, device)
-    x_test, y_test = factor_codes(encode, dataset, num_test, rng, batch_size, device)
+    x_train, y_train, x_test, y_test = train_test_codes(
+        encode, dataset, seed, num_train, num_test, batch_size, device
+    )
     importance, train_acc, test_acc = dci_importance(x_train, y_train, x_test, y_test)
     return {
         "disentanglement": dci_disentanglement(importance),
@@ -301,10 +311,7 @@ def sap(
     device: Any = "cpu",
 ) -> float:
     """Kumar et al.'s Separated Attribute Predictability with disentanglement_lib's classifier settings."""
-    rng = np.random.RandomState(seed)
-    x_train, y_train = factor_codes(encode, dataset, num_train, rng, batch_size, device)
-    x_test, y_test = factor_codes(encode, dataset, num_test, rng, batch_size, device)
-    return sap_from_codes(x_train, y_train, x_test, y_test)
+    return sap_from_codes(*train_test_codes(encode, dataset, seed, num_train, num_test, batch_size, device))
 
 
 def sap_from_codes(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:

@@ -178,13 +178,15 @@ def test_evaluate_writes_the_report_and_matches_the_api(cli, small_ckpt, tmp_pat
         "factorvae",
         "--metrics",
         "elbo",
+        "--metrics",
+        "sap",
         "--out",
         out,
     )
     assert result.exit_code == 0, result.output
     assert "MIG" in result.stdout and "FactorVAE score" in result.stdout
     report = json.loads((out / "report.json").read_text())
-    assert set(report["metrics"]) == {"mig", "factorvae", "elbo"}
+    assert set(report["metrics"]) == {"mig", "factorvae", "elbo", "sap"}
     assert report["settings"]["versions"]["sklearn"] and len(report["settings"]["checkpoint_sha256"]) == 64
     assert (out / "report.md").read_text().startswith("# jvae evaluation report")
     for figure in ("kl_per_unit.png", "mi_heatmap.png", "top_units.gif"):
@@ -192,10 +194,11 @@ def test_evaluate_writes_the_report_and_matches_the_api(cli, small_ckpt, tmp_pat
 
     model = load_checkpoint(small_ckpt).model
     encode, source = representation(model), GeneratedDSprites(1, 32)
-    codes, factors = m.factor_codes(encode, source, 1000, np.random.RandomState(0), 256)
+    codes, factors = m.factor_codes(encode, source, 1000, np.random.RandomState(0))
     assert report["metrics"]["mig"] == pytest.approx(m.mig(codes, factors), abs=1e-12)
     api = m.factorvae_score(encode, source, seed=0, num_train=1000, num_eval=500, num_variance_estimate=1000)
     assert report["metrics"]["factorvae"] == api
+    assert report["metrics"]["sap"] == m.sap(encode, source, seed=0, num_train=1000, num_test=500)
 
 
 def test_evaluate_errors(cli, small_ckpt, tmp_path):
