@@ -96,6 +96,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: incomplete jvae checkpoint (missing {', '.join(missing)})")
+    if not isinstance(payload["format_version"], int):
+        raise CheckpointError(
+            f"{path}: not a jvae checkpoint (format_version is {payload['format_version']!r})"
+        )
     if payload["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written by a newer jvae (format {payload['format_version']}, this jvae reads "

@@ -41,8 +41,11 @@ def traversal_frames(
     value_range: tuple[float, float] = DEFAULT_RANGE,
     scale: int = 1,
 ) -> list[np.ndarray]:
-    """GIF frames (frame f sets each row's unit to its f-th value)."""
+    """GIF frames (frame f sets each row's unit to its f-th value); one unit puts its base codes in rows."""
     images = traversal_images(model, bases, units, frames, value_range)  # (F, R, B, C, H, W)
+    if len(units) == 1 and bases.shape[0] > 1:
+        images = images.transpose(1, 2)  # (F, B, 1, C, H, W)
+        labels = [f"{labels[0]}\nbase {b}" for b in range(bases.shape[0])]
     return [grid(to_uint8(frame), labels, scale=scale) for frame in images]
 
 

@@ -46,7 +46,7 @@ def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
         with Image.open(path) as opened:
             opened.seek(0)
             picture = opened.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
     side = min(picture.size)
     left, top = (picture.width - side) // 2, (picture.height - side) // 2

@@ -226,7 +226,7 @@ def betavae_score(
             second[:, index] = first[:, index]
             a = np.asarray(encode(dataset.observations(first, torch.device(device))))
             b = np.asarray(encode(dataset.observations(second, torch.device(device))))
-            features.append(np.mean(np.abs(a - b), axis=0))
+            features.append(betavae_feature(a, b))
             labels.append(index)
         return np.array(features), np.array(labels)
 
@@ -240,6 +240,11 @@ def betavae_score(
         "train_accuracy": float(model.score(x_train, y_train)),
         "eval_accuracy": float(model.score(x_eval, y_eval)),
     }
+
+
+def betavae_feature(codes_a: np.ndarray, codes_b: np.ndarray) -> np.ndarray:
+    """The beta-VAE score's input: mean absolute code difference over a batch of pairs, (D,)."""
+    return np.mean(np.abs(codes_a - codes_b), axis=0)
 
 
 def dci(

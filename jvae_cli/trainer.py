@@ -76,15 +76,24 @@ def total_steps(preset: Preset, dataset_size: int) -> int:
     return steps_per_epoch * (preset.train.epochs or 1)
 
 
+def parse_record(line: str) -> dict[str, Any] | None:
+    """A metrics.jsonl line, or None for a line a crash cut short."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
 def _trim_metrics(path: Path, last_step: int) -> None:
     """Drop log lines past the checkpoint being resumed, which a crash may have left behind."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= last_step
-    ]
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        record = parse_record(line)
+        if record is not None and record["step"] <= last_step:
+            kept.append(line)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
@@ -133,7 +142,11 @@ def _payload(
         optimizer=state.optimizer.state_dict(),
         step=state.step,
         total_steps=total,
-        rng={"torch": torch.get_rng_state(), "noise": state.noise.get_state().cpu()},
+        rng={
+            "torch": torch.get_rng_state(),
+            "noise": state.noise.get_state().cpu(),
+            "device": state.noise.device.type,
+        },
         unit_kl=unit_kl,
     )
     return payload
@@ -162,6 +175,8 @@ def train(
         resumed = read_checkpoint(ckpt_path)
     elif ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunDirError(f"{run_dir} exists and is not an empty folder; pick a new or empty --out")
 
     torch_device = resolve_device(device)
     source = open_dataset(preset.data, data_path)
@@ -181,8 +196,16 @@ def train(
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         torch.set_rng_state(resumed["rng"]["torch"])
-        noise.set_state(resumed["rng"]["noise"])
         state.step = int(resumed["step"])
+        saved_on = resumed["rng"].get("device", "cpu")
+        if saved_on == torch_device.type:
+            noise.set_state(resumed["rng"]["noise"])
+        else:  # generator states do not move between device types; continue from a seed tied to the step
+            noise.manual_seed(preset.train.seed + 1 + state.step)
+            message = (
+                f"resuming a {saved_on} run on {torch_device.type}: sampling noise is reseeded from the step"
+            )
+            emit(TrainEvent("status", state.step, 0, message=message))
         _trim_metrics(run_dir / METRICS, state.step)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PRESET_FILE).write_text(preset_to_toml(preset))
@@ -224,10 +247,13 @@ def train(
                     images_per_sec=round(interval.images_per_sec(batch_size), 1),
                 )
                 if not math.isfinite(record["loss"]):
-                    save()
+                    last = (
+                        f"the last good checkpoint is {ckpt_path}"
+                        if ckpt_path.exists()
+                        else "no checkpoint was written"
+                    )
                     raise JvaeError(
-                        f"training diverged at step {state.step} (loss is {record['loss']}); "
-                        f"try a lower train.lr; the state at that step is in {ckpt_path}"
+                        f"training diverged at step {state.step} (loss is {record['loss']}); try a lower train.lr; {last}"
                     )
                 log.write(json.dumps(record) + "\n")
                 log.flush()

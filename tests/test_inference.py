@@ -367,3 +367,33 @@ def test_edit_refuses_what_it_must(cli, ckpt, images, tmp_path):
     assert result.exit_code == 2 and "is not +d, -d, =v or a number" in result.stderr
     result = cli("edit", image, "--ckpt", ckpt, "--unit", "d0=+1")
     assert result.exit_code == 2 and "d0 takes a category" in result.stderr
+
+
+def test_traverse_one_unit_from_several_samples_puts_them_in_rows(cli, ckpt, tmp_path):
+    out = tmp_path / "rows.gif"
+    assert cli("traverse", ckpt, "--unit", "1", "--samples", "3", "--out", out).exit_code == 0
+    assert Image.open(out).size == (96 + 2 + 34, 2 + 3 * 34)
+
+
+def test_inputs_are_never_overwritten_and_huge_images_are_refused(cli, ckpt, images, tmp_path):
+    face = tmp_path / "face.png"
+    face.write_bytes((images / "sprite0.png").read_bytes())
+    before = sha(face)
+    result = cli("traverse", ckpt, "--unit", "0", "--from", face, "--out", face)
+    assert result.exit_code == 1 and "refusing to overwrite the input image" in result.stderr
+    animated = tmp_path / "face.gif"
+    Image.open(face).save(animated)
+    gif_before = sha(animated)
+    result = cli(
+        "edit", animated, "--ckpt", ckpt, "--unit", "0=+1", "--sweep", animated, "--out", tmp_path / "o.png"
+    )
+    assert result.exit_code == 1 and "would overwrite the input" in result.stderr
+    assert sha(animated) == gif_before
+    assert sha(face) == before
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = (30000).to_bytes(4, "big") * 2  # the IHDR claims 30000 x 30000 pixels
+    bomb.write_bytes(bytes(data))
+    result = cli("edit", bomb, "--ckpt", ckpt, "--unit", "0=+1", "--out", tmp_path / "b.png")
+    assert result.exit_code == 1 and "cannot read image" in result.stderr and "Traceback" not in result.stderr

@@ -86,6 +86,11 @@ def test_dci_hand_computed():
     assert m.dci_completeness(both_on_factor0) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_betavae_feature_hand_computed():
+    a, b = np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1.0, 1.0], [2.0, 5.0]])
+    assert np.array_equal(m.betavae_feature(a, b), [0.5, 1.0])
+
+
 def test_sap_hand_computed():
     assert m.sap_from_scores(np.array([[1.0, 0.5], [0.4, 0.9]])) == pytest.approx((0.6 + 0.4) / 2)
 
@@ -255,3 +260,8 @@ def test_label_metrics_on_a_labelled_dataset(tmp_path):
     assert report.metrics["cluster_accuracy"]["d0"] == pytest.approx(expected)
     assert 0.0 <= report.metrics["linear_probe"] <= 1.0
     assert report.settings["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
+
+
+def test_evaluate_says_a_missing_checkpoint_first(cli, tmp_path):
+    result = cli("evaluate", tmp_path / "nothere" / "ckpt.pt")
+    assert result.exit_code == 1 and "checkpoint not found" in result.stderr

@@ -264,3 +264,48 @@ def test_missing_data_is_one_clear_line(cli, tmp_path, monkeypatch):
         "error: data not found: put dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_refuses_a_file_or_a_folder_with_other_things_in_it(cli, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    result = cli("train", "--preset", "quickstart", "--out", afile)
+    assert result.exit_code == 1 and "not an empty folder" in result.stderr and afile.read_text() == "mine"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "metrics.jsonl").write_text("my notes\n")
+    result = cli("train", "--preset", "quickstart", "--out", busy)
+    assert result.exit_code == 1 and (busy / "metrics.jsonl").read_text() == "my notes\n"
+
+
+def test_resume_rejects_changes_that_would_break_the_continuation(cli, tmp_path):
+    result = cli("train", "--resume", tmp_path, "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "leave out --out" in result.stderr
+    result = cli("train", "--resume", tmp_path, "--set", "train.seed=3")
+    assert result.exit_code == 2 and "keep the run exact" in result.stderr
+
+
+def test_resume_survives_a_metrics_line_cut_short_by_a_crash(tmp_path, small):
+    _, preset = load_preset("quickstart", [*small, "train.steps=20"])
+    calls = iter(range(1000))
+    trainer.train(preset, "quickstart", tmp_path / "run", should_stop=lambda: next(calls) >= 12)
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as log:
+        log.write('{"step": 15, "lo')
+    assert trainer.train(preset, "quickstart", tmp_path / "run", resume=True).step == 20
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [10, 20]
+
+
+def test_unwritable_output_is_one_line(cli, tmp_path):
+    run = tmp_path / "run"
+    result = cli("presets", "show", "quickstart")
+    assert result.exit_code == 0
+    _, preset = load_preset(
+        "quickstart", ["data.image_size=32", 'model.architecture="conv32"', "train.steps=1"]
+    )
+    trainer.train(preset, "quickstart", run)
+    result = cli("sample", run / "ckpt.pt", "--out", "/sys/jvae-test.png", "--n", "1")
+    assert (
+        result.exit_code == 1
+        and result.stderr.startswith("error: /sys/")
+        and "Traceback" not in result.stderr
+    )

@@ -30,6 +30,11 @@ def user_errors() -> Iterator[None]:
         yield
     except JvaeError as exc:
         raise fail(str(exc), exc.exit_code) from None
+    except (
+        OSError
+    ) as exc:  # a file jvae could not write or read: permissions, a full disk, a folder in the way
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise fail(f"{where}{exc.strerror or exc}", 1) from None
 
 
 def call(function: Callable[..., T], *args: object, **kwargs: object) -> T:

@@ -45,7 +45,7 @@ def edit(
     sweep: Path = typer.Option(
         None, "--sweep", help="Also write a GIF moving from the original code to the edit."
     ),
-    frames: int = typer.Option(12, "--frames", min=2, help="Frames of --sweep."),
+    frames: int = typer.Option(12, "--frames", min=2, max=500, help="Frames of --sweep."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Edit IMAGE by moving latent units: --NAME +d adds d, --NAME -d subtracts, --NAME =v sets."""
@@ -69,6 +69,10 @@ def edit(
         raise fail(f"refusing to overwrite the input image {image}; choose another --out", 1)
     if sweep is not None:
         output_path(sweep, {".gif"})
+        if sweep.resolve() in (image.resolve(), target.resolve()):
+            raise fail(
+                f"--sweep {sweep} would overwrite the input or the edited image; choose another name", 1
+            )
     with user_errors():
         loaded, torch_device = load(find_checkpoint(ckpt), device)
         model, names = loaded.model, loaded.payload.get("unit_names") or {}

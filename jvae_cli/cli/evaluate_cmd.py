@@ -46,9 +46,13 @@ def evaluate(
     unknown = [name for name in metrics if name not in ALL_METRICS]
     if unknown:
         raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+    if not ckpt.is_file():
+        raise fail(f"checkpoint not found: {ckpt}", 1)
     target = out_dir if out_dir is not None else ckpt.parent / "report"
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
+    if target.exists() and not target.is_dir():
+        raise fail(f"{target} is a file; --out names a folder for the report", 1)
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         source = open_dataset(loaded.preset.data, data)

@@ -11,6 +11,7 @@ import typer
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+RESUMABLE = {"train.steps", "train.epochs", "train.log_every", "train.checkpoint_every"}
 
 
 class StopOnSignal:
@@ -63,9 +64,14 @@ def train(
         if resume is not None:
             if preset is not None:
                 raise fail("--resume continues a run with its own preset; leave out --preset", 2)
-            bad = [o for o in overrides if not o.strip().startswith("train.")]
+            if out_dir is not None:
+                raise fail("--resume continues in its own directory; leave out --out", 2)
+            bad = [o for o in overrides if o.partition("=")[0].strip() not in RESUMABLE]
             if bad:
-                raise fail(f"--resume accepts only train.* overrides (e.g. train.steps=N), not {bad[0]!r}", 2)
+                allowed = ", ".join(sorted(RESUMABLE))
+                raise fail(
+                    f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}", 2
+                )
             payload = read_checkpoint(resume / trainer.CHECKPOINT)
             name = str(payload.get("preset_name", resume.name))
             resolved = validate_preset(apply_overrides(payload["preset"], overrides), f"{resume} preset")

@@ -23,9 +23,11 @@ def traverse(
     from_image: Path = typer.Option(
         None, "--from", help="Start from this image's code instead of the prior mode."
     ),
-    samples: int = typer.Option(0, "--samples", min=0, help="Start from N random prior codes instead."),
+    samples: int = typer.Option(
+        0, "--samples", min=0, max=256, help="Start from N random prior codes instead."
+    ),
     frames: int = typer.Option(
-        None, "--frames", min=2, help="Traversal steps [default: 10; categories if all discrete]."
+        None, "--frames", min=2, max=500, help="Traversal steps [default: 10; categories if all discrete]."
     ),
     duration: int = typer.Option(100, "--duration", min=10, help="GIF milliseconds per frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of --samples."),
@@ -44,6 +46,8 @@ def traverse(
     output_path(out_path, {".gif", ".png"})
     if not units and not all_units:
         raise fail("choose what to traverse: --unit 3 (repeatable), --unit d0, --unit NAME, or --all", 2)
+    if from_image is not None and out_path.resolve() == from_image.resolve():
+        raise fail(f"refusing to overwrite the input image {from_image}; choose another --out", 1)
     if from_image is not None and samples:
         raise fail("--from and --samples choose the base code two ways; pass one", 2)
     with user_errors():

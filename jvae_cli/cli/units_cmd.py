@@ -16,11 +16,12 @@ def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
     log = ckpt.parent / "metrics.jsonl"
     if not log.is_file():
         return None
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
-    if not lines:
-        return None
-    last = json.loads(lines[-1])
-    return last["kl_cont"], last["kl_disc"]
+    from jvae_cli.trainer import parse_record
+
+    records = [
+        r for r in map(parse_record, log.read_text(errors="replace").splitlines()) if r and "kl_cont" in r
+    ]
+    return (records[-1]["kl_cont"], records[-1]["kl_disc"]) if records else None
 
 
 def units(
