@@ -1,8 +1,9 @@
 """Users' own image files, read and preprocessed the way a checkpoint's model expects them.
 
 Preprocessing comes from the checkpoint's preset (channels and size), so commands never need the preset
-again: the image is converted to greyscale or RGB, centre-cropped to a square and resized with a
-box filter (area averaging, as the datasets are downsized).
+again: the image is converted to greyscale or RGB (16-bit images scaled to 8 bits, an alpha channel
+dropped), centre-cropped to a square and resized with a box filter (area averaging, as the datasets are
+downsized). Animated images use their first frame.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def image_files(inputs: Iterable[Path]) -> list[Path]:
     return found
 
 
+def _to_8bit(picture: Image.Image) -> Image.Image:
+    """16- and 32-bit greyscale scaled to 0..255 (PIL's own conversion would clip everything above 255)."""
+    if picture.mode.startswith("I;16") or picture.mode in ("I", "F"):
+        array = np.asarray(picture, dtype=np.float64)
+        top = 65535.0 if picture.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        return Image.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    return picture
+
+
 def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
     """One image as a float tensor (C, H, W) in [0, 1], preprocessed for the model."""
     path = Path(path)
@@ -45,7 +55,8 @@ def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
     try:
         with Image.open(path) as opened:
             opened.seek(0)
-            picture = opened.convert("L" if channels == 1 else "RGB")
+            opened.load()
+            picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
     side = min(picture.size)

@@ -40,6 +40,9 @@ class DataConfig(_Section):
         None, title="Where the dataset lives; --data and JVAE_DATA take over when this is unset"
     )
     download: bool = Field(False, title="Fetch the dataset on first use where it has a public address")
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", title="folder datasets: stop at an unreadable image, or leave it out and report it"
+    )
 
     @model_validator(mode="after")
     def _generated_only_for_dsprites(self) -> DataConfig:

@@ -215,6 +215,14 @@ def train(
         emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
 
     emit(TrainEvent("start", state.step, total, message=f"{source.description} on {torch_device}"))
+    skipped = getattr(source, "skipped", [])
+    if skipped:
+        listed = "; ".join(str(path) for path, _ in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        emit(
+            TrainEvent(
+                "status", state.step, total, message=f"left out {len(skipped)} unreadable image(s): {listed}"
+            )
+        )
     interval = _Interval()
     batch_size = preset.train.batch_size
     order_epoch, order = -1, torch.empty(0, dtype=torch.long)

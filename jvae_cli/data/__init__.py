@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jvae_cli.data.digits import load_digits
 from jvae_cli.data.dsprites import FILE_NAME as DSPRITES_FILE
 from jvae_cli.data.dsprites import FileDSprites, GeneratedDSprites
+from jvae_cli.data.folder import load_folder
 from jvae_cli.data.locations import data_root, not_found
 from jvae_cli.data.mnist import load_mnist
 from jvae_cli.data.sources import ImageSource
@@ -32,6 +34,15 @@ def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSourc
     if config.dataset in ("mnist", "fashion-mnist"):
         root = data_root(config.dataset, data_path, config.path)
         return load_mnist(config.dataset, root, config.channels, config.image_size, config.download)
+    if config.dataset == "digits":
+        return load_digits(config.channels, config.image_size)
+    if config.dataset == "folder":
+        return load_folder(
+            data_root("folder", data_path, config.path),
+            config.channels,
+            config.image_size,
+            config.on_unreadable,
+        )
     root = data_root(config.dataset, data_path, config.path)
     if not root.exists():
         raise not_found(config.dataset, root)

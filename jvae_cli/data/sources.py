@@ -7,6 +7,7 @@ draws them straight on the training device.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -52,6 +53,8 @@ class TensorImages:
         self.channels = channels
         self.image_size = image_size
         self.labels: Tensor | None = None
+        self.paths: list[Path] | None = None  # where each image came from, for folder datasets
+        self.skipped: list[tuple[Path, str]] = []  # unreadable files left out, with the reason
         self._on_device: dict[torch.device, Tensor] = {}
 
     def __len__(self) -> int:
