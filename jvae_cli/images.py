@@ -47,8 +47,11 @@ def _to_8bit(picture: Image.Image) -> Image.Image:
     return picture
 
 
-def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
-    """One image as a float tensor (C, H, W) in [0, 1], preprocessed for the model."""
+def load_image(
+    path: Path, channels: int, image_size: int, crop: tuple[int, int, int, int] | None = None
+) -> torch.Tensor:
+    """One image as a float tensor (C, H, W) in [0, 1]; `crop` (left, top, right, bottom) replaces the
+    default centre square, for datasets with a documented crop."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
@@ -59,10 +62,12 @@ def load_image(path: Path, channels: int, image_size: int) -> torch.Tensor:
             picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
-    side = min(picture.size)
-    left, top = (picture.width - side) // 2, (picture.height - side) // 2
-    picture = picture.crop((left, top, left + side, top + side))
-    if side != image_size:
+    if crop is None:
+        side = min(picture.size)
+        left, top = (picture.width - side) // 2, (picture.height - side) // 2
+        crop = (left, top, left + side, top + side)
+    picture = picture.crop(crop)
+    if picture.size != (image_size, image_size):
         picture = picture.resize((image_size, image_size), Image.Resampling.BOX)
     array = np.asarray(picture, dtype=np.float32) / 255.0
     if array.ndim == 2:

@@ -40,6 +40,9 @@ class DataConfig(_Section):
         None, title="Where the dataset lives; --data and JVAE_DATA take over when this is unset"
     )
     download: bool = Field(False, title="Fetch the dataset on first use where it has a public address")
+    split: Literal["all", "train", "test"] = Field(
+        "all", title="chairs: held-out chairs (every tenth) or the rest; celeba: the official partition"
+    )
     on_unreadable: Literal["fail", "skip"] = Field(
         "fail", title="folder datasets: stop at an unreadable image, or leave it out and report it"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -9,6 +11,12 @@ from typer.testing import CliRunner
 from jvae_cli.cli import app
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests never write into the user's own preprocessing cache."""
+    os.environ["JVAE_CACHE"] = str(tmp_path_factory.mktemp("jvae-cache"))
 
 
 @pytest.fixture

@@ -127,3 +127,135 @@ def test_training_on_a_folder_reports_what_it_left_out(cli, folder, tmp_path):
     result = cli("train", "--preset", "quickstart", *args, "--data", folder, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "left out 2 unreadable image(s)" in result.stderr
+
+
+def test_folder_is_decoded_once_then_read_from_the_cache(folder, monkeypatch):
+    import jvae_cli.data.folder as folder_module
+
+    config = DataConfig(dataset="folder", image_size=32, channels=1, on_unreadable="skip")
+    first = open_dataset(config, data_path=str(folder)).images(torch.arange(4), CPU)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again instead of reading the cache")
+
+    monkeypatch.setattr(folder_module, "load_image", no_decoding)
+    monkeypatch.setattr(folder_module, "uint8_decoder", lambda *a, **k: no_decoding)
+    second = open_dataset(config, data_path=str(folder)).images(torch.arange(4), CPU)
+    assert torch.equal(first, second)
+
+
+def make_chairs(root, chairs: int = 3):
+    """A rendered_chairs tree in the real naming pattern: 2 elevations x 4 azimuths per chair."""
+    for c in range(chairs):
+        renders = root / "rendered_chairs" / f"chair_{c:03d}" / "renders"
+        renders.mkdir(parents=True)
+        for e, elevation in enumerate((20, 30)):
+            for a, azimuth in enumerate((0, 11, 22, 34)):
+                picture = np.full((600, 600), 255, np.uint8)
+                picture[150 + 60 * a : 250 + 60 * a, 120 + 40 * c : 200 + 40 * c + 50 * e] = 40
+                name = f"image_{a * 2 + e + 1:03d}_p{elevation:03d}_t{azimuth:03d}_r096.png"
+                Image.fromarray(picture, "L").save(renders / name)
+
+
+def test_chairs_parse_views_from_file_names_and_split_by_chair(tmp_path):
+    make_chairs(tmp_path, chairs=12)
+    everything = open_dataset(
+        DataConfig(dataset="chairs", image_size=64, channels=1), data_path=str(tmp_path)
+    )
+    assert len(everything) == 12 * 8
+    assert everything.factor_names == ["chair", "elevation", "azimuth"] and everything.factor_sizes == [
+        12,
+        2,
+        4,
+    ]
+    assert everything.values["azimuth"] == [0, 11, 22, 34] and everything.values["elevation"] == [20, 30]
+    test = open_dataset(
+        DataConfig(dataset="chairs", image_size=64, channels=1, split="test"), data_path=str(tmp_path)
+    )
+    train = open_dataset(
+        DataConfig(dataset="chairs", image_size=64, channels=1, split="train"), data_path=str(tmp_path)
+    )
+    assert set(test.values["chair"]) == {"chair_000", "chair_010"} and len(train) + len(test) == len(
+        everything
+    )
+    assert not set(test.values["chair"]) & set(train.values["chair"])
+    first, later = everything.observations(np.array([[0, 0, 0], [0, 0, 3]]), CPU)
+
+    def dark_rows(image: torch.Tensor) -> torch.Tensor:
+        return torch.nonzero(image[0].min(dim=1).values < 0.5).flatten().float()
+
+    assert dark_rows(later).mean() > dark_rows(first).mean() + 10  # azimuth index 3 was drawn lower
+
+
+def test_celeba_crops_reads_attributes_and_partition(tmp_path):
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    names = [f"{i:06d}.jpg" for i in range(1, 7)]
+    for i, name in enumerate(names):
+        picture = np.zeros((218, 178, 3), np.uint8)
+        picture[40:188, 15:163] = (40 * i, 100, 200)  # the documented crop box is the only coloured part
+        Image.fromarray(picture).save(folder / name, quality=95)
+    attributes = ["Smiling", "Male"]
+    lines = [str(len(names)), " ".join(attributes)] + [
+        f"{n} {1 if i % 2 else -1} {-1 if i < 3 else 1}" for i, n in enumerate(names)
+    ]
+    (tmp_path / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "list_eval_partition.txt").write_text(
+        "".join(f"{n} {0 if i < 4 else 2}\n" for i, n in enumerate(names))
+    )
+    source = open_dataset(DataConfig(dataset="celeba", image_size=64, channels=3), data_path=str(tmp_path))
+    assert len(source) == 6 and source.attribute_names == attributes
+    assert source.attributes[:, 0].tolist() == [0, 1, 0, 1, 0, 1] and source.attributes[:, 1].tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+    ]
+    image = source.images(torch.tensor([5]), CPU)[0]
+    assert (
+        image.shape == (3, 64, 64) and image[2].min() > 0.6
+    )  # nothing black from outside the crop (blue is 0.78, JPEG edges lower)
+    test = open_dataset(
+        DataConfig(dataset="celeba", image_size=64, channels=3, split="test"), data_path=str(tmp_path)
+    )
+    assert [p.name for p in test.paths] == names[4:]
+
+
+def write_mpi3d(path, count: int) -> np.ndarray:
+    from jvae_cli.data.mpi3d import index_to_factors
+
+    factors = index_to_factors(np.arange(count))
+    images = np.zeros((count, 64, 64, 3), np.uint8)
+    images[:, :, :, 0] = (factors[:, 6] * 6)[:, None, None]  # red encodes the vertical axis
+    images[:, :, :, 1] = (factors[:, 5] * 6)[:, None, None]  # green the horizontal axis
+    np.savez_compressed(path, images=images)
+    return factors
+
+
+def test_mpi3d_reads_its_npz_in_the_published_factor_order(tmp_path):
+    from jvae_cli.data.mpi3d import COUNT, FACTOR_SIZES
+
+    assert COUNT == 1036800 and FACTOR_SIZES == [6, 6, 2, 3, 3, 40, 40]
+    write_mpi3d(
+        tmp_path / "mpi3d_toy.npz", 3200
+    )  # the first 3200 combinations: two horizontal rows of 40 x 40
+    source = open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path))
+    assert len(source) == 3200 and source.factor_names[-2:] == ["horizontal", "vertical"]
+    image = source.observations(np.array([[0, 0, 0, 0, 0, 1, 7]]), CPU)[0]
+    assert image[0, 0, 0] == pytest.approx(7 * 6 / 255) and image[1, 0, 0] == pytest.approx(6 / 255)
+    drawn = source.sample_factors(50, np.random.RandomState(0))
+    assert (drawn[:, :4] == 0).all() and drawn[:, 4].max() <= 1
+    with pytest.raises(DataError, match="3200 of the 1036800"):
+        source.observations(np.array([[5, 5, 1, 2, 2, 39, 39]]), CPU)
+    grey = open_dataset(DataConfig(dataset="mpi3d", image_size=32, channels=1), data_path=str(tmp_path))
+    assert grey.images(torch.arange(3), CPU).shape == (3, 1, 32, 32)
+
+
+def test_broken_npz_files_are_clear_errors(tmp_path):
+    (tmp_path / "mpi3d_toy.npz").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(DataError, match="cannot read as an MPI3D npz"):
+        open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path))
+    with pytest.raises(DataNotFoundError, match="mpi3d_toy.npz"):
+        open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path / "none"))

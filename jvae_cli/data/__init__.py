@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jvae_cli.data.celeba import load_celeba
+from jvae_cli.data.chairs import load_chairs
 from jvae_cli.data.digits import load_digits
 from jvae_cli.data.dsprites import FILE_NAME as DSPRITES_FILE
 from jvae_cli.data.dsprites import FileDSprites, GeneratedDSprites
 from jvae_cli.data.folder import load_folder
 from jvae_cli.data.locations import data_root, not_found
 from jvae_cli.data.mnist import load_mnist
+from jvae_cli.data.mpi3d import load_mpi3d
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import DataError
 from jvae_cli.presets import DataConfig
@@ -44,6 +47,10 @@ def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSourc
             config.on_unreadable,
         )
     root = data_root(config.dataset, data_path, config.path)
-    if not root.exists():
-        raise not_found(config.dataset, root)
-    raise DataError(f"found {root}, but this jvae version cannot read the {config.dataset} dataset yet")
+    if config.dataset == "chairs":
+        return load_chairs(root, config.channels, config.image_size, config.split)
+    if config.dataset == "celeba":
+        return load_celeba(root, config.channels, config.image_size, config.split)
+    if config.dataset == "mpi3d":
+        return load_mpi3d(root, config.channels, config.image_size)
+    raise DataError(f"unknown dataset {config.dataset!r}")

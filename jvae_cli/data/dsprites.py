@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -133,17 +134,23 @@ class GeneratedDSprites(_DSpritesBase):
         return render(torch.from_numpy(factors.astype(np.int64)), device)
 
 
-def _read_npy_member(
-    archive: zipfile.ZipFile, name: str
-) -> tuple[zipfile.ZipExtFile, tuple[int, ...], np.dtype]:
-    handle = archive.open(name)
+def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy stream, leaving it at the first data byte (so it can be read in chunks)."""
     version = np.lib.format.read_magic(handle)
     read_header = (
         np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     )
     shape, fortran, dtype = read_header(handle)
     if fortran:
-        raise DataError(f"{name}: Fortran-ordered arrays are not supported")
+        raise ValueError("Fortran-ordered arrays are not supported")
+    return shape, dtype
+
+
+def _read_npy_member(
+    archive: zipfile.ZipFile, name: str
+) -> tuple[zipfile.ZipExtFile, tuple[int, ...], np.dtype]:
+    handle = archive.open(name)
+    shape, dtype = read_npy_header(handle)
     return handle, shape, dtype
 
 

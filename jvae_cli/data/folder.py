@@ -1,4 +1,4 @@
-"""Any directory tree of images, converted to the preset's channels and size and held in memory as uint8.
+"""Any directory tree of images, converted to the preset's channels and size through the preprocessing cache.
 
 Files that cannot be decoded are either fatal (the default: a training set should not silently shrink) or,
 with `on_unreadable = "skip"`, left out and listed on the source for the caller to report.
@@ -6,14 +6,31 @@ with `on_unreadable = "skip"`, left out and listed on the source for the caller 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+import numpy as np
 
+from jvae_cli.data.cache import cached_images
 from jvae_cli.data.locations import not_found
-from jvae_cli.data.sources import TensorImages
+from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
 from jvae_cli.images import ImageReadError, image_files, load_image
+
+
+def uint8_decoder(
+    channels: int, image_size: int, crop: tuple[int, int, int, int] | None = None
+) -> Callable[[Path], np.ndarray | str]:
+    """A thread-safe file -> (C, H, W) uint8 function for the cache; a string says why a file is unreadable."""
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            image = load_image(path, channels, image_size, crop)
+        except ImageReadError as exc:
+            return str(exc)
+        return (image.numpy() * 255).round().astype(np.uint8)
+
+    return decode
 
 
 def load_folder(root: Path, channels: int, image_size: int, on_unreadable: str = "fail") -> TensorImages:
@@ -24,23 +41,20 @@ def load_folder(root: Path, channels: int, image_size: int, on_unreadable: str =
         raise DataError(
             f"no images found under {root} (looked for png, jpg, jpeg, webp, bmp, gif, tif, ppm, pgm)"
         )
-    kept, skipped = [], []
-    data = torch.empty(len(paths), channels, image_size, image_size, dtype=torch.uint8)
-    for path in paths:
-        try:
-            image = load_image(path, channels, image_size)
-        except ImageReadError as exc:
-            if on_unreadable != "skip":
-                raise DataError(f'{exc} (set data.on_unreadable = "skip" to leave such files out)') from None
-            skipped.append((path, str(exc)))
-            continue
-        data[len(kept)] = (image * 255).round().to(torch.uint8)
-        kept.append(path)
-    if not kept:
-        raise DataError(f"none of the {len(paths)} image files under {root} could be read")
-    source = TensorImages(
-        data[: len(kept)].clone(), f"folder {root} ({len(kept)} images)", channels, image_size
+    preprocessing = {"channels": channels, "size": image_size, "crop": "centre square", "resize": "box"}
+    array, meta = cached_images(
+        "folder",
+        paths,
+        preprocessing,
+        (channels, image_size, image_size),
+        uint8_decoder(channels, image_size),
     )
-    source.paths = kept
+    skipped = [(paths[i], reason) for i, reason in zip(meta["skipped"], meta["reasons"])]
+    if skipped and on_unreadable != "skip":
+        raise DataError(f'{skipped[0][1]} (set data.on_unreadable = "skip" to leave such files out)')
+    if not meta["kept"]:
+        raise DataError(f"none of the {len(paths)} image files under {root} could be read")
+    source = array_source(array, f"folder {root} ({len(meta['kept'])} images)", channels, image_size)
+    source.paths = [paths[i] for i in meta["kept"]]
     source.skipped = skipped
     return source

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -69,3 +70,29 @@ class TensorImages:
         data = self._resident(device)
         batch = data[indices.to(device)].float().div_(255.0)
         return fit_images(batch, self.channels, self.image_size)
+
+
+class MappedImages(TensorImages):
+    """A uint8 (N, C, H, W) array too large for memory, read from its memory-mapped cache file per batch."""
+
+    def __init__(self, array: np.ndarray, description: str, channels: int, image_size: int) -> None:
+        super().__init__(
+            torch.zeros(0, *array.shape[1:], dtype=torch.uint8), description, channels, image_size
+        )
+        self.array = array
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        rows = np.sort(indices.cpu().numpy())  # sorted reads are sequential on disk
+        order = np.argsort(np.argsort(indices.cpu().numpy()))
+        batch = torch.from_numpy(np.ascontiguousarray(self.array[rows]))[torch.from_numpy(order)]
+        return fit_images(batch.to(device).float().div_(255.0), self.channels, self.image_size)
+
+
+def array_source(array: np.ndarray, description: str, channels: int, image_size: int) -> TensorImages:
+    """In memory when the cache was small enough to load, else read through the memory map."""
+    if isinstance(array, np.memmap):
+        return MappedImages(array, description, channels, image_size)
+    return TensorImages(torch.from_numpy(array), description, channels, image_size)

@@ -1,0 +1,125 @@
+"""MPI3D (Gondal et al. 2019): `mpi3d_{toy,realistic,real}.npz`, key `images`, (1036800, 64, 64, 3) uint8.
+
+Seven factors in the published order, the last one fastest: object colour 6, object shape 6, object size
+2, camera height 3, background colour 3, horizontal axis 40, vertical axis 40. The npz is read in chunks into
+the preprocessing cache (channels-first, converted to the preset's channels), then memory-mapped, so no copy
+of the whole set has to fit in memory. A smaller file in the same format (fewer leading images) also loads;
+its factors are then those of its first rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jvae_cli.data.cache import cached_array
+from jvae_cli.data.dsprites import read_npy_header
+from jvae_cli.data.groundtruth import uniform_factors
+from jvae_cli.data.locations import not_found
+from jvae_cli.data.sources import TensorImages, array_source
+from jvae_cli.errors import DataError
+
+VARIANTS = ("toy", "realistic", "real")
+FACTOR_NAMES = ["colour", "shape", "size", "height", "background", "horizontal", "vertical"]
+FACTOR_SIZES = [6, 6, 2, 3, 3, 40, 40]
+STRIDES = np.cumprod([1, *FACTOR_SIZES[::-1]])[:-1][::-1].astype(np.int64)  # vertical fastest
+COUNT = int(np.prod(FACTOR_SIZES))
+GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def factors_to_index(factors: np.ndarray) -> np.ndarray:
+    return np.asarray(factors, dtype=np.int64) @ STRIDES
+
+
+def index_to_factors(index: np.ndarray) -> np.ndarray:
+    index = np.asarray(index, dtype=np.int64)
+    return np.stack([(index // s) % n for s, n in zip(STRIDES, FACTOR_SIZES)], axis=1)
+
+
+class MPI3DSource:
+    factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
+
+    def __init__(self, images: TensorImages, description: str) -> None:
+        self.inner = images
+        self.description = description
+        self.channels, self.image_size = images.channels, images.image_size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        return self.inner.images(indices, device)
+
+    def factors(self, indices: np.ndarray) -> np.ndarray:
+        return index_to_factors(indices)
+
+    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
+        if len(self) < COUNT:  # a partial file: draw among the combinations it holds
+            draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+            return index_to_factors(draw(0, len(self), size=n))
+        return uniform_factors(self.factor_sizes, n, rng)
+
+    def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        rows = factors_to_index(factors)
+        if rows.max(initial=0) >= len(self):
+            raise DataError(f"this MPI3D file holds {len(self)} of the {COUNT} factor combinations")
+        return self.inner.images(torch.from_numpy(rows), device)
+
+
+def _file(root: Path, variant: str | None) -> Path:
+    if root.is_file():
+        return root
+    names = [f"mpi3d_{variant}.npz"] if variant else [f"mpi3d_{v}.npz" for v in VARIANTS]
+    for name in names:
+        for candidate in (root / name, root / "mpi3d" / name):
+            if candidate.is_file():
+                return candidate
+    raise not_found("mpi3d", root)
+
+
+def load_mpi3d(root: Path, channels: int, image_size: int) -> MPI3DSource:
+    path = _file(root, None)
+    stat = path.stat()
+    key = hashlib.sha256(
+        f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{channels}".encode()
+    ).hexdigest()[:20]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "images.npy" not in archive.namelist():
+                raise DataError(f"{path}: not an MPI3D npz (it has no 'images' array)")
+            with archive.open("images.npy") as handle:
+                shape, dtype = read_npy_header(handle)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as an MPI3D npz ({exc})") from None
+    if len(shape) != 4 or shape[1:] != (64, 64, 3) or dtype != np.uint8:
+        raise DataError(f"{path}: images has shape {shape} {dtype}, expected (N, 64, 64, 3) uint8")
+
+    def fill(array: np.ndarray) -> dict:
+        with zipfile.ZipFile(path) as archive, archive.open("images.npy") as handle:
+            read_npy_header(handle)
+            row = 64 * 64 * 3
+            for start in range(0, shape[0], 8192):
+                count = min(8192, shape[0] - start)
+                buffer = handle.read(count * row)
+                if len(buffer) != count * row:
+                    raise DataError(f"{path}: images ends early at image {start + len(buffer) // row}")
+                block = np.frombuffer(buffer, np.uint8).reshape(count, 64, 64, 3)
+                if channels == 1:
+                    grey = (block.astype(np.float32) @ GREY).round().clip(0, 255).astype(np.uint8)
+                    array[start : start + count, 0] = grey
+                else:
+                    array[start : start + count] = block.transpose(0, 3, 1, 2)
+        return {"count": shape[0], "file": str(path)}
+
+    try:
+        array, _ = cached_array("mpi3d", key, (shape[0], channels, 64, 64), fill)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as an MPI3D npz ({exc})") from None
+    images = array_source(array, "mpi3d", channels, image_size)
+    return MPI3DSource(images, f"MPI3D ({path.name}, {shape[0]} images)")
