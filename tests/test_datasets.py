@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.server
+import io
 import json
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -259,3 +263,74 @@ def test_broken_npz_files_are_clear_errors(tmp_path):
         open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path))
     with pytest.raises(DataNotFoundError, match="mpi3d_toy.npz"):
         open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path / "none"))
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    """Serves `payloads[path]`; a path ending in /cut promises more bytes than it sends."""
+
+    payloads: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = self.payloads.get(self.path.removesuffix("/cut"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if self.path.endswith("/cut") else body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files.payloads
+    httpd.shutdown()
+
+
+def test_dsprites_download_is_verified_then_loaded(cli, server, tmp_path, monkeypatch):
+    import jvae_cli.data.dsprites as dsprites_module
+    from jvae_cli.data.dsprites import index_to_factors, render
+
+    base, payloads = server
+    factors = index_to_factors(np.arange(0, 737280, 5000))
+    imgs = render(torch.from_numpy(factors), CPU)[:, 0].numpy().astype(np.uint8)
+    classes = np.concatenate([np.zeros((len(factors), 1), np.int64), factors], axis=1)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, imgs=imgs, latents_classes=classes, latents_values=classes.astype(float))
+    payloads["/dsprites.npz"] = buffer.getvalue()
+    monkeypatch.setattr(dsprites_module, "URL", base + "/dsprites.npz")
+    monkeypatch.setattr(dsprites_module, "MD5", hashlib.md5(buffer.getvalue()).hexdigest())
+    config = DataConfig(dataset="dsprites", image_size=64, channels=1, download=True)
+    source = open_dataset(config, data_path=str(tmp_path / "data"))
+    assert (
+        len(source) == len(factors)
+        and (tmp_path / "data" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz").is_file()
+    )
+
+    monkeypatch.setattr(dsprites_module, "MD5", "0" * 32)
+    with pytest.raises(DataError, match="expected 0{32}: not the published file"):
+        open_dataset(config, data_path=str(tmp_path / "other"))
+    assert not list((tmp_path / "other").glob("*"))
+    monkeypatch.setattr(dsprites_module, "URL", base + "/dsprites.npz/cut")
+    with pytest.raises(DataError, match="try again|cannot download"):
+        open_dataset(config, data_path=str(tmp_path / "cut"))
+    assert not list((tmp_path / "cut").glob("*"))
+    monkeypatch.setattr(dsprites_module, "URL", base + "/missing.npz")
+    result = cli(
+        "train",
+        "--preset",
+        "dsprites",
+        "--set",
+        "data.download=true",
+        "--data",
+        tmp_path / "x",
+        "--out",
+        tmp_path / "run",
+    )
+    assert result.exit_code == 1 and "cannot download" in result.stderr and "(Not Found)" in result.stderr

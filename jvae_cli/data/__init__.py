@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jvae_cli.data import dsprites
 from jvae_cli.data.celeba import load_celeba
 from jvae_cli.data.chairs import load_chairs
 from jvae_cli.data.digits import load_digits
+from jvae_cli.data.download import download
 from jvae_cli.data.dsprites import FILE_NAME as DSPRITES_FILE
 from jvae_cli.data.dsprites import FileDSprites, GeneratedDSprites
 from jvae_cli.data.folder import load_folder
@@ -14,7 +16,7 @@ from jvae_cli.data.locations import data_root, not_found
 from jvae_cli.data.mnist import load_mnist
 from jvae_cli.data.mpi3d import load_mpi3d
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.errors import DataError
+from jvae_cli.errors import DataError, DataNotFoundError
 from jvae_cli.presets import DataConfig
 
 __all__ = ["ImageSource", "open_dataset"]
@@ -32,10 +34,17 @@ def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSourc
     if config.dataset == "dsprites":
         if config.source == "generated":
             return GeneratedDSprites(config.channels, config.image_size)
-        root = data_root("dsprites", data_path, config.path)
-        return FileDSprites(_dsprites_file(root), config.channels, config.image_size)
+        root = data_root("dsprites", data_path, config.path, config.download)
+        try:
+            path = _dsprites_file(root)
+        except DataNotFoundError:
+            if not config.download:
+                raise
+            target = root if root.suffix == ".npz" else root / DSPRITES_FILE
+            path = download(dsprites.URL, target, dsprites.MD5)
+        return FileDSprites(path, config.channels, config.image_size)
     if config.dataset in ("mnist", "fashion-mnist"):
-        root = data_root(config.dataset, data_path, config.path)
+        root = data_root(config.dataset, data_path, config.path, config.download)
         return load_mnist(config.dataset, root, config.channels, config.image_size, config.download)
     if config.dataset == "digits":
         return load_digits(config.channels, config.image_size)

@@ -23,6 +23,7 @@ from jvae_cli.errors import DataError
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = "https://github.com/deepmind/dsprites-dataset/raw/master/" + FILE_NAME
+MD5 = "7da33b31b13a06f4b04a70402ce90c2e"  # of the published file
 FACTOR_NAMES = ["shape", "scale", "orientation", "posX", "posY"]
 FACTOR_SIZES = [3, 6, 40, 32, 32]
 SHAPES = ["square", "ellipse", "heart"]

@@ -24,7 +24,7 @@ LAYOUTS = {
     "dsprites": Layout(
         "dsprites",
         "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
-        "download it from https://github.com/deepmind/dsprites-dataset, or use --set data.source=generated",
+        "--set data.download=true fetches it, or use --set data.source=generated",
     ),
     "mnist": Layout(
         "mnist",
@@ -56,8 +56,9 @@ LAYOUTS = {
 }
 
 
-def data_root(dataset: str, override: str | None, preset_path: str | None) -> Path:
-    """The path the user pointed at for `dataset`, or the standard folder under $JVAE_DATA."""
+def data_root(dataset: str, override: str | None, preset_path: str | None, download: bool = False) -> Path:
+    """The path the user pointed at for `dataset`, or the standard folder under $JVAE_DATA; a dataset to be
+    downloaded with neither goes to the user's cache folder."""
     if override:
         return Path(override).expanduser()
     if preset_path:
@@ -65,6 +66,10 @@ def data_root(dataset: str, override: str | None, preset_path: str | None) -> Pa
     env = os.environ.get("JVAE_DATA")
     if env:
         return Path(env).expanduser() / LAYOUTS[dataset].folder
+    if download:
+        from jvae_cli.data.cache import cache_root
+
+        return cache_root() / "data" / LAYOUTS[dataset].folder
     raise not_found(dataset, None)
 
 
