@@ -334,3 +334,35 @@ def test_dsprites_download_is_verified_then_loaded(cli, server, tmp_path, monkey
         tmp_path / "run",
     )
     assert result.exit_code == 1 and "cannot download" in result.stderr and "(Not Found)" in result.stderr
+
+
+def test_mnist_download_goes_through_torchvision_to_the_data_root(server, tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    base, payloads = server
+    images = np.zeros((8, 28, 28), np.uint8)
+    images[:, 10:18, 10:18] = 200
+    labels = np.arange(8) % 10
+    staging = tmp_path / "staging"
+    write_idx(staging, "train", images, labels, compress=True)
+    write_idx(staging, "t10k", images[:2], labels[:2], compress=True)
+    resources = []
+    for path in sorted((staging / "MNIST" / "raw").glob("*.gz")):
+        payloads[f"/{path.name}"] = path.read_bytes()
+        resources.append((path.name, hashlib.md5(path.read_bytes()).hexdigest()))
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [base + "/"])
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    config = DataConfig(dataset="mnist", image_size=32, channels=1, download=True)
+    source = open_dataset(config, data_path=str(tmp_path / "root"))
+    assert len(source) == 8 and (tmp_path / "root" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert source.labels.tolist() == labels.tolist()
+
+
+def test_generated_sprites_are_binary_and_grow_with_scale():
+    from jvae_cli.data.dsprites import render
+
+    factors = torch.tensor([[s, scale, 7, 16, 16] for s in range(3) for scale in range(6)])
+    images = render(factors, CPU)
+    assert set(torch.unique(images).tolist()) <= {0.0, 1.0}
+    areas = images.sum(dim=(1, 2, 3)).view(3, 6)
+    assert (areas[:, 1:] > areas[:, :-1]).all()
