@@ -366,3 +366,24 @@ def test_generated_sprites_are_binary_and_grow_with_scale():
     assert set(torch.unique(images).tolist()) <= {0.0, 1.0}
     areas = images.sum(dim=(1, 2, 3)).view(3, 6)
     assert (areas[:, 1:] > areas[:, :-1]).all()
+
+
+@pytest.mark.parametrize("preset", ["chairs", "mpi3d", "celeba"])
+def test_the_paper_presets_train_on_their_dataset_layouts_through_the_cli(cli, tmp_path, preset):
+    data = tmp_path / "data"
+    if preset == "chairs":
+        make_chairs(data, chairs=2)
+    elif preset == "mpi3d":
+        data.mkdir()
+        write_mpi3d(data / "mpi3d_real.npz", 100)
+    else:
+        (data / "img_align_celeba").mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((218, 178, 3), 20 * i, np.uint8)).save(
+                data / "img_align_celeba" / f"{i:06d}.jpg"
+            )
+    sets = ["train.steps=2", "train.batch_size=8", "train.log_every=1"]
+    args = [arg for s in sets for arg in ("--set", s)]
+    result = cli("train", "--preset", preset, *args, "--data", data, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "traversals.gif").is_file()
