@@ -387,3 +387,13 @@ def test_the_paper_presets_train_on_their_dataset_layouts_through_the_cli(cli, t
     result = cli("train", "--preset", preset, *args, "--data", data, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "traversals.gif").is_file()
+
+
+def test_an_unreadable_chair_render_is_named(tmp_path):
+    make_chairs(tmp_path, chairs=1)
+    broken = next((tmp_path / "rendered_chairs" / "chair_000" / "renders").glob("*.png"))
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    with pytest.raises(
+        DataError, match=f"1 chairs image\\(s\\) cannot be read; the first: cannot read image {broken}"
+    ):
+        open_dataset(DataConfig(dataset="chairs", image_size=64, channels=1), data_path=str(tmp_path))

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jvae_cli.data.cache import cached_images
-from jvae_cli.data.folder import uint8_decoder
+from jvae_cli.data.folder import cached_crops
 from jvae_cli.data.locations import not_found
 from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
@@ -47,18 +46,7 @@ def load_celeba(root: Path, channels: int, image_size: int, split: str) -> Tenso
             raise DataError(f"data.split = {split!r} needs {partition_file} (the official partition)")
         partition = _table(partition_file, 0)
         files = [f for f in files if partition.get(f.name, [-1])[0] == PARTITIONS[split]]
-    preprocessing = {"channels": channels, "size": image_size, "crop": list(CROP), "resize": "box"}
-    array, meta = cached_images(
-        "celeba",
-        files,
-        preprocessing,
-        (channels, image_size, image_size),
-        uint8_decoder(channels, image_size, CROP),
-    )
-    if meta["skipped"]:
-        raise DataError(
-            f"{len(meta['skipped'])} CelebA images cannot be read, e.g. {files[meta['skipped'][0]]}"
-        )
+    array = cached_crops("celeba", files, channels, image_size, CROP)
     source = array_source(array, f"CelebA ({folder}, {split}, {len(files)} images)", channels, image_size)
     source.paths = files
     attributes_file = base / "list_attr_celeba.txt"

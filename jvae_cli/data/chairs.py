@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jvae_cli.data.cache import cached_images
-from jvae_cli.data.folder import uint8_decoder
+from jvae_cli.data.folder import cached_crops
 from jvae_cli.data.groundtruth import uniform_factors
 from jvae_cli.data.locations import not_found
 from jvae_cli.data.sources import TensorImages, array_source
@@ -87,18 +86,8 @@ def load_chairs(root: Path, channels: int, image_size: int, split: str) -> Chair
     factors = np.array(
         [[index["chair"][c], index["elevation"][e], index["azimuth"][a]] for c, e, a in parsed]
     )
-    preprocessing = {"channels": channels, "size": image_size, "crop": list(CROP), "resize": "box"}
-    array, meta = cached_images(
-        "chairs",
-        files,
-        preprocessing,
-        (channels, image_size, image_size),
-        uint8_decoder(channels, image_size, CROP),
+    images = array_source(
+        cached_crops("chairs", files, channels, image_size, CROP), "chairs", channels, image_size
     )
-    if meta["skipped"]:
-        raise DataError(
-            f"{len(meta['skipped'])} chair renders cannot be read, e.g. {files[meta['skipped'][0]]}"
-        )
-    images = array_source(array, "chairs", channels, image_size)
     description = f"3D Chairs ({base}, {split}: {len(values['chair'])} chairs, {len(files)} renders)"
     return ChairsSource(images, factors, values, description)

@@ -58,3 +58,17 @@ def load_folder(root: Path, channels: int, image_size: int, on_unreadable: str =
     source.paths = [paths[i] for i in meta["kept"]]
     source.skipped = skipped
     return source
+
+
+def cached_crops(
+    kind: str, files: list[Path], channels: int, image_size: int, crop: tuple[int, int, int, int]
+) -> np.ndarray:
+    """A dataset's files through its documented crop into the cache; every file must be readable."""
+    preprocessing = {"channels": channels, "size": image_size, "crop": list(crop), "resize": "box"}
+    shape = (channels, image_size, image_size)
+    array, meta = cached_images(kind, files, preprocessing, shape, uint8_decoder(channels, image_size, crop))
+    if meta["skipped"]:
+        raise DataError(
+            f"{len(meta['skipped'])} {kind} image(s) cannot be read; the first: {meta['reasons'][0]}"
+        )
+    return array
