@@ -76,17 +76,46 @@ class LossTerms:
         return self.kl_disc.sum()
 
 
-def jointvae_loss(
+def objective(
     recon_logits: Tensor, target: Tensor, posterior: Posterior, step: int, config: LossConfig
 ) -> LossTerms:
-    """Equation 7 of the paper at optimiser step `step` (1 for the first batch)."""
-    device, dtype = recon_logits.device, torch.float32
-    recon = reconstruction(recon_logits.float(), target.float(), config.reconstruction)
+    """The loss `config.kind` names, at optimiser step `step` (1 for the first batch)."""
+    if config.kind == "jointvae":
+        return jointvae_loss(recon_logits, target, posterior, step, config)
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    kl_total = kl_cont.sum() + kl_disc.sum()
+    if config.kind == "vae":
+        return LossTerms(recon + kl_total, recon, kl_cont, kl_disc, 0.0, 0.0)
+    if config.kind == "beta-vae":
+        assert config.beta is not None
+        return LossTerms(recon + config.beta * kl_total, recon, kl_cont, kl_disc, 0.0, 0.0)
+    if config.kind == "cc-beta-vae":
+        assert config.continuous_capacity is not None
+        c = capacity(config.continuous_capacity, step)
+        loss = recon + config.continuous_capacity.gamma * (kl_total - c).abs()
+        return LossTerms(loss, recon, kl_cont, kl_disc, c, 0.0)
+    raise ValueError(f"unknown loss kind {config.kind!r}")
+
+
+def _terms(
+    recon_logits: Tensor, target: Tensor, posterior: Posterior, mode: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Reconstruction, per-unit KL (D,) and per-variable KL (V,), batch means."""
+    recon = reconstruction(recon_logits.float(), target.float(), mode)
     kl_cont = kl_normal(posterior.mean.float(), posterior.logvar.float()).mean(dim=0)  # (D,)
     if posterior.logits:
         kl_disc = torch.stack([kl_uniform_categorical(lg.float()).mean() for lg in posterior.logits])  # (V,)
     else:
-        kl_disc = torch.zeros(0, device=device, dtype=dtype)
+        kl_disc = torch.zeros(0, device=recon_logits.device, dtype=torch.float32)
+    return recon, kl_cont, kl_disc
+
+
+def jointvae_loss(
+    recon_logits: Tensor, target: Tensor, posterior: Posterior, step: int, config: LossConfig
+) -> LossTerms:
+    """Equation 7 of the paper at optimiser step `step` (1 for the first batch)."""
+    assert config.continuous_capacity is not None and config.discrete_capacity is not None
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
     max_disc = sum(math.log(lg.shape[-1]) for lg in posterior.logits)
     c_cont = capacity(config.continuous_capacity, step)
     c_disc = capacity(config.discrete_capacity, step, ceiling=max_disc)

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -85,16 +85,41 @@ class CapacitySchedule(_Section):
     gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss")
 
 
+LOSS_FIELDS = {  # which optional loss fields each kind needs; the others must stay unset
+    "jointvae": {"continuous_capacity", "discrete_capacity"},
+    "vae": set(),
+    "beta-vae": {"beta"},
+    "cc-beta-vae": {"continuous_capacity"},
+}
+
+
 class LossConfig(_Section):
-    kind: Literal["jointvae"] = Field("jointvae", title="Training objective")
-    continuous_capacity: CapacitySchedule = Field(title="C_z: capacity of the continuous latents")
-    discrete_capacity: CapacitySchedule = Field(
-        title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
+    kind: Literal["jointvae", "vae", "beta-vae", "cc-beta-vae"] = Field(
+        "jointvae",
+        title="jointvae (Dupont 2018), vae, beta-vae (Higgins 2017), cc-beta-vae (Burgess 2017: one capacity on the total KL)",
     )
+    continuous_capacity: CapacitySchedule | None = Field(
+        None, title="C_z: capacity of the continuous latents (cc-beta-vae: of the whole KL)"
+    )
+    discrete_capacity: CapacitySchedule | None = Field(
+        None, title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
+    )
+    beta: float | None = Field(None, gt=0, title="beta-vae: weight of the KL term")
     reconstruction: Literal["bce-sum", "bce-official"] = Field(
         "bce-sum",
         title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",
     )
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> LossConfig:
+        needed = LOSS_FIELDS[self.kind]
+        for name in sorted(set().union(*LOSS_FIELDS.values())):
+            value = getattr(self, name)
+            if name in needed and value is None:
+                raise ValueError(f"kind {self.kind!r} needs loss.{name}")
+            if name not in needed and value is not None:
+                raise ValueError(f"loss.{name} is not used by kind {self.kind!r}; remove it")
+        return self
 
 
 class TrainConfig(_Section):
@@ -145,7 +170,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if current is None or not isinstance(part, str) or part not in current.model_fields:
             return []
         annotation = current.model_fields[part].annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        options = get_args(annotation) or (annotation,)  # an optional section is `Model | None`
+        current = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
     return list(current.model_fields) if current is not None else []
 
 
@@ -162,7 +188,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             lines.append(f"{source}: {path}: missing; it is required")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {path}: {message} (got {item.get('input')!r})")
+            given = item.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"  # a whole section says nothing new
+            lines.append(f"{source}: {path}: {message}{shown}")
     return "\n".join(lines)
 
 

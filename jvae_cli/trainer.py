@@ -25,7 +25,7 @@ from jvae_cli.devices import resolve_device
 from jvae_cli.errors import JvaeError, RunDirError
 from jvae_cli.figures import traversal_frames, unit_label
 from jvae_cli.latents import UnitKL, measure_unit_kl, prior_mode, ranked_units
-from jvae_cli.losses import jointvae_loss
+from jvae_cli.losses import objective
 from jvae_cli.media import write_gif
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
@@ -241,7 +241,7 @@ def train(
             x = source.images(order[position * batch_size : (position + 1) * batch_size], torch_device)
             state.step += 1
             logits, posterior = model(x, preset.model.temperature, noise)
-            terms = jointvae_loss(logits, x, posterior, state.step, preset.loss)
+            terms = objective(logits, x, posterior, state.step, preset.loss)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()

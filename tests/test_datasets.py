@@ -397,3 +397,23 @@ def test_an_unreadable_chair_render_is_named(tmp_path):
         DataError, match=f"1 chairs image\\(s\\) cannot be read; the first: cannot read image {broken}"
     ):
         open_dataset(DataConfig(dataset="chairs", image_size=64, channels=1), data_path=str(tmp_path))
+
+
+@pytest.mark.parametrize("preset", ["dsprites-vae", "dsprites-beta-vae", "dsprites-cc-beta-vae"])
+def test_baseline_presets_train_and_work_with_every_command(cli, tmp_path, preset):
+    sets = [
+        'data.source="generated"',
+        "data.image_size=32",
+        'model.architecture="conv32"',
+        "train.steps=3",
+        "train.log_every=1",
+    ]
+    args = [arg for s in sets for arg in ("--set", s)]
+    run = tmp_path / "run"
+    assert cli("train", "--preset", preset, *args, "--out", run).exit_code == 0
+    ckpt = run / "ckpt.pt"
+    assert cli("traverse", ckpt, "--all", "--out", tmp_path / "t.gif").exit_code == 0
+    assert cli("sample", ckpt, "--n", "4", "--out", tmp_path / "s.png").exit_code == 0
+    assert cli("encode", ckpt, "dsprites", "--limit", "10", "--out", tmp_path / "c.csv").exit_code == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and records[0]["kl_disc"] == []

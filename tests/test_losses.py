@@ -92,3 +92,56 @@ def test_loss_without_discrete_or_without_continuous_latents():
     )
     assert only_disc.kl_cont.numel() == 0
     assert only_disc.loss.item() == pytest.approx(only_disc.recon.item() + 0.5, rel=1e-6)
+
+
+def _fixed_batch():
+    torch.manual_seed(3)
+    posterior = Posterior(torch.randn(6, 4), torch.randn(6, 4), [torch.randn(6, 3)])
+    return torch.randn(6, 1, 32, 32), torch.rand(6, 1, 32, 32), posterior
+
+
+def _by_hand(logits, target, posterior):
+    """Straight from the formulas, without the library's helpers."""
+    p = torch.sigmoid(logits)
+    recon = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).sum() / target.shape[0]
+    var = posterior.logvar.exp()
+    kl_z = (0.5 * (posterior.mean**2 + var - 1 - posterior.logvar)).sum() / target.shape[0]
+    q = torch.softmax(posterior.logits[0], dim=-1)
+    kl_c = (q * torch.log(q * 3)).sum() / target.shape[0]
+    return recon, kl_z + kl_c
+
+
+@pytest.mark.parametrize(
+    "kind,extra,expected",
+    [
+        ("vae", {}, lambda recon, kl, step: recon + kl),
+        ("beta-vae", {"beta": 4.0}, lambda recon, kl, step: recon + 4.0 * kl),
+        (
+            "cc-beta-vae",
+            {"continuous_capacity": CapacitySchedule(stop=25.0, steps=100, gamma=1000.0)},
+            lambda recon, kl, step: recon + 1000.0 * (kl - 25.0 * step / 100).abs(),
+        ),
+    ],
+)
+def test_baseline_losses_match_their_formulas(kind, extra, expected):
+    from jvae_cli.losses import objective
+
+    logits, target, posterior = _fixed_batch()
+    recon, kl = _by_hand(logits, target, posterior)
+    terms = objective(logits, target, posterior, 40, LossConfig(kind=kind, **extra))
+    assert terms.loss.item() == pytest.approx(expected(recon, kl, 40).item(), rel=1e-5)
+    assert terms.recon.item() == pytest.approx(recon.item(), rel=1e-5)
+
+
+def test_each_kind_takes_only_its_own_fields():
+    from pydantic import ValidationError
+
+    schedule = CapacitySchedule(stop=1.0, steps=10, gamma=1.0)
+    with pytest.raises(ValidationError, match="needs loss.beta"):
+        LossConfig(kind="beta-vae")
+    with pytest.raises(ValidationError, match="loss.beta is not used by kind 'vae'"):
+        LossConfig(kind="vae", beta=2.0)
+    with pytest.raises(ValidationError, match="needs loss.discrete_capacity"):
+        LossConfig(kind="jointvae", continuous_capacity=schedule)
+    with pytest.raises(ValidationError, match="loss.discrete_capacity is not used by kind 'cc-beta-vae'"):
+        LossConfig(kind="cc-beta-vae", continuous_capacity=schedule, discrete_capacity=schedule)

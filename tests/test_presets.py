@@ -11,7 +11,7 @@ import torch
 
 import jvae_cli
 from jvae_cli.checkpoint import build_model
-from jvae_cli.losses import jointvae_loss
+from jvae_cli.losses import objective
 from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     x = torch.rand(4, channels, size, size).round()
     before = [p.detach().clone() for p in model.parameters()]
     logits, posterior = model(x, preset.model.temperature)
-    terms = jointvae_loss(logits, x, posterior, 1, preset.loss)
+    terms = objective(logits, x, posterior, 1, preset.loss)
     terms.loss.backward()
     optimizer.step()
     assert torch.isfinite(terms.loss)

@@ -27,7 +27,8 @@ def list_presets(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     table = Table(title="jvae presets")
-    for column in ("name", "dataset", "model", "description"):
+    table.add_column("name", no_wrap=True)  # names are what users copy, never cut
+    for column in ("dataset", "model", "description"):
         table.add_column(column)
     with user_errors():
         for name in preset_names():
