@@ -34,6 +34,7 @@ def build_model(preset: Preset) -> JointVAE:
         continuous=preset.model.continuous,
         discrete=preset.model.discrete,
         hidden=preset.model.hidden,
+        mlp=preset.model.architecture == "mlp",
     )
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from jvae_cli.model import Posterior
+from jvae_cli.model import JointVAE, Posterior
 from jvae_cli.presets import CapacitySchedule, LossConfig
 
 # ----------------------------------------------------------------------------------------------- terms
@@ -97,17 +97,50 @@ def objective(
     raise ValueError(f"unknown loss kind {config.kind!r}")
 
 
+def model_objective(
+    model: JointVAE, target: Tensor, posterior: Posterior, latent: Tensor, step: int, config: LossConfig
+) -> LossTerms:
+    """The training loss from a reparameterised `latent`; kinds that decode once go through `objective`."""
+    if config.kind != "grouped-vae":
+        return objective(model.decode_logits(latent), target, posterior, step, config)
+    assert config.groups is not None and config.beta is not None
+    kl_cont, kl_disc = _kls(posterior)
+    recon = grouped_reconstruction(model, target, latent, config.groups, config.reconstruction)
+    loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
+    return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
+
+
+def grouped_reconstruction(
+    model: JointVAE, target: Tensor, latent: Tensor, groups: list[int], mode: str
+) -> Tensor:
+    """Sum over i of the reconstruction from groups 1..i, later groups zeroed and earlier ones detached, so
+    term i trains the whole decoder but, of the encoder's outputs, only group i's (Grouped-VAE)."""
+    total = latent.new_zeros(())
+    start = 0
+    for size in groups:
+        end = start + size
+        prefix = torch.zeros_like(latent)
+        prefix[:, :start] = latent[:, :start].detach()
+        prefix[:, start:end] = latent[:, start:end]
+        total = total + reconstruction(model.decode_logits(prefix).float(), target.float(), mode)
+        start = end
+    return total
+
+
 def _terms(
     recon_logits: Tensor, target: Tensor, posterior: Posterior, mode: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Reconstruction, per-unit KL (D,) and per-variable KL (V,), batch means."""
-    recon = reconstruction(recon_logits.float(), target.float(), mode)
+    return (reconstruction(recon_logits.float(), target.float(), mode), *_kls(posterior))
+
+
+def _kls(posterior: Posterior) -> tuple[Tensor, Tensor]:
     kl_cont = kl_normal(posterior.mean.float(), posterior.logvar.float()).mean(dim=0)  # (D,)
     if posterior.logits:
         kl_disc = torch.stack([kl_uniform_categorical(lg.float()).mean() for lg in posterior.logits])  # (V,)
     else:
-        kl_disc = torch.zeros(0, device=recon_logits.device, dtype=torch.float32)
-    return recon, kl_cont, kl_disc
+        kl_disc = torch.zeros(0, device=posterior.mean.device, dtype=torch.float32)
+    return kl_cont, kl_disc
 
 
 def jointvae_loss(

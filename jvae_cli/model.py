@@ -6,6 +6,8 @@ Gumbel-Softmax relaxation at a fixed temperature; evaluation decodes the determi
 argmax]. The network is the one of the paper's appendix B and its official code: four (64x64) or three (32x32)
 stride-2 4x4 convolutions, a 256-unit hidden layer, and a mirrored decoder ending in a sigmoid.
 
+The same class also builds the fully connected networks the Grouped-VAE paper uses on dSprites (`mlp=True`).
+
 This module imports only torch so that every other part of jvae (and other people's code) can build on it.
 """
 
@@ -95,6 +97,7 @@ class JointVAE(nn.Module):
         continuous: int,
         discrete: list[int] | tuple[int, ...] = (),
         hidden: int = 256,
+        mlp: bool = False,
     ) -> None:
         super().__init__()
         if image_size not in CONV_CHANNELS:
@@ -104,21 +107,40 @@ class JointVAE(nn.Module):
         self.continuous = continuous
         self.discrete = list(discrete)
         self.latent_dim = continuous + sum(self.discrete)
+        self.mlp = mlp
         conv = CONV_CHANNELS[image_size]
         features = conv[-1] * FEATURE_SIDE * FEATURE_SIDE
+        pixels = channels * image_size * image_size
 
-        self.encoder = nn.Sequential(
-            _conv_stack([channels, *conv]), nn.Flatten(), nn.Linear(features, hidden), nn.ReLU()
-        )
+        if mlp:  # the fully connected networks of the Grouped-VAE paper's dSprites setting
+            self.encoder = nn.Sequential(
+                nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+            )
+        else:
+            self.encoder = nn.Sequential(
+                _conv_stack([channels, *conv]), nn.Flatten(), nn.Linear(features, hidden), nn.ReLU()
+            )
         # A model without continuous units keeps empty heads out of the state dict.
         self.mean_head = nn.Linear(hidden, continuous) if continuous else None
         self.logvar_head = nn.Linear(hidden, continuous) if continuous else None
         self.discrete_heads = nn.ModuleList(nn.Linear(hidden, k) for k in self.discrete)
 
-        self.latent_to_features = nn.Sequential(
-            nn.Linear(self.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.ReLU()
-        )
-        self.decoder = _deconv_stack([*reversed(conv), channels])
+        if mlp:
+            self.latent_to_features = nn.Sequential(
+                nn.Linear(self.latent_dim, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, hidden),
+                nn.Tanh(),
+                nn.Linear(hidden, pixels),
+            )
+            self.decoder = nn.Unflatten(1, (channels, image_size, image_size))
+        else:
+            self.latent_to_features = nn.Sequential(
+                nn.Linear(self.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.ReLU()
+            )
+            self.decoder = _deconv_stack([*reversed(conv), channels])
 
     def encode(self, x: Tensor) -> Posterior:
         hidden = self.encoder(x)  # (B, hidden)
@@ -133,8 +155,9 @@ class JointVAE(nn.Module):
         )
 
     def decode_logits(self, latent: Tensor) -> Tensor:
-        features = self.latent_to_features(latent)  # (B, 64 * 4 * 4)
-        features = features.view(-1, features.shape[1] // FEATURE_SIDE**2, FEATURE_SIDE, FEATURE_SIDE)
+        features = self.latent_to_features(latent)  # (B, 64 * 4 * 4), or (B, C * H * W) for the MLP
+        if not self.mlp:
+            features = features.view(-1, features.shape[1] // FEATURE_SIDE**2, FEATURE_SIDE, FEATURE_SIDE)
         return self.decoder(features)  # (B, C, H, W)
 
     def decode(self, latent: Tensor) -> Tensor:

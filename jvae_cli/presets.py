@@ -22,7 +22,7 @@ from jvae_cli.errors import PresetError
 # ----------------------------------------------------------------------------------------------- schema
 
 DatasetName = Literal["dsprites", "mnist", "fashion-mnist", "chairs", "celeba", "mpi3d", "digits", "folder"]
-ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}
+ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}  # the mlp architecture takes either size
 
 
 class _Section(BaseModel):
@@ -55,8 +55,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    architecture: Literal["conv32", "conv64"] = Field(
-        title="Network of Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64"
+    architecture: Literal["conv32", "conv64", "mlp"] = Field(
+        title="Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64; mlp: fully connected, "
+        "ReLU encoder and tanh decoder of width `hidden` (Grouped-VAE's dSprites setting)"
     )
     continuous: int = Field(ge=0, le=4096, title="Number of Gaussian latent units")
     discrete: list[int] = Field(
@@ -90,13 +91,15 @@ LOSS_FIELDS = {  # which optional loss fields each kind needs; the others must s
     "vae": set(),
     "beta-vae": {"beta"},
     "cc-beta-vae": {"continuous_capacity"},
+    "grouped-vae": {"beta", "groups"},
 }
 
 
 class LossConfig(_Section):
-    kind: Literal["jointvae", "vae", "beta-vae", "cc-beta-vae"] = Field(
+    kind: Literal["jointvae", "vae", "beta-vae", "cc-beta-vae", "grouped-vae"] = Field(
         "jointvae",
-        title="jointvae (Dupont 2018), vae, beta-vae (Higgins 2017), cc-beta-vae (Burgess 2017: one capacity on the total KL)",
+        title="jointvae (Dupont 2018), vae, beta-vae (Higgins 2017), cc-beta-vae (Burgess 2017: one capacity on "
+        "the total KL), grouped-vae (Halevi: reconstruction from each prefix of latent groups)",
     )
     continuous_capacity: CapacitySchedule | None = Field(
         None, title="C_z: capacity of the continuous latents (cc-beta-vae: of the whole KL)"
@@ -104,7 +107,11 @@ class LossConfig(_Section):
     discrete_capacity: CapacitySchedule | None = Field(
         None, title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
     )
-    beta: float | None = Field(None, gt=0, title="beta-vae: weight of the KL term")
+    beta: float | None = Field(None, gt=0, title="beta-vae, grouped-vae: weight of the KL term")
+    groups: list[int] | None = Field(
+        None,
+        title="grouped-vae: sizes of the consecutive groups of continuous units, summing to model.continuous",
+    )
     reconstruction: Literal["bce-sum", "bce-official"] = Field(
         "bce-sum",
         title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",
@@ -146,8 +153,20 @@ class Preset(_Section):
     train: TrainConfig
 
     @model_validator(mode="after")
+    def _groups_fit_latents(self) -> Preset:
+        groups = self.loss.groups
+        if groups is not None:
+            if any(g < 1 for g in groups) or sum(groups) != self.model.continuous:
+                raise ValueError(
+                    f"loss.groups {groups} must be positive and sum to model.continuous ({self.model.continuous})"
+                )
+            if self.model.discrete:
+                raise ValueError("grouped-vae groups continuous units only; set model.discrete = []")
+        return self
+
+    @model_validator(mode="after")
     def _architecture_fits_images(self) -> Preset:
-        size = ARCHITECTURE_SIZES[self.model.architecture]
+        size = ARCHITECTURE_SIZES.get(self.model.architecture, self.data.image_size)
         if size != self.data.image_size:
             raise ValueError(
                 f"model.architecture {self.model.architecture!r} needs data.image_size = {size}, "

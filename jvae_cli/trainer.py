@@ -25,7 +25,7 @@ from jvae_cli.devices import resolve_device
 from jvae_cli.errors import JvaeError, RunDirError
 from jvae_cli.figures import traversal_frames, unit_label
 from jvae_cli.latents import UnitKL, measure_unit_kl, prior_mode, ranked_units
-from jvae_cli.losses import objective
+from jvae_cli.losses import model_objective
 from jvae_cli.media import write_gif
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
@@ -240,8 +240,9 @@ def train(
                 order_epoch, order = epoch, _epoch_order(preset.train.seed, epoch, len(source))
             x = source.images(order[position * batch_size : (position + 1) * batch_size], torch_device)
             state.step += 1
-            logits, posterior = model(x, preset.model.temperature, noise)
-            terms = objective(logits, x, posterior, state.step, preset.loss)
+            posterior = model.encode(x)
+            latent = posterior.sample(preset.model.temperature, noise)
+            terms = model_objective(model, x, posterior, latent, state.step, preset.loss)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()

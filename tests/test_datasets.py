@@ -399,15 +399,17 @@ def test_an_unreadable_chair_render_is_named(tmp_path):
         open_dataset(DataConfig(dataset="chairs", image_size=64, channels=1), data_path=str(tmp_path))
 
 
-@pytest.mark.parametrize("preset", ["dsprites-vae", "dsprites-beta-vae", "dsprites-cc-beta-vae"])
-def test_baseline_presets_train_and_work_with_every_command(cli, tmp_path, preset):
-    sets = [
-        'data.source="generated"',
-        "data.image_size=32",
-        'model.architecture="conv32"',
-        "train.steps=3",
-        "train.log_every=1",
-    ]
+@pytest.mark.parametrize(
+    "preset,extra",
+    [
+        ("dsprites-vae", ['model.architecture="conv32"']),
+        ("dsprites-beta-vae", ['model.architecture="conv32"']),
+        ("dsprites-cc-beta-vae", ['model.architecture="conv32"']),
+        ("grouped-vae-dsprites", ["model.hidden=64"]),
+    ],
+)
+def test_baseline_presets_train_and_work_with_every_command(cli, tmp_path, preset, extra):
+    sets = ['data.source="generated"', "data.image_size=32", "train.steps=3", "train.log_every=1", *extra]
     args = [arg for s in sets for arg in ("--set", s)]
     run = tmp_path / "run"
     assert cli("train", "--preset", preset, *args, "--out", run).exit_code == 0

@@ -145,3 +145,40 @@ def test_each_kind_takes_only_its_own_fields():
         LossConfig(kind="jointvae", continuous_capacity=schedule)
     with pytest.raises(ValidationError, match="loss.discrete_capacity is not used by kind 'cc-beta-vae'"):
         LossConfig(kind="cc-beta-vae", continuous_capacity=schedule, discrete_capacity=schedule)
+
+
+def test_grouped_vae_term_i_reaches_only_group_i_of_the_encoder_outputs():
+    from jvae_cli.losses import grouped_reconstruction
+    from jvae_cli.model import JointVAE
+
+    torch.manual_seed(0)
+    model = JointVAE(32, 1, 6, [], hidden=64, mlp=True)
+    target = torch.rand(4, 1, 32, 32)
+    latent = torch.randn(4, 6, requires_grad=True)
+    first_term = grouped_reconstruction(model, target, latent, [3], "bce-sum")  # groups 1..1
+    both_terms = grouped_reconstruction(model, target, latent, [3, 3], "bce-sum")
+    (first,) = torch.autograd.grad(first_term, latent, retain_graph=True)
+    (second,) = torch.autograd.grad(both_terms - first_term, latent, retain_graph=True)
+    assert first[:, :3].abs().sum() > 0 and first[:, 3:].abs().sum() == 0
+    assert second[:, 3:].abs().sum() > 0 and second[:, :3].abs().sum() == 0  # group 1 is detached in term 2
+    decoder = list(model.latent_to_features.parameters())
+    assert all(g.abs().sum() > 0 for g in torch.autograd.grad(both_terms, decoder, allow_unused=False))
+
+
+def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
+    from jvae_cli.losses import model_objective, reconstruction
+    from jvae_cli.model import JointVAE
+
+    torch.manual_seed(1)
+    model = JointVAE(32, 1, 4, [], hidden=32, mlp=True)
+    target = torch.rand(3, 1, 32, 32)
+    posterior = model.encode(target)
+    latent = posterior.sample(0.67, torch.Generator().manual_seed(0))
+    config = LossConfig(kind="grouped-vae", beta=2.0, groups=[1, 3])
+    first = torch.cat([latent[:, :1], torch.zeros(3, 3)], dim=1)
+    by_hand = reconstruction(model.decode_logits(first), target) + reconstruction(
+        model.decode_logits(latent), target
+    )
+    kl = (0.5 * (posterior.mean**2 + posterior.logvar.exp() - 1 - posterior.logvar)).sum() / 3
+    terms = model_objective(model, target, posterior, latent, 5, config)
+    assert terms.loss.item() == pytest.approx((by_hand + 2.0 * kl).item(), rel=1e-5)

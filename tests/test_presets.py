@@ -11,7 +11,7 @@ import torch
 
 import jvae_cli
 from jvae_cli.checkpoint import build_model
-from jvae_cli.losses import objective
+from jvae_cli.losses import model_objective
 from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +45,8 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     size, channels = preset.data.image_size, preset.data.channels
     x = torch.rand(4, channels, size, size).round()
     before = [p.detach().clone() for p in model.parameters()]
-    logits, posterior = model(x, preset.model.temperature)
-    terms = objective(logits, x, posterior, 1, preset.loss)
+    posterior = model.encode(x)
+    terms = model_objective(model, x, posterior, posterior.sample(preset.model.temperature), 1, preset.loss)
     terms.loss.backward()
     optimizer.step()
     assert torch.isfinite(terms.loss)
@@ -114,7 +114,7 @@ def test_presets_show_applies_overrides_and_prints_toml(cli):
             "loss.continuous_capacity.gama=3",
             "loss.continuous_capacity.gama: unknown key; allowed here: start, stop, steps, gamma",
         ),
-        ("model.architecture=mlp", "model.architecture: Input should be 'conv32' or 'conv64'"),
+        ("model.architecture=resnet", "model.architecture: Input should be 'conv32', 'conv64' or 'mlp'"),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
         ("model.discrete=[1]", "at least 2 categories"),
         ("data.image_size=48", "data.image_size: Input should be 32 or 64"),
