@@ -19,8 +19,8 @@ from jvae_cli import __version__
 from jvae_cli import metrics as m
 from jvae_cli.checkpoint import LoadedCheckpoint
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.latents import Unit, all_units, unit_address
-from jvae_cli.losses import kl_normal, kl_uniform_categorical, reconstruction
+from jvae_cli.latents import Unit, all_units, kl_sums, unit_address
+from jvae_cli.losses import reconstruction
 from jvae_cli.model import JointVAE
 
 GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
@@ -107,9 +107,9 @@ def elbo_terms(
         sums["recon_mode"] += reconstruction(model.decode_logits(posterior.mode()), x, mode).item() * count
         sampled = posterior.sample(loaded.preset.model.temperature, generator)
         sums["recon_sample"] += reconstruction(model.decode_logits(sampled), x, mode).item() * count
-        kl_cont += kl_normal(posterior.mean, posterior.logvar).sum(0).double().cpu()
-        for i, logits in enumerate(posterior.logits):
-            kl_disc[i] += kl_uniform_categorical(logits).sum().double().cpu()
+        batch_cont, batch_disc = kl_sums(posterior)
+        kl_cont += batch_cont
+        kl_disc += batch_disc
     total = len(indices)
     kl_c, kl_d = (kl_cont / total).tolist(), (kl_disc / total).tolist()
     terms = {
@@ -171,27 +171,20 @@ def evaluate(
         )
 
     if hasattr(source, "factor_sizes"):
+        votes = {
+            "seed": seed,
+            "num_train": counts["num_train"],
+            "num_eval": counts["num_eval"],
+            "device": device,
+        }
         if "factorvae" in names:
             say("FactorVAE score")
             report.metrics["factorvae"] = m.factorvae_score(
-                encode,
-                source,
-                seed=seed,
-                num_train=counts["num_train"],
-                num_eval=counts["num_eval"],
-                num_variance_estimate=counts["num_variance_estimate"],
-                device=device,
+                encode, source, num_variance_estimate=counts["num_variance_estimate"], **votes
             )
         if "betavae" in names:
             say("beta-VAE score")
-            report.metrics["betavae"] = m.betavae_score(
-                encode,
-                source,
-                seed=seed,
-                num_train=counts["num_train"],
-                num_eval=counts["num_eval"],
-                device=device,
-            )
+            report.metrics["betavae"] = m.betavae_score(encode, source, **votes)
         if {"mig", "mic"} & set(names):
             say("mutual information (MIG, MIC)")
             codes, factors = m.factor_codes(

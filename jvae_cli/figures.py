@@ -8,21 +8,25 @@ square-ish, or one row per category of a discrete variable with the columns shar
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from jvae_cli.data.sources import ImageSource
 from jvae_cli.latents import (
     DEFAULT_RANGE,
     Unit,
     UnitKL,
+    prior_mode,
     prior_sample,
+    ranked_units,
     set_unit,
     traversal_images,
     unit_address,
 )
-from jvae_cli.media import grid, to_uint8
+from jvae_cli.media import grid, to_uint8, write_gif
 from jvae_cli.model import JointVAE
 
 
@@ -112,3 +116,37 @@ def per_category_grid(
     rows = torch.stack([model.decode(set_unit(codes, model, unit, k)) for k in range(categories)])
     labels = [f"{unit.label}={k}" for k in range(categories)]
     return grid(to_uint8(rows), labels, scale=scale)
+
+
+@torch.no_grad()
+def write_ranked_traversal(
+    model: JointVAE,
+    source: ImageSource,
+    device: torch.device,
+    kl: UnitKL,
+    path: Path,
+    seed: int,
+    names: dict[str, str] | None = None,
+    with_prior_mode: bool = True,
+    max_continuous: int | None = None,
+    frames: int = 10,
+    encoded: int = 4,
+    duration_ms: int = 100,
+) -> Path:
+    """A GIF of units ranked by KL (at most `max_continuous` continuous ones, then every discrete variable),
+    over `encoded` images drawn by `seed`, after the prior mode when `with_prior_mode`."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(len(source), (encoded,), generator=generator)
+    bases = model.encode(source.images(picks, device)).mode()
+    if with_prior_mode:
+        bases = torch.cat([prior_mode(model, 1, device), bases])
+    ranked = ranked_units(model, kl)
+    keep = model.continuous if max_continuous is None else min(max_continuous, model.continuous)
+    units = ranked[:keep] + ranked[model.continuous :]
+    labels = [unit_label(unit, names or {}, kl) for unit in units]
+    scale = 2 if model.image_size <= 32 else 1
+    write_gif(
+        traversal_frames(model, bases, units, frames, labels, scale=scale), path, duration_ms=duration_ms
+    )
+    return path

@@ -19,7 +19,7 @@ from torch import Tensor
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import JvaeError
 from jvae_cli.losses import kl_normal, kl_uniform_categorical
-from jvae_cli.model import JointVAE
+from jvae_cli.model import JointVAE, Posterior
 
 # The paper's traversal range: the 5% and 95% quantiles of the N(0, 1) prior.
 DEFAULT_RANGE = (NormalDist().inv_cdf(0.05), NormalDist().inv_cdf(0.95))
@@ -63,6 +63,15 @@ def ranked_units(model: JointVAE, kl: UnitKL) -> list[Unit]:
     ]
 
 
+def kl_sums(posterior: Posterior) -> tuple[Tensor, Tensor]:
+    """Per-unit KL summed over the batch, in float64 on the CPU, for averaging over many batches."""
+    cont = kl_normal(posterior.mean, posterior.logvar).sum(dim=0).double().cpu()  # (D,)
+    disc = torch.tensor(
+        [kl_uniform_categorical(lg).sum().item() for lg in posterior.logits], dtype=torch.float64
+    )
+    return cont, disc
+
+
 @torch.no_grad()
 def measure_unit_kl(
     model: JointVAE, source: ImageSource, device: torch.device, n: int = 1024, seed: int = 0, batch: int = 256
@@ -76,10 +85,9 @@ def measure_unit_kl(
     cont = torch.zeros(model.continuous, dtype=torch.float64)
     disc = torch.zeros(len(model.discrete), dtype=torch.float64)
     for start in range(0, len(indices), batch):
-        posterior = model.encode(source.images(indices[start : start + batch], device))
-        cont += kl_normal(posterior.mean, posterior.logvar).sum(dim=0).double().cpu()
-        for i, logits in enumerate(posterior.logits):
-            disc[i] += kl_uniform_categorical(logits).sum().double().cpu()
+        batch_cont, batch_disc = kl_sums(model.encode(source.images(indices[start : start + batch], device)))
+        cont += batch_cont
+        disc += batch_disc
     model.train(was_training)
     count = len(indices)
     return UnitKL((cont / count).tolist(), (disc / count).tolist())

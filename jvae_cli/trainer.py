@@ -20,13 +20,12 @@ from typing import Any
 import torch
 
 from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload, read_checkpoint
-from jvae_cli.data import ImageSource, open_dataset
+from jvae_cli.data import open_dataset
 from jvae_cli.devices import resolve_device
 from jvae_cli.errors import JvaeError, RunDirError
-from jvae_cli.figures import traversal_frames, unit_label
-from jvae_cli.latents import UnitKL, measure_unit_kl, prior_mode, ranked_units
+from jvae_cli.figures import write_ranked_traversal
+from jvae_cli.latents import measure_unit_kl
 from jvae_cli.losses import model_objective
-from jvae_cli.media import write_gif
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
 
@@ -35,7 +34,7 @@ METRICS = "metrics.jsonl"
 PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
-TRAVERSAL_BASES = 5
+TRAVERSAL_ENCODED = 4  # columns after the prior mode
 
 
 @dataclass
@@ -282,27 +281,16 @@ def train(
     emit(TrainEvent("status", state.step, total, message="measuring unit KL and drawing traversals"))
     kl = measure_unit_kl(model, source, torch_device, seed=preset.train.seed)
     save(kl.as_dict())
-    traversal = write_training_traversal(
-        model, source, torch_device, kl, run_dir / TRAVERSAL, preset.train.seed
+    traversal = write_ranked_traversal(
+        model,
+        source,
+        torch_device,
+        kl,
+        run_dir / TRAVERSAL,
+        preset.train.seed,
+        frames=TRAVERSAL_FRAMES,
+        encoded=TRAVERSAL_ENCODED,
+        duration_ms=120,
     )
     emit(TrainEvent("end", state.step, total, message=str(traversal)))
     return TrainResult(run_dir, state.step, total, False, seconds, images_per_sec, traversal)
-
-
-@torch.no_grad()
-def write_training_traversal(
-    model: JointVAE, source: ImageSource, device: torch.device, kl: UnitKL, path: Path, seed: int
-) -> Path:
-    """Every unit as a row (ranked by KL, labelled), columns = the prior mode and a few encoded images."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    picks = torch.randint(len(source), (TRAVERSAL_BASES - 1,), generator=generator)
-    encoded = model.encode(source.images(picks, device)).mode()
-    bases = torch.cat([prior_mode(model, 1, device), encoded])
-    units = ranked_units(model, kl)
-    labels = [unit_label(unit, {}, kl) for unit in units]
-    scale = 2 if model.image_size <= 32 else 1
-    write_gif(
-        traversal_frames(model, bases, units, TRAVERSAL_FRAMES, labels, scale=scale), path, duration_ms=120
-    )
-    return path

@@ -32,15 +32,13 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Score a model: FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL."""
-    import torch
 
     from jvae_cli.checkpoint import set_unit_names
     from jvae_cli.data import open_dataset
     from jvae_cli.evaluation import ALL_METRICS, code_units, names_to_store, supported
     from jvae_cli.evaluation import evaluate as run
-    from jvae_cli.figures import traversal_frames, unit_label
-    from jvae_cli.latents import UnitKL, ranked_units
-    from jvae_cli.media import write_gif
+    from jvae_cli.figures import write_ranked_traversal
+    from jvae_cli.latents import UnitKL
     from jvae_cli.reports import kl_bars, mi_heatmap, rows, write_json, write_markdown
 
     unknown = [name for name in metrics if name not in ALL_METRICS]
@@ -83,19 +81,17 @@ def evaluate(
                 [report.unit_kl[str(i)] for i in range(model.continuous)],
                 [report.unit_kl[f"d{i}"] for i in range(len(model.discrete))],
             )
-            units = (
-                ranked_units(model, kl)[: min(6, model.continuous)]
-                + ranked_units(model, kl)[model.continuous :]
-            )
-            generator = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                picks = torch.randint(len(source), (4,), generator=generator)
-                bases = model.encode(source.images(picks, torch_device)).mode()
             names = loaded.payload.get("unit_names") or {}
-            labels = [unit_label(u, names, kl) for u in units]
-            scale = 2 if model.image_size <= 32 else 1
-            write_gif(
-                traversal_frames(model, bases, units, 10, labels, scale=scale), target / "top_units.gif"
+            write_ranked_traversal(
+                model,
+                source,
+                torch_device,
+                kl,
+                target / "top_units.gif",
+                seed,
+                names,
+                with_prior_mode=False,
+                max_continuous=6,
             )
             figures.append("top_units.gif")
         if report.mi_matrix is not None:
