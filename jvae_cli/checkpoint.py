@@ -35,6 +35,8 @@ def build_model(preset: Preset) -> JointVAE:
         discrete=preset.model.discrete,
         hidden=preset.model.hidden,
         mlp=preset.model.architecture == "mlp",
+        classes=preset.model.classes,
+        generic=preset.model.generic,
     )
 
 

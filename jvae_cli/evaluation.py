@@ -19,12 +19,12 @@ from jvae_cli import __version__
 from jvae_cli import metrics as m
 from jvae_cli.checkpoint import LoadedCheckpoint
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.latents import Unit, all_units, kl_sums, unit_address
+from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
 from jvae_cli.model import JointVAE
 
 GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
-LABEL_METRICS = ("cluster_accuracy", "linear_probe")
+LABEL_METRICS = ("cluster_accuracy", "linear_probe", "class_split")
 ALWAYS = ("elbo",)
 ALL_METRICS = GROUND_TRUTH_METRICS + LABEL_METRICS + ALWAYS
 
@@ -32,12 +32,13 @@ Status = Callable[[str], None]
 
 
 def representation(model: JointVAE) -> m.EncodeFn:
-    """images -> [means, argmax of each discrete variable] as a numpy array, batch by batch."""
+    """images -> [means, argmax of each discrete variable] as a numpy array, batch by batch; a
+    class-conditional model also reads the images' labels."""
     device = next(model.parameters()).device
 
     @torch.no_grad()
-    def encode(images: torch.Tensor) -> np.ndarray:
-        posterior = model.encode(images.to(device))
+    def encode(images: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
+        posterior = model.encode(images.to(device), labels)
         parts = [posterior.mean.float()] + [c.float().unsqueeze(1) for c in posterior.categories]
         return torch.cat(parts, dim=1).cpu().numpy()
 
@@ -66,12 +67,15 @@ class Report:
     unit_kl: dict[str, float] = field(default_factory=dict)
 
 
-def supported(source: ImageSource) -> list[str]:
+def supported(source: ImageSource, model: JointVAE | None = None) -> list[str]:
+    """The metrics this dataset (and model) can report: ground-truth ones need factors, label ones labels,
+    and class_split (the class-conditional paper's table 1) a class-conditional model."""
     names = list(ALWAYS)
     if hasattr(source, "factor_sizes"):
         names = list(GROUND_TRUTH_METRICS) + names
     if getattr(source, "labels", None) is not None:
-        names = list(LABEL_METRICS) + names
+        conditional = model is not None and model.classes
+        names = [n for n in LABEL_METRICS if conditional or n != "class_split"] + names
     return names
 
 
@@ -101,8 +105,9 @@ def elbo_terms(
     kl_disc = torch.zeros(len(model.discrete), dtype=torch.float64)
     mode = loaded.preset.loss.reconstruction
     for start in range(0, len(indices), 256):
-        x = source.images(indices[start : start + 256], device)
-        posterior = model.encode(x)
+        picks = indices[start : start + 256]
+        x = source.images(picks, device)
+        posterior = model.encode(x, labels_for(model, source, picks))
         count = x.shape[0]
         sums["recon_mode"] += reconstruction(model.decode_logits(posterior.mode()), x, mode).item() * count
         sampled = posterior.sample(loaded.preset.model.temperature, generator)
@@ -139,7 +144,7 @@ def evaluate(
     import sklearn
 
     say = status or (lambda text: None)
-    available = supported(source)
+    available = supported(source, loaded.model)
     names = [n for n in (chosen or available) if n in available]
     counts = default_settings(fast)
     model = loaded.model.to(device).eval()
@@ -228,28 +233,36 @@ def evaluate(
             report.metrics["sap"] = m.sap(encode, source, **shared)
 
     labels = getattr(source, "labels", None)
-    if labels is not None and {"cluster_accuracy", "linear_probe"} & set(names):
+    if labels is not None and {"cluster_accuracy", "linear_probe", "class_split"} & set(names):
         say("label metrics")
         rng = np.random.RandomState(seed)
         count = min(len(source), counts["num_train"] + counts["num_eval"])
         picks = rng.choice(len(source), size=count, replace=False)
+        batches = [torch.from_numpy(picks[i : i + 256]) for i in range(0, count, 256)]
         codes = np.concatenate(
-            [
-                encode(source.images(torch.from_numpy(picks[i : i + 256]), device))
-                for i in range(0, count, 256)
-            ]
+            [encode(source.images(b, device), labels_for(model, source, b)) for b in batches]
         )
         truth = np.asarray(labels)[picks]
+        split = int(count * 2 / 3)
         if "cluster_accuracy" in names and model.discrete:
             report.metrics["cluster_accuracy"] = {
                 f"d{i}": m.cluster_accuracy(codes[:, model.continuous + i], truth)
                 for i in range(len(model.discrete))
             }
         if "linear_probe" in names:
-            split = int(count * 2 / 3)
             report.metrics["linear_probe"] = m.linear_probe(
                 codes[:split], truth[:split], codes[split:], truth[split:], seed
             )
+        if "class_split" in names and model.classes:
+            report.metrics["class_split"] = {
+                part: m.linear_probe(
+                    codes[:split, cols], truth[:split], codes[split:, cols], truth[split:], seed
+                )
+                for part, cols in (
+                    ("z", slice(0, model.generic)),
+                    ("w", slice(model.generic, model.continuous)),
+                )
+            }
     return report
 
 

@@ -19,6 +19,7 @@ from jvae_cli.latents import (
     DEFAULT_RANGE,
     Unit,
     UnitKL,
+    encode_from,
     prior_mode,
     prior_sample,
     ranked_units,
@@ -138,8 +139,8 @@ def write_ranked_traversal(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randint(len(source), (encoded,), generator=generator)
-    bases = model.encode(source.images(picks, device)).mode()
-    if with_prior_mode:
+    bases = encode_from(model, source, picks, device).mode()
+    if with_prior_mode and not (model.classes and model.default_class is None):
         bases = torch.cat([prior_mode(model, 1, device), bases])
     ranked = ranked_units(model, kl)
     keep = model.continuous if max_continuous is None else min(max_continuous, model.continuous)

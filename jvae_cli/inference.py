@@ -18,7 +18,7 @@ from jvae_cli.checkpoint import LoadedCheckpoint
 from jvae_cli.codes import CodeWriter
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.images import load_batches, load_image
-from jvae_cli.latents import Change, apply_changes
+from jvae_cli.latents import Change, apply_changes, encode_from
 from jvae_cli.media import to_uint8, write_png
 from jvae_cli.model import Posterior
 
@@ -84,7 +84,7 @@ def encode_dataset(
     total = min(limit or len(source), len(source))
     for start in range(0, total, batch_size):
         indices = torch.arange(start, min(start + batch_size, total))
-        posterior = loaded.model.encode(source.images(indices, device))
+        posterior = encode_from(loaded.model, source, indices, device)
         writer.write([f"{label}:{i}" for i in indices.tolist()], posterior)
         if reconstruct_dir is not None:
             _reconstruct(

@@ -72,6 +72,17 @@ def kl_sums(posterior: Posterior) -> tuple[Tensor, Tensor]:
     return cont, disc
 
 
+def labels_for(model: JointVAE, source: ImageSource, indices: Tensor) -> Tensor | None:
+    """The labels a class-conditional model reads with these dataset images; None for other models."""
+    labels = getattr(source, "labels", None) if model.classes else None
+    return None if labels is None else labels[indices.cpu()]
+
+
+def encode_from(model: JointVAE, source: ImageSource, indices: Tensor, device: torch.device) -> Posterior:
+    """Encode dataset images; a class-conditional model reads each image's own label."""
+    return model.encode(source.images(indices, device), labels_for(model, source, indices))
+
+
 @torch.no_grad()
 def measure_unit_kl(
     model: JointVAE, source: ImageSource, device: torch.device, n: int = 1024, seed: int = 0, batch: int = 256
@@ -85,7 +96,7 @@ def measure_unit_kl(
     cont = torch.zeros(model.continuous, dtype=torch.float64)
     disc = torch.zeros(len(model.discrete), dtype=torch.float64)
     for start in range(0, len(indices), batch):
-        batch_cont, batch_disc = kl_sums(model.encode(source.images(indices[start : start + batch], device)))
+        batch_cont, batch_disc = kl_sums(encode_from(model, source, indices[start : start + batch], device))
         cont += batch_cont
         disc += batch_disc
     model.train(was_training)
@@ -103,6 +114,9 @@ def prior_mode(model: JointVAE, n: int = 1, device: torch.device | str = "cpu") 
     for k in model.discrete:
         codes[:, offset] = 1.0
         offset += k
+    condition = model.class_code(n, device)
+    if condition is not None:
+        codes[:, offset:] = condition
     return codes
 
 
@@ -240,4 +254,5 @@ def prior_sample(
     for k in model.discrete:
         categories = torch.randint(k, (n,), generator=generator)
         parts.append(torch.nn.functional.one_hot(categories, k).float().to(device))
-    return torch.cat(parts, dim=1)
+    condition = model.class_code(n, device)
+    return torch.cat(parts if condition is None else [*parts, condition], dim=1)

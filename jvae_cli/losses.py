@@ -9,7 +9,8 @@ and the discrete one is clipped at sum_i log K_i, the largest KL a set of catego
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,7 @@ class LossTerms:
     kl_disc: Tensor  # (V,) batch-mean KL of each discrete variable
     capacity_cont: float
     capacity_disc: float
+    extra: dict[str, Tensor] = field(default_factory=dict)  # a kind's own terms, logged under their names
 
     @property
     def kl_cont_total(self) -> Tensor:
@@ -97,17 +99,162 @@ def objective(
     raise ValueError(f"unknown loss kind {config.kind!r}")
 
 
+class Critic(Protocol):
+    """The second network of factor-vae (a discriminator) and class-conditional (a classifier), as the VAE's
+    loss sees it: a differentiable penalty whose own parameters receive no gradient."""
+
+    def penalty(self, codes: Tensor, labels: Tensor | None = None) -> Tensor: ...
+
+
 def model_objective(
-    model: JointVAE, target: Tensor, posterior: Posterior, latent: Tensor, step: int, config: LossConfig
+    model: JointVAE,
+    target: Tensor,
+    posterior: Posterior,
+    latent: Tensor,
+    step: int,
+    config: LossConfig,
+    *,
+    dataset_size: int | None = None,
+    critic: Critic | None = None,
+    labels: Tensor | None = None,
 ) -> LossTerms:
-    """The training loss from a reparameterised `latent`; kinds that decode once go through `objective`."""
-    if config.kind != "grouped-vae":
-        return objective(model.decode_logits(latent), target, posterior, step, config)
-    assert config.groups is not None and config.beta is not None
-    kl_cont, kl_disc = _kls(posterior)
-    recon = grouped_reconstruction(model, target, latent, config.groups, config.reconstruction)
-    loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
-    return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
+    """The training loss from a reparameterised `latent`; kinds that decode once go through `objective`.
+
+    beta-tcvae needs the dataset size for its estimators; factor-vae and class-conditional need their critic.
+    """
+    if config.kind == "grouped-vae":
+        assert config.groups is not None and config.beta is not None
+        kl_cont, kl_disc = _kls(posterior)
+        recon = grouped_reconstruction(model, target, latent, config.groups, config.reconstruction)
+        loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
+        return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
+    recon_logits = model.decode_logits(latent)
+    if config.kind == "beta-tcvae":
+        if dataset_size is None:
+            raise ValueError("beta-tcvae needs the dataset size")
+        return beta_tcvae_loss(recon_logits, target, posterior, latent, dataset_size, config)
+    if config.kind == "factor-vae":
+        assert config.gamma is not None and critic is not None
+        recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+        tc = critic.penalty(latent[:, : model.continuous])
+        loss = recon + kl_cont.sum() + kl_disc.sum() + config.gamma * tc
+        return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0, {"tc": tc})
+    if config.kind == "class-conditional":
+        assert critic is not None and labels is not None
+        return class_conditional_loss(
+            recon_logits, target, posterior, latent, step, config, model.generic, critic, labels
+        )
+    return objective(recon_logits, target, posterior, step, config)
+
+
+# ----------------------------------------------------------------------------------------------- beta-TCVAE
+
+
+def log_normal(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mean, exp(logvar)) elementwise."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar))
+
+
+def pair_log_weights(
+    batch: int, dataset_size: int, estimator: str, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """log w[i, j]: the weight of q(z_i | x_j) in the batch estimate of q(z_i) = 1/N sum_n q(z_i | x_n).
+
+    mws (minibatch-weighted sampling, Chen 2018) weighs every pair 1/(N M). mss weighs the image z_i came from
+    by 1/N and each of the M-1 others by (N-1)/(N(M-1)): those others are a uniform draw without replacement
+    from the N-1 remaining images, so the estimate of q(z_i) is unbiased, and exact when the batch is the
+    whole dataset.
+    """
+    n = float(dataset_size)
+    if estimator == "mws":
+        return torch.full((batch, batch), -math.log(n * batch), device=device, dtype=dtype)
+    if estimator != "mss":
+        raise ValueError(f"unknown estimator {estimator!r}")
+    other = math.log((n - 1) / (n * (batch - 1))) if batch > 1 else -math.inf
+    weights = torch.full((batch, batch), other, device=device, dtype=dtype)
+    weights.fill_diagonal_(-math.log(n))
+    return weights
+
+
+def tc_decomposition(
+    z: Tensor, mean: Tensor, logvar: Tensor, dataset_size: int, estimator: str = "mws"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Index-code MI, total correlation and dimension-wise KL of the Gaussian units, batch estimates.
+
+    With log q(z) and log prod_d q(z_d) estimated from the batch's pairs, the three terms are the batch means of
+    log q(z|x) - log q(z), log q(z) - sum_d log q(z_d), and sum_d log q(z_d) - log p(z); they sum to the
+    sampled KL(q(z|x) || p(z)).
+    """
+    log_w = pair_log_weights(z.shape[0], dataset_size, estimator, z.device, z.dtype)  # (M, M)
+    pairs = log_normal(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))  # (M, M, D): [i, j, d]
+    log_qz_x = log_normal(z, mean, logvar).sum(1)  # (M,)
+    log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
+    log_qz = torch.logsumexp(log_w + pairs.sum(2), dim=1)
+    log_prod_qzd = torch.logsumexp(log_w.unsqueeze(2) + pairs, dim=1).sum(1)
+    return (log_qz_x - log_qz).mean(), (log_qz - log_prod_qzd).mean(), (log_prod_qzd - log_pz).mean()
+
+
+def beta_tcvae_loss(
+    recon_logits: Tensor,
+    target: Tensor,
+    posterior: Posterior,
+    latent: Tensor,
+    dataset_size: int,
+    config: LossConfig,
+) -> LossTerms:
+    """recon + alpha MI + beta TC + gamma dimension-wise KL of the Gaussian units (Chen 2018).
+
+    Discrete variables, if the model has any, stay out of the decomposition: their KL to the uniform prior is
+    added with weight 1, as in the plain ELBO.
+    """
+    assert config.alpha is not None and config.beta is not None and config.gamma is not None
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    d = posterior.mean.shape[1]
+    mi, tc, dwkl = tc_decomposition(
+        latent[:, :d].float(),
+        posterior.mean.float(),
+        posterior.logvar.float(),
+        dataset_size,
+        config.estimator or "mws",
+    )
+    loss = recon + config.alpha * mi + config.beta * tc + config.gamma * dwkl + kl_disc.sum()
+    return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0, {"mi": mi, "tc": tc, "dwkl": dwkl})
+
+
+# ----------------------------------------------------------------------------------------------- class-conditional
+
+
+def class_conditional_loss(
+    recon_logits: Tensor,
+    target: Tensor,
+    posterior: Posterior,
+    latent: Tensor,
+    step: int,
+    config: LossConfig,
+    generic: int,
+    critic: Critic,
+    labels: Tensor,
+) -> LossTerms:
+    """recon + beta |KL_z - C_z| + gamma |KL_w - C_w| - weight * L_class(z) (Kondamudi & Balasubramanian).
+
+    The VAE step maximises the classifier's binary cross-entropy on the generic units z, pushing the label
+    out of them; the classifier's own step (not here) minimises it.
+    """
+    assert config.continuous_capacity is not None and config.specific_capacity is not None
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    c_z = capacity(config.continuous_capacity, step)
+    c_w = capacity(config.specific_capacity, step)
+    kl_z, kl_w = kl_cont[:generic].sum(), kl_cont[generic:].sum()
+    class_bce = critic.penalty(latent[:, :generic], labels)
+    weight = 1.0 if config.adversary_weight is None else config.adversary_weight
+    loss = (
+        recon
+        + config.continuous_capacity.gamma * (kl_z - c_z).abs()
+        + config.specific_capacity.gamma * (kl_w - c_w).abs()
+        - weight * class_bce
+    )
+    extra = {"kl_z": kl_z, "kl_w": kl_w, "classifier_on_z": class_bce, "capacity_w": kl_z.new_tensor(c_w)}
+    return LossTerms(loss, recon, kl_cont, kl_disc, c_z, 0.0, extra)
 
 
 def grouped_reconstruction(

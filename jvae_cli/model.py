@@ -6,7 +6,11 @@ Gumbel-Softmax relaxation at a fixed temperature; evaluation decodes the determi
 argmax]. The network is the one of the paper's appendix B and its official code: four (64x64) or three (32x32)
 stride-2 4x4 convolutions, a 256-unit hidden layer, and a mirrored decoder ending in a sigmoid.
 
-The same class also builds the fully connected networks the Grouped-VAE paper uses on dSprites (`mlp=True`).
+The same class also builds the fully connected networks the Grouped-VAE paper uses on dSprites (`mlp=True`),
+and the class-conditional model of Kondamudi & Balasubramanian (`classes > 0`): the first `generic` continuous
+units (z) are read from the image alone, the rest (w) also from the one-hot label, and the decoder reads the
+label appended to the latent code. The label travels inside the code, so everything that edits or decodes
+codes works unchanged; encoding needs the labels, or the model's `default_class` when there are none.
 
 This module imports only torch so that every other part of jvae (and other people's code) can build on it.
 """
@@ -55,6 +59,10 @@ class Posterior:
     mean: Tensor  # (B, D)
     logvar: Tensor  # (B, D)
     logits: list[Tensor]  # each (B, K_i)
+    condition: Tensor | None = None  # (B, classes) one-hot label of a class-conditional model
+
+    def _with_condition(self, code: Tensor) -> Tensor:
+        return code if self.condition is None else torch.cat([code, self.condition.to(code.dtype)], dim=-1)
 
     @property
     def probs(self) -> list[Tensor]:
@@ -69,7 +77,7 @@ class Posterior:
         one_hots = [
             F.one_hot(logit.argmax(dim=-1), logit.shape[-1]).to(self.mean.dtype) for logit in self.logits
         ]
-        return torch.cat([self.mean, *one_hots], dim=-1)
+        return self._with_condition(torch.cat([self.mean, *one_hots], dim=-1))
 
     def sample(self, temperature: float, generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample: z = mean + sigma * eps, c_i = softmax((log alpha_i + Gumbel) / T)."""
@@ -81,7 +89,7 @@ class Posterior:
             uniform = torch.rand(logit.shape, generator=generator, device=logit.device, dtype=logit.dtype)
             gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-12))).clamp_min(1e-12))
             parts.append(F.softmax((F.log_softmax(logit, dim=-1) + gumbel) / temperature, dim=-1))
-        return torch.cat(parts, dim=-1)
+        return self._with_condition(torch.cat(parts, dim=-1))
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -98,6 +106,8 @@ class JointVAE(nn.Module):
         discrete: list[int] | tuple[int, ...] = (),
         hidden: int = 256,
         mlp: bool = False,
+        classes: int = 0,
+        generic: int = 0,
     ) -> None:
         super().__init__()
         if image_size not in CONV_CHANNELS:
@@ -106,7 +116,10 @@ class JointVAE(nn.Module):
         self.channels = channels
         self.continuous = continuous
         self.discrete = list(discrete)
-        self.latent_dim = continuous + sum(self.discrete)
+        self.classes = classes
+        self.generic = generic
+        self.default_class: int | None = None  # the label used when encoding or sampling without labels
+        self.latent_dim = continuous + sum(self.discrete) + classes  # the decoder's input width
         self.mlp = mlp
         conv = CONV_CHANNELS[image_size]
         features = conv[-1] * FEATURE_SIDE * FEATURE_SIDE
@@ -124,6 +137,8 @@ class JointVAE(nn.Module):
         self.mean_head = nn.Linear(hidden, continuous) if continuous else None
         self.logvar_head = nn.Linear(hidden, continuous) if continuous else None
         self.discrete_heads = nn.ModuleList(nn.Linear(hidden, k) for k in self.discrete)
+        # Adding W y to the w units' outputs is a linear head reading [hidden, one-hot y]; z never sees y.
+        self.label_head = nn.Linear(classes, 2 * (continuous - generic), bias=False) if classes else None
 
         if mlp:
             self.latent_to_features = nn.Sequential(
@@ -142,16 +157,33 @@ class JointVAE(nn.Module):
             )
             self.decoder = _deconv_stack([*reversed(conv), channels])
 
-    def encode(self, x: Tensor) -> Posterior:
+    def class_code(self, n: int, device: torch.device | str, labels: Tensor | None = None) -> Tensor | None:
+        """One-hot labels (n, classes), from `labels` or else `default_class`; None for an unconditional model."""
+        if not self.classes:
+            return None
+        if labels is None:
+            if self.default_class is None:
+                raise ValueError("this model is class-conditional: give the labels or set default_class")
+            labels = torch.full((n,), self.default_class, dtype=torch.long, device=device)
+        return F.one_hot(labels.to(device=device, dtype=torch.long), self.classes).float()
+
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> Posterior:
         hidden = self.encoder(x)  # (B, hidden)
         if self.mean_head is None or self.logvar_head is None:
             mean = logvar = hidden.new_zeros(hidden.shape[0], 0)
         else:
             mean, logvar = self.mean_head(hidden), self.logvar_head(hidden)
+        condition = self.class_code(x.shape[0], x.device, labels)
+        if self.label_head is not None and condition is not None:
+            shift_mean, shift_logvar = self.label_head(condition.to(mean.dtype)).chunk(2, dim=-1)
+            zeros = mean.new_zeros(mean.shape[0], self.generic)
+            mean = mean + torch.cat([zeros, shift_mean], dim=-1)
+            logvar = logvar + torch.cat([zeros, shift_logvar], dim=-1)
         return Posterior(
             mean=mean,  # (B, D)
             logvar=logvar,  # (B, D)
             logits=[head(hidden) for head in self.discrete_heads],  # each (B, K_i)
+            condition=condition,  # (B, classes) or None
         )
 
     def decode_logits(self, latent: Tensor) -> Tensor:

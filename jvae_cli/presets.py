@@ -67,6 +67,15 @@ class ModelConfig(_Section):
     hidden: int = Field(
         256, ge=1, title="Width of the fully connected layer between convolutions and latents"
     )
+    classes: int = Field(
+        0,
+        ge=0,
+        title="class-conditional: number of label classes; the w units' encoder head and the decoder read "
+        "the one-hot label (0: unconditional)",
+    )
+    generic: int = Field(
+        0, ge=0, title="class-conditional: how many continuous units (the first ones) are class-generic z"
+    )
 
     @model_validator(mode="after")
     def _has_latents(self) -> ModelConfig:
@@ -86,28 +95,75 @@ class CapacitySchedule(_Section):
     gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss")
 
 
-LOSS_FIELDS = {  # which optional loss fields each kind needs; the others must stay unset
-    "jointvae": {"continuous_capacity", "discrete_capacity"},
-    "vae": set(),
-    "beta-vae": {"beta"},
-    "cc-beta-vae": {"continuous_capacity"},
-    "grouped-vae": {"beta", "groups"},
+LOSS_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # kind: (fields it needs, fields it may set)
+    "jointvae": ({"continuous_capacity", "discrete_capacity"}, set()),
+    "vae": (set(), set()),
+    "beta-vae": ({"beta"}, set()),
+    "cc-beta-vae": ({"continuous_capacity"}, set()),
+    "grouped-vae": ({"beta", "groups"}, set()),
+    "beta-tcvae": ({"alpha", "beta", "gamma"}, {"estimator"}),
+    "factor-vae": ({"gamma"}, {"adversary_lr"}),
+    "class-conditional": (
+        {"continuous_capacity", "specific_capacity"},
+        {"adversary_lr", "adversary_weight", "classifier_reads"},
+    ),
 }
+LABELLED_DATASETS = ("mnist", "fashion-mnist", "digits")
 
 
 class LossConfig(_Section):
-    kind: Literal["jointvae", "vae", "beta-vae", "cc-beta-vae", "grouped-vae"] = Field(
+    kind: Literal[
+        "jointvae",
+        "vae",
+        "beta-vae",
+        "cc-beta-vae",
+        "grouped-vae",
+        "beta-tcvae",
+        "factor-vae",
+        "class-conditional",
+    ] = Field(
         "jointvae",
         title="jointvae (Dupont 2018), vae, beta-vae (Higgins 2017), cc-beta-vae (Burgess 2017: one capacity on "
-        "the total KL), grouped-vae (Halevi: reconstruction from each prefix of latent groups)",
+        "the total KL), grouped-vae (Halevi: reconstruction from each prefix of latent groups), beta-tcvae "
+        "(Chen 2018: KL split into index-code MI, total correlation, dimension-wise KL), factor-vae (Kim & "
+        "Mnih 2018: total correlation from a discriminator), class-conditional (Kondamudi & Balasubramanian "
+        "2019: class-generic z and class-specific w)",
     )
     continuous_capacity: CapacitySchedule | None = Field(
-        None, title="C_z: capacity of the continuous latents (cc-beta-vae: of the whole KL)"
+        None,
+        title="C_z: capacity of the continuous latents (cc-beta-vae: of the whole KL; class-conditional: of "
+        "the generic units z, its gamma is the paper's beta)",
     )
     discrete_capacity: CapacitySchedule | None = Field(
         None, title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
     )
-    beta: float | None = Field(None, gt=0, title="beta-vae, grouped-vae: weight of the KL term")
+    specific_capacity: CapacitySchedule | None = Field(
+        None,
+        title="class-conditional: C_w, capacity of the class-specific units w (its gamma is the paper's)",
+    )
+    alpha: float | None = Field(None, ge=0, title="beta-tcvae: weight of the index-code mutual information")
+    beta: float | None = Field(
+        None, ge=0, title="beta-vae, grouped-vae: weight of the KL term; beta-tcvae: of the total correlation"
+    )
+    gamma: float | None = Field(
+        None, ge=0, title="beta-tcvae: weight of the dimension-wise KL; factor-vae: of the total correlation"
+    )
+    estimator: Literal["mws", "mss"] | None = Field(
+        None,
+        title="beta-tcvae: how log q(z) is estimated from a batch: minibatch-weighted (mws, the default) or "
+        "the unbiased minibatch-stratified one (mss)",
+    )
+    adversary_lr: float | None = Field(
+        None, gt=0, title="factor-vae, class-conditional: Adam learning rate of the second network (1e-4)"
+    )
+    adversary_weight: float | None = Field(
+        None, ge=0, title="class-conditional: weight of the classifier's loss the VAE step maximises (1)"
+    )
+    classifier_reads: Literal["z", "w"] | None = Field(
+        None,
+        title="class-conditional: the units the classifier trains on in its own step; the paper found w "
+        "(the default) better than z",
+    )
     groups: list[int] | None = Field(
         None,
         title="grouped-vae: sizes of the consecutive groups of continuous units, summing to model.continuous",
@@ -119,14 +175,19 @@ class LossConfig(_Section):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> LossConfig:
-        needed = LOSS_FIELDS[self.kind]
-        for name in sorted(set().union(*LOSS_FIELDS.values())):
+        needed, optional = LOSS_FIELDS[self.kind]
+        every = set().union(*(n | o for n, o in LOSS_FIELDS.values()))
+        for name in sorted(every):
             value = getattr(self, name)
             if name in needed and value is None:
                 raise ValueError(f"kind {self.kind!r} needs loss.{name}")
-            if name not in needed and value is not None:
+            if name not in needed | optional and value is not None:
                 raise ValueError(f"loss.{name} is not used by kind {self.kind!r}; remove it")
         return self
+
+    @property
+    def adversary_learning_rate(self) -> float:
+        return self.adversary_lr if self.adversary_lr is not None else 1e-4
 
 
 class TrainConfig(_Section):
@@ -162,6 +223,33 @@ class Preset(_Section):
                 )
             if self.model.discrete:
                 raise ValueError("grouped-vae groups continuous units only; set model.discrete = []")
+        return self
+
+    @model_validator(mode="after")
+    def _classes_fit_kind(self) -> Preset:
+        model, loss = self.model, self.loss
+        if loss.kind != "class-conditional":
+            if model.classes or model.generic:
+                raise ValueError("model.classes and model.generic are for loss.kind 'class-conditional'")
+            return self
+        if model.classes < 2:
+            raise ValueError("class-conditional needs model.classes >= 2 (the number of labels)")
+        if not 1 <= model.generic < model.continuous:
+            raise ValueError(
+                f"class-conditional needs 1 <= model.generic < model.continuous ({model.continuous}): "
+                "the first model.generic units are z, the rest w"
+            )
+        if model.discrete:
+            raise ValueError("class-conditional uses continuous units only; set model.discrete = []")
+        if (loss.classifier_reads or "w") == "w" and 2 * model.generic != model.continuous:
+            raise ValueError(
+                "a classifier that trains on w and is applied to z needs as many w units as z units: "
+                f"model.continuous = 2 * model.generic (got {model.continuous} and {model.generic})"
+            )
+        if self.data.dataset not in LABELLED_DATASETS:
+            raise ValueError(
+                f"class-conditional needs labels; data.dataset must be one of {', '.join(LABELLED_DATASETS)}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -20,14 +20,15 @@ from typing import Any
 import torch
 
 from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload, read_checkpoint
+from jvae_cli.critics import Critic, build_critic
 from jvae_cli.data import open_dataset
 from jvae_cli.devices import resolve_device
 from jvae_cli.errors import JvaeError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
-from jvae_cli.latents import measure_unit_kl
-from jvae_cli.losses import model_objective
+from jvae_cli.latents import labels_for, measure_unit_kl
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
+from jvae_cli.steps import critic_step, vae_step
 
 CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
@@ -35,6 +36,7 @@ PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
 TRAVERSAL_ENCODED = 4  # columns after the prior mode
+SECOND_ORDER = 7919  # seed offset of the data order of FactorVAE's second batch
 
 
 @dataclass
@@ -130,6 +132,7 @@ class _State:
     optimizer: torch.optim.Optimizer
     noise: torch.Generator
     step: int
+    critic: Critic | None = None
 
 
 def _payload(
@@ -148,6 +151,8 @@ def _payload(
         },
         unit_kl=unit_kl,
     )
+    if state.critic is not None:
+        payload["critic"] = state.critic.state_dict()
     return payload
 
 
@@ -190,10 +195,14 @@ def train(
     model = build_model(preset).to(torch_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
     noise = torch.Generator(device=torch_device).manual_seed(preset.train.seed + 1)
-    state = _State(model, optimizer, noise, step=0)
+    state = _State(model, optimizer, noise, step=0, critic=build_critic(preset, torch_device))
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
+        if state.critic is not None:
+            if "critic" not in resumed:
+                raise RunDirError(f"{ckpt_path} has no {preset.loss.kind} critic state to resume")
+            state.critic.load_state_dict(resumed["critic"])
         torch.set_rng_state(resumed["rng"]["torch"])
         state.step = int(resumed["step"])
         saved_on = resumed["rng"].get("device", "cpu")
@@ -224,7 +233,7 @@ def train(
         )
     interval = _Interval()
     batch_size = preset.train.batch_size
-    order_epoch, order = -1, torch.empty(0, dtype=torch.long)
+    order_epoch, order, second = -1, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
     started = time.perf_counter()
     start_step = state.step
     interrupted = False
@@ -237,15 +246,27 @@ def train(
             epoch, position = divmod(state.step, steps_per_epoch)
             if epoch != order_epoch:
                 order_epoch, order = epoch, _epoch_order(preset.train.seed, epoch, len(source))
-            x = source.images(order[position * batch_size : (position + 1) * batch_size], torch_device)
+                if preset.loss.kind == "factor-vae":
+                    second = _epoch_order(preset.train.seed + SECOND_ORDER, epoch, len(source))
+            picks = order[position * batch_size : (position + 1) * batch_size]
+            x = source.images(picks, torch_device)
+            labels = labels_for(model, source, picks)
+            labels = None if labels is None else labels.to(torch_device)
             state.step += 1
-            posterior = model.encode(x)
-            latent = posterior.sample(preset.model.temperature, noise)
-            terms = model_objective(model, x, posterior, latent, state.step, preset.loss)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
-            interval.add(loss=terms.loss, recon=terms.recon, kl_cont=terms.kl_cont, kl_disc=terms.kl_disc)
+            terms, latent = vae_step(
+                model, optimizer, x, labels, state.step, preset, noise, len(source), state.critic
+            )
+            extra = dict(terms.extra)
+            if state.critic is not None:
+                other = None
+                if len(second):
+                    other = source.images(
+                        second[position * batch_size : (position + 1) * batch_size], torch_device
+                    )
+                extra["critic_loss"] = critic_step(model, state.critic, preset, latent, labels, noise, other)
+            interval.add(
+                loss=terms.loss, recon=terms.recon, kl_cont=terms.kl_cont, kl_disc=terms.kl_disc, **extra
+            )
 
             if state.step % preset.train.log_every == 0 or state.step == total:
                 record = {"step": state.step, "epoch": state.step / steps_per_epoch, **interval.means()}

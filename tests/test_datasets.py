@@ -405,7 +405,9 @@ def test_an_unreadable_chair_render_is_named(tmp_path):
         ("dsprites-vae", ['model.architecture="conv32"']),
         ("dsprites-beta-vae", ['model.architecture="conv32"']),
         ("dsprites-cc-beta-vae", ['model.architecture="conv32"']),
-        ("grouped-vae-dsprites", ["model.hidden=64"]),
+        ("dsprites-grouped-vae", ["model.hidden=64"]),
+        ("dsprites-beta-tcvae", ['model.architecture="conv32"', "train.batch_size=32"]),
+        ("dsprites-factor-vae", ['model.architecture="conv32"']),
     ],
 )
 def test_baseline_presets_train_and_work_with_every_command(cli, tmp_path, preset, extra):

@@ -11,8 +11,9 @@ import torch
 
 import jvae_cli
 from jvae_cli.checkpoint import build_model
-from jvae_cli.losses import model_objective
+from jvae_cli.critics import build_critic
 from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
+from jvae_cli.steps import critic_step, vae_step
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET_FILES = sorted((REPO / "presets").glob("*.toml"))
@@ -45,10 +46,12 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     size, channels = preset.data.image_size, preset.data.channels
     x = torch.rand(4, channels, size, size).round()
     before = [p.detach().clone() for p in model.parameters()]
-    posterior = model.encode(x)
-    terms = model_objective(model, x, posterior, posterior.sample(preset.model.temperature), 1, preset.loss)
-    terms.loss.backward()
-    optimizer.step()
+    critic = build_critic(preset, "cpu")
+    labels = torch.tensor([0, 1, 1, 0]) if preset.model.classes else None
+    noise = torch.Generator().manual_seed(0)
+    terms, latent = vae_step(model, optimizer, x, labels, 1, preset, noise, 1000, critic)
+    if critic is not None:
+        assert torch.isfinite(critic_step(model, critic, preset, latent, labels, noise, x.flip(0)))
     assert torch.isfinite(terms.loss)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 

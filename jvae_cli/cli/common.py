@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
     from jvae_cli.checkpoint import LoadedCheckpoint
+    from jvae_cli.model import JointVAE
 
 DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N."
 OUTPUT_SUFFIXES = {".gif", ".png"}
@@ -57,3 +58,24 @@ def scale_option() -> int:
     return typer.Option(
         1, "--scale", min=1, max=16, help="Upsample each image by this factor (nearest neighbour)."
     )
+
+
+def class_option() -> int | None:
+    return typer.Option(
+        None, "--class", min=0, help="Class-conditional models: the label to condition on (0..classes-1)."
+    )
+
+
+def set_class(model: JointVAE, label: int | None, needed: bool = True) -> None:
+    """Condition a class-conditional model on `label`; refuse a label for any other model."""
+    if label is None:
+        if model.classes and needed:
+            raise fail(
+                f"this model is class-conditional: choose a label with --class 0..{model.classes - 1}", 2
+            )
+        return
+    if not model.classes:
+        raise fail("--class is for class-conditional models; this checkpoint's model is not one", 2)
+    if label >= model.classes:
+        raise fail(f"--class {label}: this model knows classes 0..{model.classes - 1}", 2)
+    model.default_class = label

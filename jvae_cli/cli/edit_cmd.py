@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, find_checkpoint, load, output_path
+from jvae_cli.cli.common import DEVICE_HELP, class_option, find_checkpoint, load, output_path, set_class
 from jvae_cli.cli.console import fail, out, user_errors
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -46,6 +46,7 @@ def edit(
         None, "--sweep", help="Also write a GIF moving from the original code to the edit."
     ),
     frames: int = typer.Option(12, "--frames", min=2, max=500, help="Frames of --sweep."),
+    label: int = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Edit IMAGE by moving latent units: --NAME +d adds d, --NAME -d subtracts, --NAME =v sets."""
@@ -76,6 +77,7 @@ def edit(
     with user_errors():
         loaded, torch_device = load(find_checkpoint(ckpt), device)
         model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        set_class(model, label)
         changes = [parse_change(parse_unit(unit, model, names), value, model) for unit, value in requested]
         result = edit_image(loaded, image, changes, torch_device, frames if sweep is not None else 0)
         write_png(result.image, target)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, load, output_path
+from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, set_class
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 
@@ -27,6 +27,7 @@ def encode(
     ),
     data: str = typer.Option(None, "--data", help="Dataset location, when INPUT is a dataset name."),
     limit: int = typer.Option(None, "--limit", min=1, help="Encode only the first N images of a dataset."),
+    label: int = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Infer codes: per image its path, continuous means and log-variances, discrete probabilities and argmax."""
@@ -51,10 +52,14 @@ def encode(
                 else DataConfig(dataset=inputs[0], image_size=own.image_size, channels=own.channels)
             )
             source = open_dataset(config, data)
+            if getattr(source, "labels", None) is not None and loaded.model.classes and label is not None:
+                raise fail(f"{inputs[0]} has its own labels, which the model reads; leave out --class", 2)
         else:
             paths = image_files(Path(p) for p in inputs)
             if not paths:
                 raise fail(f"no images found in {', '.join(inputs)}", 1)
+        has_labels = as_dataset and getattr(source, "labels", None) is not None
+        set_class(loaded.model, label, needed=not has_labels)
         writer = CodeWriter(out_path, loaded.model.continuous, loaded.model.discrete)
         with _Progress() as progress:
             try:

@@ -54,7 +54,7 @@ def evaluate(
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         source = open_dataset(loaded.preset.data, data)
-        available = supported(source)
+        available = supported(source, loaded.model)
         missing = [name for name in metrics if name not in available]
         if missing:
             raise fail(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, load, output_path, scale_option
+from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, scale_option, set_class
 from jvae_cli.cli.console import fail, out, user_errors
 
 
@@ -25,6 +25,7 @@ def sample(
     variable: str = typer.Option("d0", "--variable", help="The discrete variable --per-category lays out."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior samples."),
     scale: int = scale_option(),
+    label: int = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Decode samples of the prior (the paper's figure 4a with --per-category)."""
@@ -38,6 +39,7 @@ def sample(
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        set_class(model, label)
         fixed = []
         for text in categories:
             address, sep, value = text.partition("=")

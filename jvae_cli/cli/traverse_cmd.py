@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, load, output_path, scale_option
+from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, scale_option, set_class
 from jvae_cli.cli.console import fail, out, user_errors
 
 
@@ -32,6 +32,7 @@ def traverse(
     duration: int = typer.Option(100, "--duration", min=10, help="GIF milliseconds per frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of --samples."),
     scale: int = scale_option(),
+    label: int = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Decode codes while one latent unit moves across its range (the paper's figures 2, 3, 5 and 7b)."""
@@ -53,6 +54,7 @@ def traverse(
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        set_class(model, label)
         stored = loaded.payload.get("unit_kl")
         kl = UnitKL(stored["continuous"], stored["discrete"]) if stored else None
         if all_units:
