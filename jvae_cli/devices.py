@@ -26,3 +26,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise JvaeError(f"device type {device.type!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bfloat16 has hardware support here: a GPU that supports it, or a CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(
+        getattr(cpu, probe, lambda: False)()
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """`auto` computes in bfloat16 where the hardware makes it fast; `fp32` and `bf16` choose explicitly."""
+    if precision == "auto":
+        return bf16_is_fast(device)
+    return precision == "bf16"

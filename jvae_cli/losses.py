@@ -9,6 +9,7 @@ and the discrete one is clipped at sum_i log K_i, the largest KL a set of catego
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,12 +80,21 @@ class LossTerms:
 
 
 def objective(
-    recon_logits: Tensor, target: Tensor, posterior: Posterior, step: int, config: LossConfig
+    recon_logits: Tensor,
+    target: Tensor,
+    posterior: Posterior,
+    step: int,
+    config: LossConfig,
+    kl_mean: Reducer | None = None,
 ) -> LossTerms:
-    """The loss `config.kind` names, at optimiser step `step` (1 for the first batch)."""
+    """The loss `config.kind` names, at optimiser step `step` (1 for the first batch).
+
+    `kl_mean`, in a distributed run, turns this process's batch-mean KLs into the global batch's (see
+    `distributed.global_mean`), so capacity terms |KL - C| see the whole batch as one process would.
+    """
     if config.kind == "jointvae":
-        return jointvae_loss(recon_logits, target, posterior, step, config)
-    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+        return jointvae_loss(recon_logits, target, posterior, step, config, kl_mean)
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction, kl_mean)
     kl_total = kl_cont.sum() + kl_disc.sum()
     if config.kind == "vae":
         return LossTerms(recon + kl_total, recon, kl_cont, kl_disc, 0.0, 0.0)
@@ -97,6 +107,9 @@ def objective(
         loss = recon + config.continuous_capacity.gamma * (kl_total - c).abs()
         return LossTerms(loss, recon, kl_cont, kl_disc, c, 0.0)
     raise ValueError(f"unknown loss kind {config.kind!r}")
+
+
+Reducer = Callable[[Tensor], Tensor]
 
 
 class Critic(Protocol):
@@ -117,6 +130,7 @@ def model_objective(
     dataset_size: int | None = None,
     critic: Critic | None = None,
     labels: Tensor | None = None,
+    kl_mean: Reducer | None = None,
 ) -> LossTerms:
     """The training loss from a reparameterised `latent`; kinds that decode once go through `objective`.
 
@@ -124,7 +138,7 @@ def model_objective(
     """
     if config.kind == "grouped-vae":
         assert config.groups is not None and config.beta is not None
-        kl_cont, kl_disc = _kls(posterior)
+        kl_cont, kl_disc = _kls(posterior, kl_mean)
         recon = grouped_reconstruction(model, target, latent, config.groups, config.reconstruction)
         loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
         return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
@@ -132,19 +146,19 @@ def model_objective(
     if config.kind == "beta-tcvae":
         if dataset_size is None:
             raise ValueError("beta-tcvae needs the dataset size")
-        return beta_tcvae_loss(recon_logits, target, posterior, latent, dataset_size, config)
+        return beta_tcvae_loss(recon_logits, target, posterior, latent, dataset_size, config, kl_mean)
     if config.kind == "factor-vae":
         assert config.gamma is not None and critic is not None
-        recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+        recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction, kl_mean)
         tc = critic.penalty(latent[:, : model.continuous])
         loss = recon + kl_cont.sum() + kl_disc.sum() + config.gamma * tc
         return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0, {"tc": tc})
     if config.kind == "class-conditional":
         assert critic is not None and labels is not None
         return class_conditional_loss(
-            recon_logits, target, posterior, latent, step, config, model.generic, critic, labels
+            recon_logits, target, posterior, latent, step, config, model.generic, critic, labels, kl_mean
         )
-    return objective(recon_logits, target, posterior, step, config)
+    return objective(recon_logits, target, posterior, step, config, kl_mean)
 
 
 # ----------------------------------------------------------------------------------------------- beta-TCVAE
@@ -201,6 +215,7 @@ def beta_tcvae_loss(
     latent: Tensor,
     dataset_size: int,
     config: LossConfig,
+    kl_mean: Reducer | None = None,
 ) -> LossTerms:
     """recon + alpha MI + beta TC + gamma dimension-wise KL of the Gaussian units (Chen 2018).
 
@@ -208,7 +223,7 @@ def beta_tcvae_loss(
     added with weight 1, as in the plain ELBO.
     """
     assert config.alpha is not None and config.beta is not None and config.gamma is not None
-    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction, kl_mean)
     d = posterior.mean.shape[1]
     mi, tc, dwkl = tc_decomposition(
         latent[:, :d].float(),
@@ -234,6 +249,7 @@ def class_conditional_loss(
     generic: int,
     critic: Critic,
     labels: Tensor,
+    kl_mean: Reducer | None = None,
 ) -> LossTerms:
     """recon + beta |KL_z - C_z| + gamma |KL_w - C_w| - weight * L_class(z) (Kondamudi & Balasubramanian).
 
@@ -241,7 +257,7 @@ def class_conditional_loss(
     out of them; the classifier's own step (not here) minimises it.
     """
     assert config.continuous_capacity is not None and config.specific_capacity is not None
-    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction, kl_mean)
     c_z = capacity(config.continuous_capacity, step)
     c_w = capacity(config.specific_capacity, step)
     kl_z, kl_w = kl_cont[:generic].sum(), kl_cont[generic:].sum()
@@ -275,27 +291,35 @@ def grouped_reconstruction(
 
 
 def _terms(
-    recon_logits: Tensor, target: Tensor, posterior: Posterior, mode: str
+    recon_logits: Tensor, target: Tensor, posterior: Posterior, mode: str, kl_mean: Reducer | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Reconstruction, per-unit KL (D,) and per-variable KL (V,), batch means."""
-    return (reconstruction(recon_logits.float(), target.float(), mode), *_kls(posterior))
+    return (reconstruction(recon_logits.float(), target.float(), mode), *_kls(posterior, kl_mean))
 
 
-def _kls(posterior: Posterior) -> tuple[Tensor, Tensor]:
+def _kls(posterior: Posterior, kl_mean: Reducer | None = None) -> tuple[Tensor, Tensor]:
     kl_cont = kl_normal(posterior.mean.float(), posterior.logvar.float()).mean(dim=0)  # (D,)
     if posterior.logits:
         kl_disc = torch.stack([kl_uniform_categorical(lg.float()).mean() for lg in posterior.logits])  # (V,)
     else:
         kl_disc = torch.zeros(0, device=posterior.mean.device, dtype=torch.float32)
-    return kl_cont, kl_disc
+    if kl_mean is None:
+        return kl_cont, kl_disc
+    both = kl_mean(torch.cat([kl_cont, kl_disc]))  # one collective for both kinds of latent
+    return both[: kl_cont.numel()], both[kl_cont.numel() :]
 
 
 def jointvae_loss(
-    recon_logits: Tensor, target: Tensor, posterior: Posterior, step: int, config: LossConfig
+    recon_logits: Tensor,
+    target: Tensor,
+    posterior: Posterior,
+    step: int,
+    config: LossConfig,
+    kl_mean: Reducer | None = None,
 ) -> LossTerms:
     """Equation 7 of the paper at optimiser step `step` (1 for the first batch)."""
     assert config.continuous_capacity is not None and config.discrete_capacity is not None
-    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction)
+    recon, kl_cont, kl_disc = _terms(recon_logits, target, posterior, config.reconstruction, kl_mean)
     max_disc = sum(math.log(lg.shape[-1]) for lg in posterior.logits)
     c_cont = capacity(config.continuous_capacity, step)
     c_disc = capacity(config.discrete_capacity, step, ceiling=max_disc)

@@ -79,16 +79,32 @@ class Posterior:
         ]
         return self._with_condition(torch.cat([self.mean, *one_hots], dim=-1))
 
-    def sample(self, temperature: float, generator: torch.Generator | None = None) -> Tensor:
-        """Reparameterised sample: z = mean + sigma * eps, c_i = softmax((log alpha_i + Gumbel) / T)."""
-        eps = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
-        parts = [self.mean + torch.exp(0.5 * self.logvar) * eps]
+    def sample(
+        self,
+        temperature: float,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> Tensor:
+        """Reparameterised sample: z = mean + sigma * eps, c_i = softmax((log alpha_i + Gumbel) / T).
+
+        With `shard = (rank, world)` the batch is one of `world` equal parts of a global batch: the noise of
+        the whole global batch is drawn and this part's rows used, so several processes together draw what
+        one process would. Noise and sample are float32 whatever the autocast precision, so the random stream
+        does not depend on it.
+        """
+        rank, world = shard or (0, 1)
+
+        def draw(like: Tensor, fn) -> Tensor:  # noqa: ANN001 - torch.randn or torch.rand
+            rows = like.shape[0]
+            full = fn((rows * world, *like.shape[1:]), generator=generator, device=like.device)
+            return full[rank * rows : (rank + 1) * rows]
+
+        eps = draw(self.mean, torch.randn)
+        parts = [self.mean.float() + torch.exp(0.5 * self.logvar.float()) * eps]
         for logit in self.logits:
-            uniform = torch.rand(logit.shape, generator=generator, device=logit.device, dtype=logit.dtype)
+            uniform = draw(logit, torch.rand)
             gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-12))).clamp_min(1e-12))
-            parts.append(F.softmax((F.log_softmax(logit, dim=-1) + gumbel) / temperature, dim=-1))
+            parts.append(F.softmax((F.log_softmax(logit.float(), dim=-1) + gumbel) / temperature, dim=-1))
         return self._with_condition(torch.cat(parts, dim=-1))
 
 

@@ -198,6 +198,11 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0, title="Seed of initialisation, data order and sampling noise")
     log_every: int = Field(100, ge=1, title="Steps between lines of metrics.jsonl")
     checkpoint_every: int = Field(5000, ge=1, title="Steps between checkpoints")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        title="Arithmetic of the training step: bf16 autocast (weights and loss stay float32) where the "
+        "hardware has fast bfloat16 (auto), or always fp32 / bf16",
+    )
 
     @model_validator(mode="after")
     def _has_length(self) -> TrainConfig:

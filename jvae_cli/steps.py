@@ -1,45 +1,98 @@
-"""One optimisation step of the VAE, and one of its critic, as the trainer runs them (and tests check them)."""
+"""One training step as `jvae train` runs it (and `jvae bench` times it): the batch, the VAE update, the
+critic update, optionally split by process and timed by phase.
+
+The VAE's loss is computed inside `Objective.forward`, a module, so that DistributedDataParallel can wrap it:
+DDP averages the gradients of what its wrapped forward computed. Under bf16 autocast the convolutions and
+matrix products run in bfloat16 while the loss terms, the sampling noise and the weights stay float32.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from jvae_cli.critics import Critic, LabelClassifier, TCDiscriminator
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.distributed import Cluster, global_mean
+from jvae_cli.latents import labels_for
 from jvae_cli.losses import LossTerms, model_objective
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 
+SECOND_ORDER = 7919  # seed offset of the data order of FactorVAE's second batch
+Mark = Callable[[str], None]
+
+
+def epoch_order(seed: int, epoch: int, size: int) -> Tensor:
+    """The data order of one epoch, a pure function of (seed, epoch) so resuming needs no saved order."""
+    generator = torch.Generator().manual_seed(seed * (1 << 20) + epoch)
+    return torch.randperm(size, generator=generator)
+
+
+class Objective(nn.Module):
+    """The VAE loss of one (local) batch; returns (loss, every term, the detached sampled codes)."""
+
+    def __init__(
+        self,
+        model: JointVAE,
+        preset: Preset,
+        dataset_size: int,
+        critic: Critic | None = None,
+        shard: tuple[int, int] | None = None,
+        bf16: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.preset = preset
+        self.dataset_size = dataset_size
+        self.critic = critic
+        self.shard = shard
+        self.bf16 = bf16
+        self.kl_mean = global_mean(Cluster(shard[0], shard[1])) if shard is not None else None
+
+    def forward(
+        self, x: Tensor, labels: Tensor | None, step: int, noise: torch.Generator
+    ) -> tuple[Tensor, LossTerms, Tensor]:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            posterior = self.model.encode(x, labels)
+            latent = posterior.sample(self.preset.model.temperature, noise, self.shard)
+            terms = model_objective(
+                self.model,
+                x,
+                posterior,
+                latent,
+                step,
+                self.preset.loss,
+                dataset_size=self.dataset_size,
+                critic=self.critic,
+                labels=labels,
+                kl_mean=self.kl_mean,
+            )
+        return terms.loss, terms, latent.detach()
+
 
 def vae_step(
-    model: JointVAE,
+    objective: nn.Module,
     optimizer: torch.optim.Optimizer,
     x: Tensor,
     labels: Tensor | None,
     step: int,
-    preset: Preset,
     noise: torch.Generator,
-    dataset_size: int,
-    critic: Critic | None = None,
+    mark: Mark | None = None,
 ) -> tuple[LossTerms, Tensor]:
-    """Update the encoder and decoder on batch `x`; returns the loss terms and the (detached) sampled codes."""
-    posterior = model.encode(x, labels)
-    latent = posterior.sample(preset.model.temperature, noise)
-    terms = model_objective(
-        model,
-        x,
-        posterior,
-        latent,
-        step,
-        preset.loss,
-        dataset_size=dataset_size,
-        critic=critic,
-        labels=labels,
-    )
+    """Update the encoder and decoder on batch `x` at optimiser step `step` (1 for the first batch)."""
+    mark = mark or (lambda phase: None)
+    loss, terms, latent = objective(x, labels, step, noise)
+    mark("forward")
     optimizer.zero_grad(set_to_none=True)
-    terms.loss.backward()
+    loss.backward()
+    mark("backward")
     optimizer.step()
-    return terms, latent.detach()
+    mark("optimizer")
+    return terms, latent
 
 
 def critic_step(
@@ -70,3 +123,94 @@ def critic_step(
         codes = latent[:, g : 2 * g] if reads == "w" else latent[:, :g]
         return critic.step(codes, labels)
     raise TypeError(f"no critic step for {type(critic).__name__}")
+
+
+class PhaseTimer:
+    """Seconds spent per phase of the step; synchronises a GPU at each mark so time lands where it is spent."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def restart(self) -> None:
+        self.last = self._now()
+
+    def __call__(self, phase: str) -> None:
+        now = self._now()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
+class Stepper:
+    """Runs global step k of a run: the k-th batch of the seeded data order, this process's share of it, the
+    VAE update and, for kinds that have one, the critic update."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        model: JointVAE,
+        optimizer: torch.optim.Optimizer,
+        source: ImageSource,
+        device: torch.device,
+        noise: torch.Generator,
+        critic: Critic | None = None,
+        cluster: Cluster | None = None,
+        bf16: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        self.preset, self.model, self.optimizer, self.source = preset, model, optimizer, source
+        self.device, self.noise, self.critic = device, noise, critic
+        self.cluster = cluster or Cluster()
+        self.channels_last = channels_last
+        self.batch_size = preset.train.batch_size
+        self.local_batch = self.batch_size // self.cluster.world
+        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        shard = (self.cluster.rank, self.cluster.world) if self.cluster.active else None
+        objective: nn.Module = Objective(model, preset, len(source), critic, shard, bf16)
+        if self.cluster.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            objective = DistributedDataParallel(objective, device_ids=ids)
+        self.objective = objective
+        self._epoch = -1
+        self._order = self._second = torch.empty(0, dtype=torch.long)
+
+    def _rows(self, order: Tensor, position: int) -> Tensor:
+        picks = order[position * self.batch_size : (position + 1) * self.batch_size]
+        start = self.cluster.rank * self.local_batch
+        return picks[start : start + self.local_batch]
+
+    def _images(self, rows: Tensor) -> Tensor:
+        x = self.source.images(rows, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __call__(self, index: int, mark: Mark | None = None) -> tuple[LossTerms, dict[str, Tensor]]:
+        """Run global step `index` (0-based; the optimiser step number is index + 1)."""
+        mark = mark or (lambda phase: None)
+        seed = self.preset.train.seed
+        epoch, position = divmod(index, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, epoch_order(seed, epoch, len(self.source))
+            if isinstance(self.critic, TCDiscriminator):
+                self._second = epoch_order(seed + SECOND_ORDER, epoch, len(self.source))
+        rows = self._rows(self._order, position)
+        x = self._images(rows)
+        labels = labels_for(self.model, self.source, rows)
+        labels = None if labels is None else labels.to(self.device)
+        other = self._images(self._rows(self._second, position)) if len(self._second) else None
+        mark("data")
+        terms, latent = vae_step(self.objective, self.optimizer, x, labels, index + 1, self.noise, mark)
+        extra = dict(terms.extra)
+        if self.critic is not None:
+            extra["critic_loss"] = critic_step(
+                self.model, self.critic, self.preset, latent, labels, self.noise, other
+            )
+            mark("critic")
+        return terms, extra

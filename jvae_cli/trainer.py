@@ -22,13 +22,14 @@ import torch
 from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload, read_checkpoint
 from jvae_cli.critics import Critic, build_critic
 from jvae_cli.data import open_dataset
-from jvae_cli.devices import resolve_device
+from jvae_cli.devices import use_bf16
+from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
-from jvae_cli.latents import labels_for, measure_unit_kl
+from jvae_cli.latents import measure_unit_kl
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
-from jvae_cli.steps import critic_step, vae_step
+from jvae_cli.steps import PhaseTimer, Stepper
 
 CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
@@ -36,7 +37,6 @@ PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
 TRAVERSAL_ENCODED = 4  # columns after the prior mode
-SECOND_ORDER = 7919  # seed offset of the data order of FactorVAE's second batch
 
 
 @dataclass
@@ -59,15 +59,13 @@ class TrainResult:
     seconds: float
     images_per_sec: float
     traversal: Path | None
+    main: bool = True  # False in the processes of a distributed run other than rank 0
+    profile: dict[str, float] = field(default_factory=dict)  # seconds per phase, with profile=True
+    precision: str = "fp32"
+    steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
 
 
 Callback = Callable[[TrainEvent], None]
-
-
-def _epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:
-    """The data order of one epoch, a pure function of (seed, epoch) so resuming needs no saved order."""
-    generator = torch.Generator().manual_seed(seed * (1 << 20) + epoch)
-    return torch.randperm(size, generator=generator)
 
 
 def total_steps(preset: Preset, dataset_size: int) -> int:
@@ -118,8 +116,9 @@ class _Interval:
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
         self.count += 1
 
-    def means(self) -> dict[str, Any]:
-        return {key: (value / self.count).tolist() for key, value in self.sums.items()}
+    def means(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Interval means, of `sums` when given (the sums averaged over processes)."""
+        return {key: (value / self.count).tolist() for key, value in (sums or self.sums).items()}
 
     def images_per_sec(self, batch_size: int) -> float:
         seconds = time.perf_counter() - self.started - self.excluded
@@ -166,34 +165,82 @@ def train(
     resume: bool = False,
     callback: Callback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    profile: bool = False,
 ) -> TrainResult:
-    """Train `preset` into `run_dir`, or continue the run there when `resume` is set."""
-    emit = callback or (lambda event: None)
-    stop = should_stop or (lambda: False)
-    run_dir = Path(run_dir)
+    """Train `preset` into `run_dir`, or continue the run there when `resume` is set.
+
+    Started by torchrun with several processes, it trains with DistributedDataParallel (see `distributed`).
+    """
+    cluster, torch_device = join(device)
+    try:
+        return _train(
+            preset,
+            preset_name,
+            Path(run_dir),
+            cluster,
+            torch_device,
+            data_path,
+            resume,
+            callback,
+            should_stop,
+            profile,
+        )
+    finally:
+        leave(cluster)
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     ckpt_path = run_dir / CHECKPOINT
-    resumed: dict[str, Any] | None = None
     if resume:
         if not ckpt_path.is_file():
             raise RunDirError(f"nothing to resume: {ckpt_path} does not exist")
-        resumed = read_checkpoint(ckpt_path)
-    elif ckpt_path.exists():
+        return read_checkpoint(ckpt_path)
+    if ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RunDirError(f"{run_dir} exists and is not an empty folder; pick a new or empty --out")
+    return None
 
-    torch_device = resolve_device(device)
+
+def _train(
+    preset: Preset,
+    preset_name: str,
+    run_dir: Path,
+    cluster: Cluster,
+    torch_device: torch.device,
+    data_path: str | None,
+    resume: bool,
+    callback: Callback | None,
+    should_stop: Callable[[], bool] | None,
+    profile: bool,
+) -> TrainResult:
+    emit = (callback or (lambda event: None)) if cluster.main else (lambda event: None)
+    stop = should_stop or (lambda: False)
+    ckpt_path = run_dir / CHECKPOINT
+    resumed = _check_run_dir(run_dir, resume)
+    barrier(cluster)  # every process has checked the folder before rank 0 writes into it
+    batch_size = preset.train.batch_size
+    if cluster.active:
+        if preset.loss.kind in ("factor-vae", "class-conditional"):
+            raise JvaeError(f"{preset.loss.kind} trains a second network and runs in one process only")
+        if batch_size % cluster.world:
+            raise JvaeError(
+                f"train.batch_size {batch_size} does not split evenly over {cluster.world} processes"
+            )
+
     source = open_dataset(preset.data, data_path)
-    if len(source) < preset.train.batch_size:
-        raise JvaeError(
-            f"the dataset has {len(source)} images, fewer than one batch of {preset.train.batch_size}"
-        )
+    if len(source) < batch_size:
+        raise JvaeError(f"the dataset has {len(source)} images, fewer than one batch of {batch_size}")
     total = total_steps(preset, len(source))
-    steps_per_epoch = max(len(source) // preset.train.batch_size, 1)
+    steps_per_epoch = max(len(source) // batch_size, 1)
 
     torch.manual_seed(preset.train.seed)
     model = build_model(preset).to(torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
+    channels_last = preset.model.architecture != "mlp"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    bf16 = use_bf16(preset.train.precision, torch_device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
     noise = torch.Generator(device=torch_device).manual_seed(preset.train.seed + 1)
     state = _State(model, optimizer, noise, step=0, critic=build_critic(preset, torch_device))
     if resumed is not None:
@@ -214,15 +261,23 @@ def train(
                 f"resuming a {saved_on} run on {torch_device.type}: sampling noise is reseeded from the step"
             )
             emit(TrainEvent("status", state.step, 0, message=message))
-        _trim_metrics(run_dir / METRICS, state.step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PRESET_FILE).write_text(preset_to_toml(preset))
+        if cluster.main:
+            _trim_metrics(run_dir / METRICS, state.step)
+    if cluster.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / PRESET_FILE).write_text(preset_to_toml(preset))
+    stepper = Stepper(
+        preset, model, optimizer, source, torch_device, noise, state.critic, cluster, bf16, channels_last
+    )
 
     def save(unit_kl: dict | None = None) -> None:
-        atomic_torch_save(_payload(preset_name, preset, state, total, unit_kl), ckpt_path)
-        emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
+        if cluster.main:
+            atomic_torch_save(_payload(preset_name, preset, state, total, unit_kl), ckpt_path)
+            emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
 
-    emit(TrainEvent("start", state.step, total, message=f"{source.description} on {torch_device}"))
+    where = f"{torch_device}" + (f" x {cluster.world} processes" if cluster.active else "")
+    precision = "bf16 autocast" if bf16 else "fp32"
+    emit(TrainEvent("start", state.step, total, message=f"{source.description} on {where} ({precision})"))
     skipped = getattr(source, "skipped", [])
     if skipped:
         listed = "; ".join(str(path) for path, _ in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
@@ -232,44 +287,32 @@ def train(
             )
         )
     interval = _Interval()
-    batch_size = preset.train.batch_size
-    order_epoch, order, second = -1, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    timer = PhaseTimer(torch_device) if profile else None
     started = time.perf_counter()
     start_step = state.step
     interrupted = False
     model.train()
-    with open(run_dir / METRICS, "a", encoding="utf-8") as log:
+    log = open(run_dir / METRICS, "a", encoding="utf-8") if cluster.main else None
+    try:
         while state.step < total:
-            if stop():
+            # Under DDP every process must stop at the same step, so the stop request is shared at log lines.
+            boundary = not cluster.active or state.step % preset.train.log_every == 0
+            if boundary and any_rank(cluster, stop(), torch_device):
                 interrupted = True
                 break
-            epoch, position = divmod(state.step, steps_per_epoch)
-            if epoch != order_epoch:
-                order_epoch, order = epoch, _epoch_order(preset.train.seed, epoch, len(source))
-                if preset.loss.kind == "factor-vae":
-                    second = _epoch_order(preset.train.seed + SECOND_ORDER, epoch, len(source))
-            picks = order[position * batch_size : (position + 1) * batch_size]
-            x = source.images(picks, torch_device)
-            labels = labels_for(model, source, picks)
-            labels = None if labels is None else labels.to(torch_device)
+            if timer is not None:
+                timer.restart()
+            terms, extra = stepper(state.step, timer)
             state.step += 1
-            terms, latent = vae_step(
-                model, optimizer, x, labels, state.step, preset, noise, len(source), state.critic
-            )
-            extra = dict(terms.extra)
-            if state.critic is not None:
-                other = None
-                if len(second):
-                    other = source.images(
-                        second[position * batch_size : (position + 1) * batch_size], torch_device
-                    )
-                extra["critic_loss"] = critic_step(model, state.critic, preset, latent, labels, noise, other)
             interval.add(
                 loss=terms.loss, recon=terms.recon, kl_cont=terms.kl_cont, kl_disc=terms.kl_disc, **extra
             )
-
             if state.step % preset.train.log_every == 0 or state.step == total:
-                record = {"step": state.step, "epoch": state.step / steps_per_epoch, **interval.means()}
+                record = {
+                    "step": state.step,
+                    "epoch": state.step / steps_per_epoch,
+                    **interval.means(mean_over_ranks(cluster, interval.sums)),
+                }
                 record.update(
                     capacity_cont=terms.capacity_cont,
                     capacity_disc=terms.capacity_disc,
@@ -284,20 +327,37 @@ def train(
                     raise JvaeError(
                         f"training diverged at step {state.step} (loss is {record['loss']}); try a lower train.lr; {last}"
                     )
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
                 emit(TrainEvent("log", state.step, total, record=record))
                 interval.reset()
             if state.step % preset.train.checkpoint_every == 0 and state.step < total:
                 paused = time.perf_counter()
                 save()
                 interval.excluded += time.perf_counter() - paused
+            if timer is not None:
+                timer("logging")
+    finally:
+        if log is not None:
+            log.close()
 
     seconds = time.perf_counter() - started
     images_per_sec = (state.step - start_step) * batch_size / seconds if seconds > 0 else 0.0
+    phases = dict(timer.seconds) if timer is not None else {}
+    finished = dict(
+        seconds=seconds,
+        images_per_sec=images_per_sec,
+        main=cluster.main,
+        profile=phases,
+        precision="bf16" if bf16 else "fp32",
+        steps_run=state.step - start_step,
+    )
     if interrupted:
         save()
-        return TrainResult(run_dir, state.step, total, True, seconds, images_per_sec, None)
+        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
+    if not cluster.main:
+        return TrainResult(run_dir, state.step, total, False, traversal=None, **finished)
 
     emit(TrainEvent("status", state.step, total, message="measuring unit KL and drawing traversals"))
     kl = measure_unit_kl(model, source, torch_device, seed=preset.train.seed)
@@ -314,4 +374,4 @@ def train(
         duration_ms=120,
     )
     emit(TrainEvent("end", state.step, total, message=str(traversal)))
-    return TrainResult(run_dir, state.step, total, False, seconds, images_per_sec, traversal)
+    return TrainResult(run_dir, state.step, total, False, traversal=traversal, **finished)

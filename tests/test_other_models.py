@@ -16,7 +16,7 @@ from jvae_cli.checkpoint import build_model, read_checkpoint
 from jvae_cli.critics import LabelClassifier, TCDiscriminator, build_critic, permute_dims
 from jvae_cli.losses import kl_normal, model_objective, pair_log_weights, reconstruction, tc_decomposition
 from jvae_cli.presets import load_preset
-from jvae_cli.steps import critic_step, vae_step
+from jvae_cli.steps import Objective, critic_step, vae_step
 
 # ----------------------------------------------------------------------------------------------- beta-TCVAE
 
@@ -153,7 +153,7 @@ def test_factor_vae_steps_do_not_leak_into_each_other():
     x, other = torch.rand(8, 1, 32, 32).round(), torch.rand(8, 1, 32, 32).round()
 
     discriminator = _snapshot(critic.network.parameters())
-    terms, latent = vae_step(model, optimizer, x, None, 1, preset, noise, 1000, critic)
+    terms, latent = vae_step(Objective(model, preset, 1000, critic), optimizer, x, None, 1, noise)
     assert _unchanged(discriminator, critic.network.parameters())
     assert all(p.grad is None for p in critic.network.parameters())
     assert all(p.requires_grad for p in critic.network.parameters())  # unfrozen again for its own step
@@ -239,7 +239,7 @@ def test_class_conditional_classifier_and_vae_steps_stay_apart():
     noise = torch.Generator().manual_seed(0)
     x, labels = torch.rand(8, 1, 32, 32).round(), torch.randint(10, (8,))
     classifier = _snapshot(critic.network.parameters())
-    _, latent = vae_step(model, optimizer, x, labels, 1, preset, noise, 1797, critic)
+    _, latent = vae_step(Objective(model, preset, 1797, critic), optimizer, x, labels, 1, noise)
     assert _unchanged(classifier, critic.network.parameters())
     vae = _snapshot(model.parameters())
     for p in model.parameters():

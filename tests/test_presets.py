@@ -13,7 +13,7 @@ import jvae_cli
 from jvae_cli.checkpoint import build_model
 from jvae_cli.critics import build_critic
 from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
-from jvae_cli.steps import critic_step, vae_step
+from jvae_cli.steps import Objective, critic_step, vae_step
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET_FILES = sorted((REPO / "presets").glob("*.toml"))
@@ -49,7 +49,7 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     critic = build_critic(preset, "cpu")
     labels = torch.tensor([0, 1, 1, 0]) if preset.model.classes else None
     noise = torch.Generator().manual_seed(0)
-    terms, latent = vae_step(model, optimizer, x, labels, 1, preset, noise, 1000, critic)
+    terms, latent = vae_step(Objective(model, preset, 1000, critic), optimizer, x, labels, 1, noise)
     if critic is not None:
         assert torch.isfinite(critic_step(model, critic, preset, latent, labels, noise, x.flip(0)))
     assert torch.isfinite(terms.loss)

@@ -69,3 +69,16 @@ class TrainDisplay:
                 self.message(f"step {event.step}/{event.total_steps}  {summary(event.record)}")
         elif event.kind == "status":
             self.message(event.message)
+
+
+def profile_table(seconds: dict[str, float], steps: int) -> str:
+    """Milliseconds per step and share of the step for each phase, in the order a step runs them."""
+    order = ["data", "forward", "backward", "optimizer", "critic", "logging"]
+    total = sum(seconds.values()) or 1.0
+    lines = [f"{'phase':<10} {'ms/step':>9} {'share':>6}"]
+    for phase in [p for p in order if p in seconds] + [p for p in seconds if p not in order]:
+        lines.append(
+            f"{phase:<10} {1000 * seconds[phase] / max(steps, 1):9.2f} {100 * seconds[phase] / total:5.1f}%"
+        )
+    lines.append(f"{'step':<10} {1000 * total / max(steps, 1):9.2f} 100.0%")
+    return "\n".join(lines)

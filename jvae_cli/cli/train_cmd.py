@@ -53,13 +53,23 @@ def train(
     resume: Path = typer.Option(
         None, "--resume", help="Continue the run in this directory where it stopped."
     ),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Train with N processes (GPUs, or CPU processes) via torchrun."
+    ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Print where a step's time goes (data, forward, backward, optimizer, logging).",
+    ),
 ) -> None:
     """Train a model from a preset; writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif."""
     from jvae_cli import trainer
     from jvae_cli.checkpoint import read_checkpoint
-    from jvae_cli.cli.progress import TrainDisplay
+    from jvae_cli.cli.progress import TrainDisplay, profile_table
     from jvae_cli.presets import apply_overrides, load_preset, validate_preset
 
+    if nproc > 1:
+        raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
     with user_errors():
         if resume is not None:
             if preset is not None:
@@ -92,7 +102,12 @@ def train(
                 resume=resume is not None,
                 callback=display,
                 should_stop=stopper,
+                profile=profile,
             )
+    if not result.main:
+        return
+    if profile:
+        err.print(profile_table(result.profile, result.steps_run), markup=False)
     if result.interrupted:
         err.print(
             f"interrupted at step {result.step}/{result.total_steps}; checkpoint written to "
@@ -105,3 +120,31 @@ def train(
         f"run directory {run_dir}: {trainer.CHECKPOINT}, {trainer.METRICS}, {trainer.TRAVERSAL}",
         markup=False,
     )
+
+
+def _torchrun(
+    nproc: int,
+    preset: str | None,
+    overrides: list[str],
+    data: str | None,
+    out_dir: Path | None,
+    device: str,
+    resume: Path | None,
+    profile: bool,
+) -> int:
+    """Run this same command under torchrun with `nproc` processes on this machine; returns its exit code."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    args += ["-m", "jvae_cli", "train", "--device", device]
+    for flag, value in (("--preset", preset), ("--data", data), ("--out", out_dir), ("--resume", resume)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += [item for text in overrides for item in ("--set", text)]
+    if profile:
+        args.append("--profile")
+    try:
+        return subprocess.run(args, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
