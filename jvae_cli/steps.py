@@ -168,6 +168,7 @@ class Stepper:
         self.device, self.noise, self.critic = device, noise, critic
         self.cluster = cluster or Cluster()
         self.channels_last = channels_last
+        self.bf16 = bf16
         self.batch_size = preset.train.batch_size
         self.local_batch = self.batch_size // self.cluster.world
         self.steps_per_epoch = max(len(source) // self.batch_size, 1)
@@ -181,6 +182,27 @@ class Stepper:
         self.objective = objective
         self._epoch = -1
         self._order = self._second = torch.empty(0, dtype=torch.long)
+
+    @classmethod
+    def create(
+        cls, preset: Preset, source: ImageSource, device: torch.device, cluster: Cluster | None = None
+    ) -> Stepper:
+        """A fresh model (seeded), its fused Adam and noise generator, laid out and computing as `jvae train`
+        does: channels-last convolutions and bf16 autocast where `train.precision` asks for it."""
+        from jvae_cli.checkpoint import build_model
+        from jvae_cli.critics import build_critic
+        from jvae_cli.devices import use_bf16
+
+        torch.manual_seed(preset.train.seed)
+        model = build_model(preset).to(device)
+        channels_last = preset.model.architecture != "mlp"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
+        noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
+        critic = build_critic(preset, device)
+        bf16 = use_bf16(preset.train.precision, device)
+        return cls(preset, model, optimizer, source, device, noise, critic, cluster, bf16, channels_last)
 
     def _rows(self, order: Tensor, position: int) -> Tensor:
         picks = order[position * self.batch_size : (position + 1) * self.batch_size]

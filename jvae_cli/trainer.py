@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload, read_checkpoint
-from jvae_cli.critics import Critic, build_critic
+from jvae_cli.checkpoint import atomic_torch_save, new_payload, read_checkpoint
+from jvae_cli.critics import Critic
 from jvae_cli.data import open_dataset
-from jvae_cli.devices import use_bf16
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
@@ -234,15 +233,9 @@ def _train(
     total = total_steps(preset, len(source))
     steps_per_epoch = max(len(source) // batch_size, 1)
 
-    torch.manual_seed(preset.train.seed)
-    model = build_model(preset).to(torch_device)
-    channels_last = preset.model.architecture != "mlp"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    bf16 = use_bf16(preset.train.precision, torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
-    noise = torch.Generator(device=torch_device).manual_seed(preset.train.seed + 1)
-    state = _State(model, optimizer, noise, step=0, critic=build_critic(preset, torch_device))
+    stepper = Stepper.create(preset, source, torch_device, cluster)
+    model, optimizer, noise, bf16 = stepper.model, stepper.optimizer, stepper.noise, stepper.bf16
+    state = _State(model, optimizer, noise, step=0, critic=stepper.critic)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -266,9 +259,6 @@ def _train(
     if cluster.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / PRESET_FILE).write_text(preset_to_toml(preset))
-    stepper = Stepper(
-        preset, model, optimizer, source, torch_device, noise, state.critic, cluster, bf16, channels_last
-    )
 
     def save(unit_kl: dict | None = None) -> None:
         if cluster.main:

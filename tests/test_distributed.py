@@ -55,3 +55,47 @@ def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
         a_line, b_line = (next(r for r in log if r["step"] == step) for log in (one, two))
         assert abs(a_line["loss"] - b_line["loss"]) <= 1e-3 * abs(a_line["loss"]), (a_line, b_line)
     assert (tmp_path / "ddp" / "traversals.gif").is_file()
+
+
+SCRIPT = """
+import torch, torch.distributed as dist
+from jvae_cli.distributed import Cluster, global_mean
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+w = torch.ones(1, requires_grad=True)
+local_kl = w * (3.0 if rank == 0 else 1.0)  # the two halves of the batch sit on either side of C = 1.5
+reduce = global_mean(Cluster(rank, 2)) if {use} else (lambda t: t)
+loss = (reduce(local_kl) - 1.5).abs().sum()
+loss.backward()
+grad = w.grad.clone(); dist.all_reduce(grad); value = loss.detach().clone(); dist.all_reduce(value)
+if rank == 0:
+    print(f"grad={{grad.item() / 2}} loss={{value.item() / 2}}")
+dist.destroy_process_group()
+"""
+
+
+def test_capacity_terms_see_the_global_batch_across_processes(tmp_path):
+    """|KL - C| of the global batch (KL 2, C 1.5) has gradient 2 in w; averaging each process's own
+    |KL_local - C| gradient would give (3 - 1) / 2 = 1."""
+    results = {}
+    for use in (True, False):
+        script = tmp_path / f"reduce_{use}.py"
+        script.write_text(SCRIPT.format(use=use))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node=2",
+                str(script),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        results[use] = done.stdout.strip().splitlines()[-1]
+    assert results[True] == "grad=2.0 loss=0.5"
+    assert results[False] == "grad=1.0 loss=1.0"

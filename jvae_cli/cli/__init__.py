@@ -9,6 +9,7 @@ import typer
 
 from jvae_cli import __version__
 from jvae_cli.cli import (
+    bench_cmd,
     edit_cmd,
     encode_cmd,
     evaluate_cmd,
@@ -34,6 +35,7 @@ app.command("sample")(sample_cmd.sample)
 app.command("encode")(encode_cmd.encode)
 app.command("edit", context_settings=edit_cmd.CONTEXT)(edit_cmd.edit)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("bench")(bench_cmd.bench)
 
 
 def _version(value: bool) -> None:

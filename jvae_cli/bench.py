@@ -1,0 +1,262 @@
+"""Throughput measured, not guessed: jvae's training step against a plain reference loop, encoding, metrics.
+
+The reference does what the official JointVAE training loop does: eager fp32 PyTorch, a torch DataLoader over
+the dataset held in memory with per-sample indexing and default collation, Adam, and the loss read back to the
+host every step. Both loops train the same preset's model on the same images in this process, after warm-up,
+timed over several repeats, so their ratio is what choosing jvae is worth on this machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from jvae_cli.checkpoint import LoadedCheckpoint, atomic_torch_save, build_model, new_payload
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.losses import objective
+from jvae_cli.presets import Preset
+from jvae_cli.steps import Stepper
+
+BASELINE_IMAGES = 4096  # images the reference holds in memory (its DataLoader reshuffles them each epoch)
+
+
+@dataclass
+class Timing:
+    """Repeated measurements of one quantity."""
+
+    values: list[float]
+    unit: str
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def summary(self) -> dict[str, Any]:
+        return {"median": self.median, "min": min(self.values), "max": max(self.values), "unit": self.unit}
+
+
+@dataclass
+class BenchReport:
+    setting: dict[str, Any]
+    train: Timing
+    baseline: Timing
+    encode: Timing | None = None
+    metrics_seconds: float | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.train.median / self.baseline.median
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "setting": self.setting,
+            "train": self.train.summary(),
+            "baseline": self.baseline.summary(),
+            "ratio": self.ratio,
+            "encode": self.encode.summary() if self.encode else None,
+            "metrics_seconds": self.metrics_seconds,
+            "losses": self.losses,
+        }
+        return json_ready(data)
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _repeat(run: Callable[[int], None], steps: int, repeats: int, warmup: int, batch: int, device) -> Timing:
+    """images/s of `run(n)` (n steps of `batch` images), after `warmup` steps, `repeats` times."""
+    run(warmup)
+    _sync(device)
+    values = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(steps)
+        _sync(device)
+        values.append(steps * batch / (time.perf_counter() - started))
+    return Timing(values, "images/s")
+
+
+def jvae_training(
+    preset: Preset, source: ImageSource, device: torch.device
+) -> tuple[Stepper, Callable[[int], None]]:
+    """jvae's own step, as `jvae train` runs it, continuing through the data order from call to call."""
+    stepper = Stepper.create(preset, source, device)
+    stepper.model.train()
+    position = {"step": 0}
+    last: dict[str, torch.Tensor] = {}
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            terms, _ = stepper(position["step"])
+            position["step"] += 1
+            last["loss"] = terms.loss.detach()
+
+    run.last = last  # type: ignore[attr-defined]
+    return stepper, run
+
+
+def reference_training(preset: Preset, images: torch.Tensor, device: torch.device) -> Callable[[int], None]:
+    """The official loop's shape: DataLoader(TensorDataset) -> model(x) -> loss -> Adam, loss.item() per step."""
+    torch.manual_seed(preset.train.seed)
+    model = build_model(preset).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
+    loader = DataLoader(
+        TensorDataset(images), batch_size=preset.train.batch_size, shuffle=True, drop_last=True
+    )
+    state: dict[str, Any] = {"iterator": iter(loader), "step": 0, "loss": 0.0}
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            try:
+                (x,) = next(state["iterator"])
+            except StopIteration:
+                state["iterator"] = iter(loader)
+                (x,) = next(state["iterator"])
+            x = x.to(device)
+            state["step"] += 1
+            recon, posterior = model(x, preset.model.temperature)
+            terms = objective(recon, x, posterior, state["step"], preset.loss)
+            optimizer.zero_grad()
+            terms.loss.backward()
+            optimizer.step()
+            state["loss"] = terms.loss.item()
+
+    run.state = state  # type: ignore[attr-defined]
+    return run
+
+
+def in_memory_images(source: ImageSource, count: int, device: torch.device) -> torch.Tensor:
+    """The first `count` images of the source as one float tensor on the CPU, like a loaded dataset."""
+    count = min(count, len(source))
+    parts = [source.images(torch.arange(i, min(i + 512, count)), device).cpu() for i in range(0, count, 512)]
+    return torch.cat(parts)
+
+
+def encode_throughput(
+    loaded: LoadedCheckpoint, source: ImageSource, device: torch.device, repeats: int
+) -> Timing:
+    """images/s of `jvae encode` on the dataset: batches of 256 encoded and written to a codes file."""
+    from jvae_cli.codes import CodeWriter
+    from jvae_cli.inference import encode_dataset
+
+    count = min(len(source), 4096)
+    values = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(repeats + 1):
+            writer = CodeWriter(
+                Path(folder) / f"codes{i}.npz", loaded.model.continuous, loaded.model.discrete
+            )
+            started = time.perf_counter()
+            encode_dataset(loaded, source, "bench", writer, device, limit=count)
+            writer.close()
+            _sync(device)
+            if i:  # the first pass is warm-up
+                values.append(count / (time.perf_counter() - started))
+    return Timing(values, "images/s")
+
+
+def metrics_seconds(loaded: LoadedCheckpoint, path: Path, source: ImageSource, device: torch.device) -> float:
+    """Seconds of `jvae evaluate --fast` (every metric the dataset supports, a tenth of the samples)."""
+    from jvae_cli.evaluation import evaluate
+
+    started = time.perf_counter()
+    evaluate(loaded, path, source, device, fast=True)
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def run_bench(
+    preset: Preset,
+    preset_name: str,
+    source: ImageSource,
+    device: torch.device,
+    *,
+    steps: int = 50,
+    repeats: int = 5,
+    warmup: int = 10,
+    with_encode: bool = True,
+    with_metrics: bool = True,
+    status: Callable[[str], None] | None = None,
+) -> BenchReport:
+    say = status or (lambda text: None)
+    batch = preset.train.batch_size
+    say("jvae training step")
+    stepper, jvae_run = jvae_training(preset, source, device)
+    train = _repeat(jvae_run, steps, repeats, warmup, batch, device)
+    say("reference training loop")
+    images = in_memory_images(source, max(BASELINE_IMAGES, batch), device)
+    reference = reference_training(preset, images, device)
+    baseline = _repeat(reference, steps, repeats, warmup, batch, device)
+    setting = {
+        "preset": preset_name,
+        "dataset": source.description,
+        "image_size": preset.data.image_size,
+        "batch_size": batch,
+        "device": str(device),
+        "precision": "bf16 autocast" if stepper.bf16 else "fp32",
+        "threads": torch.get_num_threads(),
+        "steps_per_repeat": steps,
+        "repeats": repeats,
+        "warmup_steps": warmup,
+        "torch": str(torch.__version__),
+    }
+    report = BenchReport(setting, train, baseline)
+    report.losses = {
+        "jvae_last": float(jvae_run.last["loss"]),  # type: ignore[attr-defined]
+        "reference_last": float(reference.state["loss"]),  # type: ignore[attr-defined]
+    }
+    if with_encode or with_metrics:
+        model = stepper.model.eval()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "bench.pt"
+            payload = new_payload(preset_name, preset)
+            payload.update(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, step=0)
+            atomic_torch_save(payload, path)
+            loaded = LoadedCheckpoint(path, payload, preset, model)
+            if with_encode:
+                say("encode")
+                report.encode = encode_throughput(loaded, source, device, repeats)
+            if with_metrics:
+                say("metrics (evaluate --fast)")
+                report.metrics_seconds = metrics_seconds(loaded, path, source, device)
+    return report
+
+
+def format_report(report: BenchReport) -> str:
+    s = report.setting
+    lines = [
+        f"jvae bench: {s['preset']} ({s['dataset']}, {s['image_size']}x{s['image_size']}), batch {s['batch_size']}, "
+        f"{s['device']} with {s['threads']} threads, jvae in {s['precision']}",
+        f"{'':<28}{'median':>10}{'min':>10}{'max':>10}",
+    ]
+
+    def row(label: str, timing: Timing) -> str:
+        return f"{label:<28}{timing.median:>10.1f}{min(timing.values):>10.1f}{max(timing.values):>10.1f}  {timing.unit}"
+
+    lines.append(row("train: jvae step", report.train))
+    lines.append(row("train: reference loop", report.baseline))
+    lines.append(f"{'train: jvae / reference':<28}{report.ratio:>10.2f}x")
+    if report.encode is not None:
+        lines.append(row("encode", report.encode))
+    if report.metrics_seconds is not None:
+        lines.append(f"{'metrics (evaluate --fast)':<28}{report.metrics_seconds:>10.1f}  s")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""`jvae bench`: images/s of jvae's training step against the reference loop, of encode, and metrics time."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from jvae_cli.cli.common import DEVICE_HELP
+from jvae_cli.cli.console import err, out, user_errors
+
+
+def bench(
+    preset: str = typer.Option(..., "--preset", "-p", help="Preset name or path to a preset .toml file."),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a preset field: section.key=value."
+    ),
+    steps: int = typer.Option(50, "--steps", min=1, help="Training steps per timed repeat."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats (median, min and max are shown)."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed steps first."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Images per step [default: the preset's]."
+    ),
+    data: str = typer.Option(None, "--data", help="Dataset location; else data.path, else $JVAE_DATA."),
+    metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Also time evaluate --fast."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Measure throughput on this machine: jvae's training step and a plain reference loop, same data."""
+    from jvae_cli.bench import format_report, run_bench
+    from jvae_cli.data import open_dataset
+    from jvae_cli.devices import resolve_device
+    from jvae_cli.presets import load_preset
+
+    with user_errors():
+        sets = [*overrides, *([f"train.batch_size={batch_size}"] if batch_size else [])]
+        name, resolved = load_preset(preset, sets)
+        torch_device = resolve_device(device)
+        source = open_dataset(resolved.data, data)
+        report = run_bench(
+            resolved,
+            name,
+            source,
+            torch_device,
+            steps=steps,
+            repeats=repeats,
+            warmup=warmup,
+            with_metrics=metrics,
+            status=lambda text: err.print(f"timing {text}", markup=False),
+        )
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        out.print(format_report(report), markup=False, highlight=False)

@@ -1,0 +1,89 @@
+"""The fast training path computes what the plain fp32 path computes, and `jvae bench` reports real figures."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from jvae_cli.data import open_dataset
+from jvae_cli.presets import load_preset
+from jvae_cli.steps import Objective, Stepper
+
+SMALL = ['data.source="generated"', "data.image_size=32", 'model.architecture="conv32"']
+
+
+def _loss(preset, bf16: bool, channels_last: bool) -> torch.Tensor:
+    torch.manual_seed(0)
+    source = open_dataset(preset.data)
+    stepper = Stepper.create(preset, source, torch.device("cpu"))
+    model = stepper.model
+    x = source.images(torch.arange(32), torch.device("cpu"))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        model = model.to(memory_format=torch.contiguous_format)
+    objective = Objective(model, preset, len(source), bf16=bf16)
+    loss, terms, _ = objective(x, None, 1, torch.Generator().manual_seed(5))
+    return torch.stack([loss, terms.recon, terms.kl_cont.sum(), terms.kl_disc.sum()]).detach()
+
+
+def test_bf16_channels_last_step_computes_the_fp32_loss_within_bf16_tolerance():
+    _, preset = load_preset("quickstart", SMALL)
+    eager = _loss(preset, bf16=False, channels_last=False)
+    fast = _loss(preset, bf16=True, channels_last=True)
+    laid_out = _loss(preset, bf16=False, channels_last=True)
+    assert torch.allclose(eager, laid_out, rtol=1e-5, atol=1e-4)  # the layout alone changes nothing
+    assert torch.allclose(eager, fast, rtol=2e-2, atol=5e-2), (eager, fast)  # bf16 has 8 mantissa bits
+    assert not torch.equal(eager, fast)  # the fast path really ran in bf16
+
+
+def test_precision_setting_chooses_the_path():
+    source = open_dataset(load_preset("quickstart", SMALL)[1].data)
+    for precision, expected in (("fp32", False), ("bf16", True)):
+        _, preset = load_preset("quickstart", [*SMALL, f'train.precision="{precision}"'])
+        assert Stepper.create(preset, source, torch.device("cpu")).bf16 is expected
+
+
+def test_bench_prints_both_loops_encode_and_ratio_as_json(cli):
+    result = cli(
+        "bench",
+        "--preset",
+        "quickstart",
+        *[a for s in SMALL for a in ("--set", s)],
+        "--steps",
+        "3",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--no-metrics",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("train", "baseline", "encode"):
+        figures = report[key]
+        assert figures["unit"] == "images/s" and 0 < figures["min"] <= figures["median"] <= figures["max"]
+    assert report["ratio"] == report["train"]["median"] / report["baseline"]["median"]
+    assert report["setting"]["batch_size"] == 64 and report["setting"]["repeats"] == 2
+    assert all(value == value for value in report["losses"].values())  # finite losses from both loops
+
+
+def test_bench_table_and_metrics_time(cli):
+    result = cli(
+        "bench",
+        "--preset",
+        "digits",
+        "--batch-size",
+        "32",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    )
+    assert result.exit_code == 0, result.output
+    assert "train: jvae / reference" in result.stdout and "metrics (evaluate --fast)" in result.stdout
+    assert "batch 32" in result.stdout
