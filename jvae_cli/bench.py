@@ -20,10 +20,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jvae_cli.checkpoint import LoadedCheckpoint, atomic_torch_save, build_model, new_payload
+from jvae_cli.critics import build_critic
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.losses import objective
+from jvae_cli.losses import model_objective
 from jvae_cli.presets import Preset
-from jvae_cli.steps import Stepper
+from jvae_cli.steps import Stepper, critic_step
 
 BASELINE_IMAGES = 4096  # images the reference holds in memory (its DataLoader reshuffles them each epoch)
 
@@ -114,41 +115,66 @@ def jvae_training(
     return stepper, run
 
 
-def reference_training(preset: Preset, images: torch.Tensor, device: torch.device) -> Callable[[int], None]:
-    """The official loop's shape: DataLoader(TensorDataset) -> model(x) -> loss -> Adam, loss.item() per step."""
+def reference_training(
+    preset: Preset, images: torch.Tensor, labels: torch.Tensor | None, dataset_size: int, device: torch.device
+) -> Callable[[int], None]:
+    """The official loop's shape: DataLoader(TensorDataset) -> encode, sample, decode -> loss -> Adam, with
+    loss.item() every step; eager fp32, and the critic step for kinds that have one."""
     torch.manual_seed(preset.train.seed)
     model = build_model(preset).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
+    critic = build_critic(preset, device)
+    tensors = (images,) if labels is None else (images, labels)
     loader = DataLoader(
-        TensorDataset(images), batch_size=preset.train.batch_size, shuffle=True, drop_last=True
+        TensorDataset(*tensors), batch_size=preset.train.batch_size, shuffle=True, drop_last=True
     )
     state: dict[str, Any] = {"iterator": iter(loader), "step": 0, "loss": 0.0}
+    noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
 
     def run(n: int) -> None:
         for _ in range(n):
             try:
-                (x,) = next(state["iterator"])
+                batch = next(state["iterator"])
             except StopIteration:
                 state["iterator"] = iter(loader)
-                (x,) = next(state["iterator"])
-            x = x.to(device)
+                batch = next(state["iterator"])
+            x = batch[0].to(device)
+            y = batch[1].to(device) if len(batch) > 1 else None
             state["step"] += 1
-            recon, posterior = model(x, preset.model.temperature)
-            terms = objective(recon, x, posterior, state["step"], preset.loss)
+            posterior = model.encode(x, y)
+            latent = posterior.sample(preset.model.temperature, noise)
+            terms = model_objective(
+                model,
+                x,
+                posterior,
+                latent,
+                state["step"],
+                preset.loss,
+                dataset_size=dataset_size,
+                critic=critic,
+                labels=y,
+            )
             optimizer.zero_grad()
             terms.loss.backward()
             optimizer.step()
+            if critic is not None:
+                critic_step(model, critic, preset, latent.detach(), y, noise, x.flip(0))
             state["loss"] = terms.loss.item()
 
     run.state = state  # type: ignore[attr-defined]
     return run
 
 
-def in_memory_images(source: ImageSource, count: int, device: torch.device) -> torch.Tensor:
-    """The first `count` images of the source as one float tensor on the CPU, like a loaded dataset."""
+def in_memory_images(
+    source: ImageSource, count: int, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`count` images drawn at random from the source as one float tensor on the CPU, like a loaded dataset,
+    with their labels when the source has them."""
     count = min(count, len(source))
-    parts = [source.images(torch.arange(i, min(i + 512, count)), device).cpu() for i in range(0, count, 512)]
-    return torch.cat(parts)
+    picks = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:count]
+    parts = [source.images(picks[i : i + 512], device).cpu() for i in range(0, count, 512)]
+    labels = getattr(source, "labels", None)
+    return torch.cat(parts), (None if labels is None else labels[picks].clone())
 
 
 def encode_throughput(
@@ -203,8 +229,9 @@ def run_bench(
     stepper, jvae_run = jvae_training(preset, source, device)
     train = _repeat(jvae_run, steps, repeats, warmup, batch, device)
     say("reference training loop")
-    images = in_memory_images(source, max(BASELINE_IMAGES, batch), device)
-    reference = reference_training(preset, images, device)
+    images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)
+    labels = labels if preset.model.classes else None
+    reference = reference_training(preset, images, labels, len(source), device)
     baseline = _repeat(reference, steps, repeats, warmup, batch, device)
     setting = {
         "preset": preset_name,

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from jvae_cli.critics import Critic, LabelClassifier, TCDiscriminator
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.distributed import Cluster, global_mean
-from jvae_cli.latents import labels_for
 from jvae_cli.losses import LossTerms, model_objective
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
@@ -180,6 +179,8 @@ class Stepper:
             ids = [device.index] if device.type == "cuda" else None
             objective = DistributedDataParallel(objective, device_ids=ids)
         self.objective = objective
+        labels = getattr(source, "labels", None) if model.classes else None
+        self._labels = None if labels is None else labels.to(device)  # resident, like the data order
         self._epoch = -1
         self._order = self._second = torch.empty(0, dtype=torch.long)
 
@@ -218,14 +219,13 @@ class Stepper:
         mark = mark or (lambda phase: None)
         seed = self.preset.train.seed
         epoch, position = divmod(index, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._order = epoch, epoch_order(seed, epoch, len(self.source))
+        if epoch != self._epoch:  # the order lives on the device: taking a batch of it never waits on a GPU
+            self._epoch, self._order = epoch, epoch_order(seed, epoch, len(self.source)).to(self.device)
             if isinstance(self.critic, TCDiscriminator):
-                self._second = epoch_order(seed + SECOND_ORDER, epoch, len(self.source))
+                self._second = epoch_order(seed + SECOND_ORDER, epoch, len(self.source)).to(self.device)
         rows = self._rows(self._order, position)
         x = self._images(rows)
-        labels = labels_for(self.model, self.source, rows)
-        labels = None if labels is None else labels.to(self.device)
+        labels = None if self._labels is None else self._labels[rows]
         other = self._images(self._rows(self._second, position)) if len(self._second) else None
         mark("data")
         terms, latent = vae_step(self.objective, self.optimizer, x, labels, index + 1, self.noise, mark)

@@ -137,3 +137,13 @@ def test_other_datasets_fail_with_where_to_put_them(tmp_path):
                 DataConfig(dataset=dataset, image_size=size, channels=channels),
                 data_path=str(tmp_path / "none"),
             )
+
+
+def test_gpu_style_rendering_and_device_side_indexing_draw_the_same_sprites():
+    from jvae_cli.data.dsprites import GeneratedDSprites, index_to_factors
+
+    indices = torch.randint(737280, (500,), generator=torch.Generator().manual_seed(0))
+    factors = torch.from_numpy(index_to_factors(indices.numpy()))
+    assert torch.equal(render(factors, CPU, select=True), render(factors, CPU, select=False))
+    source = GeneratedDSprites(1, 64)
+    assert torch.equal(source.images(indices, CPU), source.observations(factors.numpy(), CPU))

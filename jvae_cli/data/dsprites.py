@@ -72,8 +72,13 @@ def _inside_heart(u: Tensor, v: Tensor) -> Tensor:
     return (x2 + y.square() - 1).pow(3) <= x2 * y.pow(3)
 
 
-def render(factors: Tensor, device: torch.device) -> Tensor:
-    """Binary sprites (n, 1, 64, 64) float for factor classes (n, 5) (shape, scale, orientation, posX, posY)."""
+def render(factors: Tensor, device: torch.device, select: bool | None = None) -> Tensor:
+    """Binary sprites (n, 1, 64, 64) float for factor classes (n, 5) (shape, scale, orientation, posX, posY).
+
+    `select` (the default on a GPU) tests every pixel against all three shapes and keeps each sprite's own,
+    avoiding the data-dependent indexing that would make the host wait for the GPU.
+    """
+    select = device.type == "cuda" if select is None else select
     f = factors.to(device=device, dtype=torch.long)
     n = f.shape[0]
     scale = (0.5 + 0.1 * f[:, 1].float()).view(n, 1, 1)
@@ -88,8 +93,14 @@ def render(factors: Tensor, device: torch.device) -> Tensor:
     v = cos * dy - sin * dx
 
     shape = f[:, 0]
+    tests = (_inside_square, _inside_ellipse, _inside_heart)
+    if select:
+        mask = torch.zeros((n, SIDE, SIDE), dtype=torch.bool, device=device)
+        for kind, inside in enumerate(tests):
+            mask |= (shape == kind).view(n, 1, 1) & inside(u, v)
+        return mask.float().unsqueeze(1)
     mask = torch.empty((n, SIDE, SIDE), dtype=torch.bool, device=device)
-    for kind, inside in enumerate((_inside_square, _inside_ellipse, _inside_heart)):
+    for kind, inside in enumerate(tests):  # on a CPU, test each sprite against its own shape only
         rows = (shape == kind).nonzero().squeeze(1)
         if rows.numel():
             mask[rows] = inside(u[rows], v[rows])
@@ -133,6 +144,13 @@ class GeneratedDSprites(_DSpritesBase):
 
     def _raw(self, factors: np.ndarray, device: torch.device) -> Tensor:
         return render(torch.from_numpy(factors.astype(np.int64)), device)
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        """Indices to factors on the device itself, so a GPU batch never travels through the host."""
+        index = indices.to(device=device, dtype=torch.long).unsqueeze(1)
+        strides = torch.as_tensor(STRIDES[1:], device=device)
+        sizes = torch.as_tensor(FACTOR_SIZES, device=device)
+        return fit_images(render((index // strides) % sizes, device), self.channels, self.image_size)
 
 
 def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
