@@ -83,17 +83,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _repeat(run: Callable[[int], None], steps: int, repeats: int, warmup: int, batch: int, device) -> Timing:
-    """images/s of `run(n)` (n steps of `batch` images), after `warmup` steps, `repeats` times."""
-    run(warmup)
+def _interleaved(
+    runs: list[Callable[[int], None]], steps: int, repeats: int, warmup: int, batch: int, device: torch.device
+) -> list[Timing]:
+    """images/s of each `run(n)` (n steps of `batch` images) after `warmup` steps each, timed in alternation
+    repeat by repeat so that every loop meets the same machine load."""
+    for run in runs:
+        run(warmup)
     _sync(device)
-    values = []
+    values: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        started = time.perf_counter()
-        run(steps)
-        _sync(device)
-        values.append(steps * batch / (time.perf_counter() - started))
-    return Timing(values, "images/s")
+        for run, collected in zip(runs, values):
+            started = time.perf_counter()
+            run(steps)
+            _sync(device)
+            collected.append(steps * batch / (time.perf_counter() - started))
+    return [Timing(v, "images/s") for v in values]
 
 
 def jvae_training(
@@ -225,14 +230,12 @@ def run_bench(
 ) -> BenchReport:
     say = status or (lambda text: None)
     batch = preset.train.batch_size
-    say("jvae training step")
+    say("jvae training step and reference training loop, in alternation")
     stepper, jvae_run = jvae_training(preset, source, device)
-    train = _repeat(jvae_run, steps, repeats, warmup, batch, device)
-    say("reference training loop")
     images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)
     labels = labels if preset.model.classes else None
     reference = reference_training(preset, images, labels, len(source), device)
-    baseline = _repeat(reference, steps, repeats, warmup, batch, device)
+    train, baseline = _interleaved([jvae_run, reference], steps, repeats, warmup, batch, device)
     setting = {
         "preset": preset_name,
         "dataset": source.description,
