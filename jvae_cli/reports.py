@@ -21,6 +21,7 @@ METRIC_TITLES = {
     "mic": "MIC (factor in its top unit)",
     "cluster_accuracy": "discrete latent accuracy",
     "linear_probe": "linear probe accuracy",
+    "class_split": "label accuracy from (class-conditional table 1)",
     "elbo": "held-out ELBO terms",
 }
 

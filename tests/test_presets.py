@@ -181,6 +181,6 @@ def test_readme_command_reference_and_preset_table_match_the_code():
     for block in BLOCKS:
         match = marked(readme, block)
         assert match is not None, f"README lost its {block} block"
-        assert match.group(2) == generated(block) + "\n", (
+        assert match.group(2) == generated(block, REPO) + "\n", (
             f"README's {BLOCKS[block]} is out of date: run python -m jvae_cli.cli.reference README.md"
         )

@@ -15,7 +15,8 @@ from typing import Any, get_args
 
 import typer
 
-BLOCKS = {"commands": "command reference", "presets": "preset table"}
+BLOCKS = {"commands": "command reference", "presets": "preset table", "gallery": "gallery table"}
+GALLERY = Path("examples") / "gallery" / "quickstart_metrics.md"  # relative to the README's folder
 
 
 NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
@@ -95,8 +96,16 @@ def preset_table() -> str:
     return "\n".join(rows)
 
 
-def generated(block: str) -> str:
-    return command_reference() if block == "commands" else preset_table()
+def gallery_table(root: Path) -> str:
+    """The metrics table examples/gallery.py last wrote beside the README in `root`."""
+    path = root / GALLERY
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else "(run python examples/gallery.py)"
+
+
+def generated(block: str, root: Path) -> str:
+    if block == "commands":
+        return command_reference()
+    return preset_table() if block == "presets" else gallery_table(root)
 
 
 def marked(text: str, block: str) -> re.Match[str] | None:
@@ -104,18 +113,18 @@ def marked(text: str, block: str) -> re.Match[str] | None:
     return re.search(pattern, text, flags=re.S)
 
 
-def rewrite(text: str) -> str:
+def rewrite(text: str, root: Path) -> str:
     for block in BLOCKS:
         match = marked(text, block)
         if match is None:
             raise SystemExit(f"README has no <!-- {block}:start --> ... <!-- {block}:end --> block")
-        text = text[: match.start(2)] + generated(block) + "\n" + text[match.end(2) :]
+        text = text[: match.start(2)] + generated(block, root) + "\n" + text[match.end(2) :]
     return text
 
 
 def main(argv: list[str]) -> int:
     path = Path(argv[0] if argv else "README.md")
-    path.write_text(rewrite(path.read_text(encoding="utf-8")), encoding="utf-8")
+    path.write_text(rewrite(path.read_text(encoding="utf-8"), path.resolve().parent), encoding="utf-8")
     print(f"rewrote the {' and '.join(BLOCKS.values())} in {path}")
     return 0
 

@@ -1,0 +1,48 @@
+"""Shared by the Python examples: --quick, the output folder, running the jvae CLI, reading its reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def setup(name: str, doc: str) -> tuple[bool, Path]:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="minutes on a CPU, on data available offline")
+    args = parser.parse_args()
+    out = Path(os.environ.get("OUT", f"examples/out/{name}"))
+    out.mkdir(parents=True, exist_ok=True)
+    return args.quick, out
+
+
+def jvae(*args: Any) -> None:
+    """Run one jvae command; its errors stop the example with jvae's own message."""
+    command = [sys.executable, "-m", "jvae_cli", *[str(a) for a in args]]
+    print("$ jvae " + " ".join(str(a) for a in args), file=sys.stderr, flush=True)
+    done = subprocess.run(command)
+    if done.returncode:
+        sys.exit(done.returncode)
+
+
+def sets(*pairs: str) -> list[str]:
+    return [item for pair in pairs for item in ("--set", pair)]
+
+
+def report(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "report.json").read_text())
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table (numbers to 3 decimals)."""
+
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
