@@ -36,6 +36,7 @@ PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
 TRAVERSAL_ENCODED = 4  # columns after the prior mode
+SINGLE_PROCESS_KINDS = ("factor-vae", "class-conditional")  # their critic is not distributed
 
 
 @dataclass
@@ -188,7 +189,7 @@ def train(
         leave(cluster)
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+def check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     ckpt_path = run_dir / CHECKPOINT
     if resume:
         if not ckpt_path.is_file():
@@ -216,11 +217,11 @@ def _train(
     emit = (callback or (lambda event: None)) if cluster.main else (lambda event: None)
     stop = should_stop or (lambda: False)
     ckpt_path = run_dir / CHECKPOINT
-    resumed = _check_run_dir(run_dir, resume)
+    resumed = check_run_dir(run_dir, resume)
     barrier(cluster)  # every process has checked the folder before rank 0 writes into it
     batch_size = preset.train.batch_size
     if cluster.active:
-        if preset.loss.kind in ("factor-vae", "class-conditional"):
+        if preset.loss.kind in SINGLE_PROCESS_KINDS:
             raise JvaeError(f"{preset.loss.kind} trains a second network and runs in one process only")
         if batch_size % cluster.world:
             raise JvaeError(

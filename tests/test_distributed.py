@@ -99,3 +99,11 @@ def test_capacity_terms_see_the_global_batch_across_processes(tmp_path):
         results[use] = done.stdout.strip().splitlines()[-1]
     assert results[True] == "grad=2.0 loss=0.5"
     assert results[False] == "grad=1.0 loss=1.0"
+
+
+def test_nproc_refuses_bad_input_in_one_line_before_starting_processes(cli, tmp_path):
+    unknown = cli("train", "--preset", "no-such-preset", "--nproc", "2")
+    assert unknown.exit_code == 2 and "unknown preset" in unknown.output
+    critic = cli("train", "--preset", "dsprites-factor-vae", "--nproc", "2", "--out", tmp_path / "f")
+    assert critic.exit_code == 2 and "one process only" in critic.output
+    assert not (tmp_path / "f").exists()

@@ -68,8 +68,6 @@ def train(
     from jvae_cli.cli.progress import TrainDisplay, profile_table
     from jvae_cli.presets import apply_overrides, load_preset, validate_preset
 
-    if nproc > 1:
-        raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
     with user_errors():
         if resume is not None:
             if preset is not None:
@@ -91,6 +89,11 @@ def train(
                 raise fail("pass --preset NAME (see `jvae presets`) or --resume RUN_DIR", 2)
             name, resolved = load_preset(preset, overrides)
             run_dir = out_dir if out_dir is not None else Path("runs") / name
+        if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
+            trainer.check_run_dir(run_dir, resume is not None)
+            if resolved.loss.kind in trainer.SINGLE_PROCESS_KINDS:
+                raise fail(f"{resolved.loss.kind} trains a second network and runs in one process only", 2)
+            raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
 
         with StopOnSignal() as stopper, TrainDisplay() as display:
             result = trainer.train(
