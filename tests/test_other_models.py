@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -317,3 +318,22 @@ def test_class_option_is_refused_for_unconditional_models(cli, tmp_path):
     trainer.train(preset, "digits", tmp_path / "run")
     result = cli("sample", tmp_path / "run" / "ckpt.pt", "--class", "1", "--out", tmp_path / "s.png")
     assert result.exit_code == 2 and "not one" in result.output
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mnist-beta-vae", "mnist-cc-beta-vae", "mnist-class-conditional", "fashion-mnist-class-conditional"],
+)
+def test_mnist_presets_train_on_digits_and_work_with_every_command(cli, tmp_path, name):
+    """The MNIST-family presets run through the CLI on the offline digits, with their own model and loss."""
+    sets = ['data.dataset="digits"', "train.steps=3", "train.log_every=1", "train.batch_size=32"]
+    run = tmp_path / "run"
+    assert (
+        cli("train", "--preset", name, *[a for s in sets for a in ("--set", s)], "--out", run).exit_code == 0
+    )
+    ckpt = run / "ckpt.pt"
+    label = ["--class", "2"] if "class-conditional" in name else []
+    assert cli("traverse", ckpt, "--all", *label, "--out", tmp_path / "t.gif").exit_code == 0
+    assert cli("sample", ckpt, "--n", "4", *label, "--out", tmp_path / "s.png").exit_code == 0
+    assert cli("encode", ckpt, "digits", "--limit", "8", "--out", tmp_path / "c.npz").exit_code == 0
+    assert np.load(tmp_path / "c.npz")["mean"].shape[0] == 8
