@@ -29,6 +29,13 @@ def jvae(*args: Any) -> None:
         sys.exit(done.returncode)
 
 
+def evaluate(run: Path, folder: Path, seed: int, *metrics: str, fast: bool = True) -> dict[str, Any]:
+    """`jvae evaluate` of a run's checkpoint on the named metrics; returns report.json's metrics."""
+    chosen = [item for name in metrics for item in ("--metrics", name)]
+    jvae("evaluate", run / "ckpt.pt", *chosen, *(["--fast"] if fast else []), "--seed", seed, "--out", folder)
+    return report(folder)["metrics"]
+
+
 def sets(*pairs: str) -> list[str]:
     return [item for pair in pairs for item in ("--set", pair)]
 

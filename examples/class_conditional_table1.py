@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import statistics
 
-from _common import jvae, report, sets, setup, table
+from _common import evaluate, jvae, sets, setup, table
 
 quick, out = setup("class_conditional_table1", __doc__)
 preset = "digits-class-conditional" if quick else "mnist-class-conditional"
@@ -45,8 +45,7 @@ for label, weight in (("without L_class", 0.0), ("with L_class", 1.0)):
             run,
         )
         folder = out / "reports" / run.name
-        jvae("evaluate", run / "ckpt.pt", "--metrics", "class_split", "--seed", seed, "--out", folder)
-        split = report(folder)["metrics"]["class_split"]
+        split = evaluate(run, folder, seed, "class_split", fast=False)["class_split"]
         z.append(split["z"])
         w.append(split["w"])
         rows.append([label, seed, split["z"], split["w"]])

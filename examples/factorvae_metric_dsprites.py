@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 
-from _common import jvae, report, sets, setup, table
+from _common import evaluate, jvae, sets, setup, table
 
 MODELS = {"jointvae": "dsprites", "beta-vae": "dsprites-beta-vae", "factor-vae": "dsprites-factor-vae"}
 COLLAPSED_NATS = 0.5
@@ -43,22 +43,9 @@ for model, preset in MODELS.items():
             )
         jvae("train", "--preset", preset, *extra, "--set", f"train.seed={seed}", "--out", run)
         folder = out / "reports" / f"{model}-s{seed}"
-        jvae(
-            "evaluate",
-            run / "ckpt.pt",
-            "--metrics",
-            "factorvae",
-            "--metrics",
-            "elbo",
-            "--fast",
-            "--seed",
-            seed,
-            "--out",
-            folder,
-        )
-        result = report(folder)
-        kl = result["metrics"]["elbo"]["kl_continuous"] + result["metrics"]["elbo"]["kl_discrete"]
-        score = result["metrics"]["factorvae"]["eval_accuracy"]
+        metrics = evaluate(run, folder, seed, "factorvae", "elbo")
+        kl = metrics["elbo"]["kl_continuous"] + metrics["elbo"]["kl_discrete"]
+        score = metrics["factorvae"]["eval_accuracy"]
         collapsed = kl < COLLAPSED_NATS
         rows.append([model, seed, score, kl, "collapsed" if collapsed else ""])
         if not collapsed:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 
-from _common import jvae, report, sets, setup, table
+from _common import evaluate, jvae, sets, setup, table
 
 quick, out = setup("grouped_vae_table1", __doc__)
 seeds = range(2) if quick else range(5)
@@ -41,20 +41,7 @@ for label, (preset, extra) in models.items():
         run = out / "runs" / f"{preset}-s{seed}"
         jvae("train", "--preset", preset, *extra, *small, "--set", f"train.seed={seed}", "--out", run)
         folder = out / "reports" / run.name
-        jvae(
-            "evaluate",
-            run / "ckpt.pt",
-            "--metrics",
-            "mig",
-            "--metrics",
-            "elbo",
-            "--fast",
-            "--seed",
-            seed,
-            "--out",
-            folder,
-        )
-        metrics = report(folder)["metrics"]
+        metrics = evaluate(run, folder, seed, "mig", "elbo")
         mig.append(metrics["mig"])
         recon.append(metrics["elbo"]["reconstruction_mode"])
         rows.append([label, seed, metrics["mig"], metrics["elbo"]["reconstruction_mode"]])
