@@ -3,6 +3,8 @@ order and noise, trained both ways; prints the logged loss of both every --every
 
     python benchmarks/loss_trajectory.py --steps 2000           # quickstart, 64x64 generated dSprites
     python benchmarks/loss_trajectory.py --preset digits --steps 2000
+    python benchmarks/loss_trajectory.py --noise-seed 1   # adds eager fp32 from another seed, for scale
+    python benchmarks/loss_trajectory.py --noise-seed 1      # also eager fp32 with another seed: the noise
 
 The fast path is `jvae train`'s (bf16 autocast where the CPU or GPU has fast bfloat16, channels-last,
 fused Adam); the eager path is fp32, contiguous layout, the default Adam.
@@ -44,17 +46,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--noise-seed", type=int, help="also train eager fp32 from this seed, for scale")
+    parser.add_argument("--skip-fast", action="store_true", help="only the eager path(s)")
     args = parser.parse_args()
     _, preset = load_preset(args.preset, args.overrides)
     source = open_dataset(preset.data)
-    fast, fast_rate = trajectory(preset, source, True, args.steps, args.every)
     eager, eager_rate = trajectory(preset, source, False, args.steps, args.every)
+    columns = {"eager fp32": eager}
+    if not args.skip_fast:
+        columns["fast"], fast_rate = trajectory(preset, source, True, args.steps, args.every)
+        print(f"fast path {fast_rate:.0f} img/s, eager {eager_rate:.0f} img/s")
+    if args.noise_seed is not None:
+        other = preset.model_copy(update={"train": preset.train.model_copy(update={"seed": args.noise_seed})})
+        columns[f"eager seed {args.noise_seed}"], _ = trajectory(other, source, False, args.steps, args.every)
     print(
-        f"{args.preset}: mean loss over each {args.every} steps, same seed (fast {fast_rate:.0f} img/s, eager {eager_rate:.0f} img/s)"
+        f"{args.preset}: mean loss per {args.every} steps; gaps in % of eager fp32 seed {preset.train.seed}"
     )
-    print(f"{'step':>6} {'fast':>10} {'eager fp32':>11} {'gap %':>7}")
-    for i, (a, b) in enumerate(zip(fast, eager)):
-        print(f"{(i + 1) * args.every:>6} {a:>10.2f} {b:>11.2f} {100 * (a - b) / b:>7.2f}")
+    names = list(columns)
+    print(
+        f"{'step':>6}" + "".join(f"{n:>16}" for n in names) + "".join(f"{'gap ' + n:>20}" for n in names[1:])
+    )
+    for i in range(len(eager)):
+        values = [columns[n][i] for n in names]
+        gaps = [100 * (v - values[0]) / values[0] for v in values[1:]]
+        row = "".join(f"{v:>16.2f}" for v in values) + "".join(f"{g:>20.2f}" for g in gaps)
+        print(f"{(i + 1) * args.every:>6}{row}")
 
 
 if __name__ == "__main__":
