@@ -32,6 +32,7 @@ def jvae(*args: Any) -> None:
 def evaluate(run: Path, folder: Path, seed: int, *metrics: str, fast: bool = True) -> dict[str, Any]:
     """`jvae evaluate` of a run's checkpoint on the named metrics; returns report.json's metrics."""
     chosen = [item for name in metrics for item in ("--metrics", name)]
+    folder.parent.mkdir(parents=True, exist_ok=True)
     jvae("evaluate", run / "ckpt.pt", *chosen, *(["--fast"] if fast else []), "--seed", seed, "--out", folder)
     return report(folder)["metrics"]
 
