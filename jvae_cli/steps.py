@@ -14,8 +14,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from jvae_cli.critics import Critic, LabelClassifier, TCDiscriminator
+from jvae_cli.checkpoint import build_model
+from jvae_cli.critics import Critic, LabelClassifier, TCDiscriminator, build_critic
 from jvae_cli.data.sources import ImageSource
+from jvae_cli.devices import use_bf16
 from jvae_cli.distributed import Cluster, global_mean
 from jvae_cli.losses import LossTerms, model_objective
 from jvae_cli.model import JointVAE
@@ -190,10 +192,6 @@ class Stepper:
     ) -> Stepper:
         """A fresh model (seeded), its fused Adam and noise generator, laid out and computing as `jvae train`
         does: channels-last convolutions and bf16 autocast where `train.precision` asks for it."""
-        from jvae_cli.checkpoint import build_model
-        from jvae_cli.critics import build_critic
-        from jvae_cli.devices import use_bf16
-
         torch.manual_seed(preset.train.seed)
         model = build_model(preset).to(device)
         channels_last = preset.model.architecture != "mlp"

@@ -20,13 +20,11 @@ from typing import Any
 import torch
 
 from jvae_cli.checkpoint import atomic_torch_save, new_payload, read_checkpoint
-from jvae_cli.critics import Critic
 from jvae_cli.data import open_dataset
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
-from jvae_cli.errors import JvaeError, RunDirError
+from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
 from jvae_cli.latents import measure_unit_kl
-from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, preset_to_toml
 from jvae_cli.steps import PhaseTimer, Stepper
 
@@ -127,31 +125,29 @@ class _Interval:
 
 @dataclass
 class _State:
-    model: JointVAE
-    optimizer: torch.optim.Optimizer
-    noise: torch.Generator
+    stepper: Stepper  # the model, optimizer, noise generator and critic being trained
     step: int
-    critic: Critic | None = None
 
 
 def _payload(
     preset_name: str, preset: Preset, state: _State, total: int, unit_kl: dict | None
 ) -> dict[str, Any]:
+    stepper = state.stepper
     payload = new_payload(preset_name, preset)
     payload.update(
-        model={k: v.detach().cpu() for k, v in state.model.state_dict().items()},
-        optimizer=state.optimizer.state_dict(),
+        model={k: v.detach().cpu() for k, v in stepper.model.state_dict().items()},
+        optimizer=stepper.optimizer.state_dict(),
         step=state.step,
         total_steps=total,
         rng={
             "torch": torch.get_rng_state(),
-            "noise": state.noise.get_state().cpu(),
-            "device": state.noise.device.type,
+            "noise": stepper.noise.get_state().cpu(),
+            "device": stepper.noise.device.type,
         },
         unit_kl=unit_kl,
     )
-    if state.critic is not None:
-        payload["critic"] = state.critic.state_dict()
+    if stepper.critic is not None:
+        payload["critic"] = stepper.critic.state_dict()
     return payload
 
 
@@ -189,6 +185,18 @@ def train(
         leave(cluster)
 
 
+def check_processes(preset: Preset, world: int) -> None:
+    """Refuse a preset that `world` processes cannot train together."""
+    if world <= 1:
+        return
+    if preset.loss.kind in SINGLE_PROCESS_KINDS:
+        raise PresetError(f"{preset.loss.kind} trains a second network and runs in one process only")
+    if preset.train.batch_size % world:
+        raise PresetError(
+            f"train.batch_size {preset.train.batch_size} does not split evenly over {world} processes"
+        )
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     ckpt_path = run_dir / CHECKPOINT
     if resume:
@@ -220,30 +228,23 @@ def _train(
     resumed = check_run_dir(run_dir, resume)
     barrier(cluster)  # every process has checked the folder before rank 0 writes into it
     batch_size = preset.train.batch_size
-    if cluster.active:
-        if preset.loss.kind in SINGLE_PROCESS_KINDS:
-            raise JvaeError(f"{preset.loss.kind} trains a second network and runs in one process only")
-        if batch_size % cluster.world:
-            raise JvaeError(
-                f"train.batch_size {batch_size} does not split evenly over {cluster.world} processes"
-            )
+    check_processes(preset, cluster.world)
 
     source = open_dataset(preset.data, data_path)
     if len(source) < batch_size:
         raise JvaeError(f"the dataset has {len(source)} images, fewer than one batch of {batch_size}")
     total = total_steps(preset, len(source))
-    steps_per_epoch = max(len(source) // batch_size, 1)
 
     stepper = Stepper.create(preset, source, torch_device, cluster)
-    model, optimizer, noise, bf16 = stepper.model, stepper.optimizer, stepper.noise, stepper.bf16
-    state = _State(model, optimizer, noise, step=0, critic=stepper.critic)
+    model, noise, bf16 = stepper.model, stepper.noise, stepper.bf16
+    state = _State(stepper, step=0)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if state.critic is not None:
+        stepper.optimizer.load_state_dict(resumed["optimizer"])
+        if stepper.critic is not None:
             if "critic" not in resumed:
                 raise RunDirError(f"{ckpt_path} has no {preset.loss.kind} critic state to resume")
-            state.critic.load_state_dict(resumed["critic"])
+            stepper.critic.load_state_dict(resumed["critic"])
         torch.set_rng_state(resumed["rng"]["torch"])
         state.step = int(resumed["step"])
         saved_on = resumed["rng"].get("device", "cpu")
@@ -301,7 +302,7 @@ def _train(
             if state.step % preset.train.log_every == 0 or state.step == total:
                 record = {
                     "step": state.step,
-                    "epoch": state.step / steps_per_epoch,
+                    "epoch": state.step / stepper.steps_per_epoch,
                     **interval.means(mean_over_ranks(cluster, interval.sums)),
                 }
                 record.update(

@@ -91,8 +91,7 @@ def train(
             run_dir = out_dir if out_dir is not None else Path("runs") / name
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
             trainer.check_run_dir(run_dir, resume is not None)
-            if resolved.loss.kind in trainer.SINGLE_PROCESS_KINDS:
-                raise fail(f"{resolved.loss.kind} trains a second network and runs in one process only", 2)
+            trainer.check_processes(resolved, nproc)
             raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
 
         with StopOnSignal() as stopper, TrainDisplay() as display:
