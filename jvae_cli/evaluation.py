@@ -21,7 +21,7 @@ from jvae_cli.checkpoint import LoadedCheckpoint
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
-from jvae_cli.model import JointVAE
+from jvae_cli.model import JointVAE, Posterior
 
 GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
 LABEL_METRICS = ("cluster_accuracy", "linear_probe", "class_split")
@@ -32,17 +32,20 @@ Status = Callable[[str], None]
 
 
 def representation(model: JointVAE) -> m.EncodeFn:
-    """images -> [means, argmax of each discrete variable] as a numpy array, batch by batch; a
-    class-conditional model also reads the images' labels."""
+    """images -> [means, argmax of each discrete variable] as a numpy array, batch by batch."""
     device = next(model.parameters()).device
 
     @torch.no_grad()
-    def encode(images: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
-        posterior = model.encode(images.to(device), labels)
-        parts = [posterior.mean.float()] + [c.float().unsqueeze(1) for c in posterior.categories]
-        return torch.cat(parts, dim=1).cpu().numpy()
+    def encode(images: torch.Tensor) -> np.ndarray:
+        return _code(model.encode(images.to(device)))
 
     return encode
+
+
+def _code(posterior: Posterior) -> np.ndarray:
+    """The representation's row of each image: continuous means, then each discrete variable's argmax."""
+    parts = [posterior.mean.float()] + [c.float().unsqueeze(1) for c in posterior.categories]
+    return torch.cat(parts, dim=1).cpu().numpy()
 
 
 def code_units(model: JointVAE) -> list[Unit]:
@@ -239,9 +242,7 @@ def evaluate(
         count = min(len(source), counts["num_train"] + counts["num_eval"])
         picks = rng.choice(len(source), size=count, replace=False)
         batches = [torch.from_numpy(picks[i : i + 256]) for i in range(0, count, 256)]
-        codes = np.concatenate(
-            [encode(source.images(b, device), labels_for(model, source, b)) for b in batches]
-        )
+        codes, samples = labelled_codes(model, source, batches, device, seed)
         truth = np.asarray(labels)[picks]
         split = int(count * 2 / 3)
         if "cluster_accuracy" in names and model.discrete:
@@ -254,7 +255,6 @@ def evaluate(
                 codes[:split], truth[:split], codes[split:], truth[split:], seed
             )
         if "class_split" in names and model.classes:
-            samples = posterior_samples(model, source, batches, device, seed)
             report.metrics["class_split"] = {
                 part: m.linear_probe(
                     samples[:split, cols], truth[:split], samples[split:, cols], truth[split:], seed
@@ -268,18 +268,20 @@ def evaluate(
 
 
 @torch.no_grad()
-def posterior_samples(
+def labelled_codes(
     model: JointVAE, source: ImageSource, batches: list[torch.Tensor], device: torch.device, seed: int
-) -> np.ndarray:
-    """One draw of the continuous units from q(z, w | x, y) per image, with a seeded generator: the
-    class-conditional paper's table 1 classifies "samples from z and w|y", not posterior means."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each image encoded once (with its label, for a class-conditional model): its representation row, and
+    one draw of its continuous units from q with a seeded generator, which the class-conditional paper's
+    table 1 classifies ("samples from z and w|y", not posterior means)."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    draws = []
+    codes, draws = [], []
     for batch in batches:
         posterior = model.encode(source.images(batch, device), labels_for(model, source, batch))
+        codes.append(_code(posterior))
         eps = torch.randn(posterior.mean.shape, generator=generator, device=device)
         draws.append((posterior.mean + torch.exp(0.5 * posterior.logvar) * eps).cpu().numpy())
-    return np.concatenate(draws)
+    return np.concatenate(codes), np.concatenate(draws)
 
 
 def names_to_store(report: Report) -> dict[str, str]:
