@@ -103,28 +103,28 @@ def _interleaved(
 
 def jvae_training(
     preset: Preset, source: ImageSource, device: torch.device
-) -> tuple[Stepper, Callable[[int], None]]:
-    """jvae's own step, as `jvae train` runs it, continuing through the data order from call to call."""
+) -> tuple[Stepper, Callable[[int], None], dict[str, Any]]:
+    """jvae's own step, as `jvae train` runs it, continuing through the data order from call to call; the
+    returned state holds the step count and the last loss (on the device, read only at the end)."""
     stepper = Stepper.create(preset, source, device)
     stepper.model.train()
-    position = {"step": 0}
-    last: dict[str, torch.Tensor] = {}
+    state: dict[str, Any] = {"step": 0, "loss": torch.zeros(())}
 
     def run(n: int) -> None:
         for _ in range(n):
-            terms, _ = stepper(position["step"])
-            position["step"] += 1
-            last["loss"] = terms.loss.detach()
+            terms, _ = stepper(state["step"])
+            state["step"] += 1
+            state["loss"] = terms.loss.detach()
 
-    run.last = last  # type: ignore[attr-defined]
-    return stepper, run
+    return stepper, run, state
 
 
 def reference_training(
     preset: Preset, images: torch.Tensor, labels: torch.Tensor | None, dataset_size: int, device: torch.device
-) -> Callable[[int], None]:
+) -> tuple[Callable[[int], None], dict[str, Any]]:
     """The official loop's shape: DataLoader(TensorDataset) -> encode, sample, decode -> loss -> Adam, with
-    loss.item() every step; eager fp32, and the critic step for kinds that have one."""
+    loss.item() every step; eager fp32, and the critic step for kinds that have one. Returns the loop and
+    its state (step count, last loss)."""
     torch.manual_seed(preset.train.seed)
     model = build_model(preset).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
@@ -166,8 +166,7 @@ def reference_training(
                 critic_step(model, critic, preset, latent.detach(), y, noise, x.flip(0))
             state["loss"] = terms.loss.item()
 
-    run.state = state  # type: ignore[attr-defined]
-    return run
+    return run, state
 
 
 def in_memory_images(
@@ -231,10 +230,10 @@ def run_bench(
     say = status or (lambda text: None)
     batch = preset.train.batch_size
     say("jvae training step and reference training loop, in alternation")
-    stepper, jvae_run = jvae_training(preset, source, device)
+    stepper, jvae_run, jvae_state = jvae_training(preset, source, device)
     images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)
     labels = labels if preset.model.classes else None
-    reference = reference_training(preset, images, labels, len(source), device)
+    reference, reference_state = reference_training(preset, images, labels, len(source), device)
     train, baseline = _interleaved([jvae_run, reference], steps, repeats, warmup, batch, device)
     setting = {
         "preset": preset_name,
@@ -251,8 +250,8 @@ def run_bench(
     }
     report = BenchReport(setting, train, baseline)
     report.losses = {
-        "jvae_last": float(jvae_run.last["loss"]),  # type: ignore[attr-defined]
-        "reference_last": float(reference.state["loss"]),  # type: ignore[attr-defined]
+        "jvae_last": float(jvae_state["loss"]),
+        "reference_last": float(reference_state["loss"]),
     }
     if with_encode or with_metrics:
         model = stepper.model.eval()
