@@ -58,7 +58,7 @@ class BenchReport:
         return self.train.median / self.baseline.median
 
     def as_dict(self) -> dict[str, Any]:
-        data = {
+        return {
             "setting": self.setting,
             "train": self.train.summary(),
             "baseline": self.baseline.summary(),
@@ -67,15 +67,6 @@ class BenchReport:
             "metrics_seconds": self.metrics_seconds,
             "losses": self.losses,
         }
-        return json_ready(data)
-
-
-def json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
 
 
 def _sync(device: torch.device) -> None:

@@ -59,7 +59,6 @@ class TrainResult:
     traversal: Path | None
     main: bool = True  # False in the processes of a distributed run other than rank 0
     profile: dict[str, float] = field(default_factory=dict)  # seconds per phase, with profile=True
-    precision: str = "fp32"
     steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
 
 
@@ -342,7 +341,6 @@ def _train(
         images_per_sec=images_per_sec,
         main=cluster.main,
         profile=phases,
-        precision="bf16" if bf16 else "fp32",
         steps_run=state.step - start_step,
     )
     if interrupted:
