@@ -12,7 +12,7 @@ units (z) are read from the image alone, the rest (w) also from the one-hot labe
 label appended to the latent code. The label travels inside the code, so everything that edits or decodes
 codes works unchanged; encoding needs the labels, or the model's `default_class` when there are none.
 
-This module imports only torch so that every other part of jvae (and other people's code) can build on it.
+This module imports only torch (and jvae's own torch-only convolutions module) so that every other part of jvae (and other people's code) can build on it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from jvae_cli.convolutions import UpConv
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -40,7 +42,7 @@ def _deconv_stack(channels: list[int]) -> nn.Sequential:
     """Mirror of the encoder; the last layer has no activation because the loss works on logits."""
     layers: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+        layers.append(UpConv(c_in, c_out, 4, stride=2, padding=1))
         if i < len(channels) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)

@@ -147,3 +147,33 @@ def test_gpu_style_rendering_and_device_side_indexing_draw_the_same_sprites():
     assert torch.equal(render(factors, CPU, select=True), render(factors, CPU, select=False))
     source = GeneratedDSprites(1, 64)
     assert torch.equal(source.images(indices, CPU), source.observations(factors.numpy(), CPU))
+
+
+def test_testing_only_a_window_around_each_centre_misses_no_sprite_pixel():
+    """The largest sprites, in every orientation, at the frame's edges: the same pixels as testing every one
+    of the 64 x 64 pixels against the shape, which is what the renderer avoids doing."""
+    from jvae_cli.data.dsprites import _inside_ellipse, _inside_heart, _inside_square
+
+    factors = torch.tensor(
+        [
+            (s, c, o, x, y)
+            for s in range(3)
+            for c in (4, 5)
+            for o in range(0, 40, 3)
+            for x in (0, 31)
+            for y in (0, 31)
+        ]
+    )
+    scale = (0.5 + 0.1 * factors[:, 1].float()).view(-1, 1, 1)
+    angle = (factors[:, 2].float() * (2 * np.pi / 39)).view(-1, 1, 1)
+    centre_x = (16 + 32 * factors[:, 3].float() / 31).view(-1, 1, 1)
+    centre_y = (16 + 32 * factors[:, 4].float() / 31).view(-1, 1, 1)
+    grid = torch.arange(64, dtype=torch.float32)
+    dx, dy = grid.view(1, 1, 64) - centre_x, grid.view(1, 64, 1) - centre_y
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    u, v = cos * dx + sin * dy, cos * dy - sin * dx
+    tests = (_inside_square, _inside_ellipse, _inside_heart)
+    full_frame = torch.stack([tests[int(s)](u[i], v[i]) for i, s in enumerate(factors[:, 0])]).float()
+    assert torch.equal(render(factors, CPU)[:, 0], full_frame)
+    assert torch.equal(render(factors, CPU, select=True)[:, 0], full_frame)
+    assert full_frame[:, 0].sum() == 0 and full_frame.sum() > 0  # nothing reaches the border, and all draws

@@ -20,7 +20,8 @@ from jvae_cli.presets import load_preset
 
 # Generated dSprites at 32x32 with four continuous units and one 4-way variable; this seed leaves the early
 # plateau within 800 steps (about 40 s): the discrete variable takes the sprite's size, continuous units its
-# position, and one unit stays nearly unused.
+# position, and one unit stays nearly unused. Which unit, and whether one does, depends on the seed and on the
+# rounding of the kernels (seeds 1 and 2 leave one unused with the current kernels, 0 and 3 do not).
 OVERRIDES = [
     "data.image_size=32",
     'model.architecture="conv32"',
@@ -32,6 +33,7 @@ OVERRIDES = [
     "loss.discrete_capacity.steps=600",
     "train.steps=800",
     "train.log_every=100",
+    "train.seed=2",
 ]
 
 

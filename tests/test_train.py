@@ -61,7 +61,8 @@ def test_quickstart_loss_falls_and_kl_tracks_capacity(quickstart_run):
     for r in records[-10:]:  # once the schedule has caught up, each KL holds at its capacity
         assert r["capacity_cont"] == 12.0 and r["capacity_disc"] == pytest.approx(math.log(3))  # 1.1, clipped
         assert sum(r["kl_cont"]) == pytest.approx(12.0, rel=0.1)
-        assert sum(r["kl_disc"]) == pytest.approx(math.log(3), rel=0.1)
+        # log 3 is also the most a 3-way variable's KL can be (a one-hot posterior), so it nears it from below
+        assert sum(r["kl_disc"]) == pytest.approx(math.log(3), rel=0.15)
 
 
 def test_paper_gamma_holds_kl_at_a_rising_capacity(tmp_path, small):
