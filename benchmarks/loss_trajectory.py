@@ -4,10 +4,10 @@ order and noise, trained both ways; prints the logged loss of both every --every
     python benchmarks/loss_trajectory.py --steps 2000           # quickstart, 64x64 generated dSprites
     python benchmarks/loss_trajectory.py --preset digits --steps 2000
     python benchmarks/loss_trajectory.py --noise-seed 1   # adds eager fp32 from another seed, for scale
-    python benchmarks/loss_trajectory.py --noise-seed 1      # also eager fp32 with another seed: the noise
 
 The fast path is `jvae train`'s (bf16 autocast where the CPU or GPU has fast bfloat16, channels-last,
-fused Adam); the eager path is fp32, contiguous layout, the default Adam.
+fused Adam, the transposed convolutions on convolution kernels); the eager path is fp32, contiguous layout,
+PyTorch's own transposed convolutions, the default Adam.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from jvae_cli.convolutions import as_stock_layers
 from jvae_cli.data import open_dataset
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Stepper
@@ -27,7 +28,7 @@ def trajectory(preset, source, fast: bool, steps: int, every: int) -> tuple[list
     if not fast:
         stepper.bf16 = stepper.objective.bf16 = False
         stepper.channels_last = False
-        stepper.model.to(memory_format=torch.contiguous_format)
+        as_stock_layers(stepper.model).to(memory_format=torch.contiguous_format)
         stepper.optimizer = torch.optim.Adam(stepper.model.parameters(), lr=preset.train.lr)
     losses, window = [], []
     started = time.perf_counter()

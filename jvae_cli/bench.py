@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jvae_cli.checkpoint import LoadedCheckpoint, atomic_torch_save, build_model, new_payload
+from jvae_cli.convolutions import as_stock_layers
 from jvae_cli.critics import build_critic
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.losses import model_objective
@@ -117,7 +118,7 @@ def reference_training(
     loss.item() every step; eager fp32, and the critic step for kinds that have one. Returns the loop and
     its state (step count, last loss)."""
     torch.manual_seed(preset.train.seed)
-    model = build_model(preset).to(device).train()
+    model = as_stock_layers(build_model(preset)).to(device).train()  # the official model's nn.ConvTranspose2d
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
     critic = build_critic(preset, device)
     tensors = (images,) if labels is None else (images, labels)

@@ -79,3 +79,16 @@ def test_other_kernel_shapes_take_the_general_route_and_agree(kernel, stride, pa
     x = torch.randn(2, 8, 6, 6)
     for expected, got in zip(run(reference, x), run(ours, x)):
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_stock_layers_switch_the_model_back_to_conv_transpose_kernels_with_the_same_result():
+    from jvae_cli.convolutions import as_stock_layers
+
+    torch.manual_seed(0)
+    model = JointVAE(64, 1, 6, [3]).eval()
+    latent = torch.rand(4, 9)
+    with torch.no_grad():
+        ours = model.decode_logits(latent)
+        stock = as_stock_layers(model).decode_logits(latent)
+    assert all(not m.on_convolution_kernels for m in model.decoder if isinstance(m, UpConv))
+    assert torch.allclose(ours, stock, atol=1e-5)
