@@ -6,19 +6,22 @@ order and noise, trained both ways; prints the logged loss of both every --every
     python benchmarks/loss_trajectory.py --noise-seed 1   # adds eager fp32 from another seed, for scale
 
 The fast path is `jvae train`'s (bf16 autocast where the CPU or GPU has fast bfloat16, channels-last,
-fused Adam, the transposed convolutions on convolution kernels); the eager path is fp32, contiguous layout,
-PyTorch's own transposed convolutions, the default Adam.
+fused Adam, the transposed convolutions on convolution kernels, in-place ReLUs, jvae's own Bernoulli loss);
+the eager path is fp32, contiguous layout, PyTorch's own layers and fused binary cross-entropy, the default
+Adam.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import torch
 
-from jvae_cli.convolutions import as_stock_layers
 from jvae_cli.data import open_dataset
+from jvae_cli.losses import stock_loss_kernels
+from jvae_cli.model import as_stock_layers
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Stepper
 
@@ -33,7 +36,8 @@ def trajectory(preset, source, fast: bool, steps: int, every: int) -> tuple[list
     losses, window = [], []
     started = time.perf_counter()
     for index in range(steps):
-        terms, _ = stepper(index)
+        with nullcontext() if fast else stock_loss_kernels():
+            terms, _ = stepper(index)
         window.append(terms.loss.detach())
         if (index + 1) % every == 0:
             losses.append(torch.stack(window).mean().item())

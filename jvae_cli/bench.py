@@ -20,10 +20,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jvae_cli.checkpoint import LoadedCheckpoint, atomic_torch_save, build_model, new_payload
-from jvae_cli.convolutions import as_stock_layers
 from jvae_cli.critics import build_critic
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.losses import model_objective
+from jvae_cli.losses import model_objective, stock_loss_kernels
+from jvae_cli.model import as_stock_layers
 from jvae_cli.presets import Preset
 from jvae_cli.steps import Stepper, critic_step
 
@@ -118,7 +118,7 @@ def reference_training(
     loss.item() every step; eager fp32, and the critic step for kinds that have one. Returns the loop and
     its state (step count, last loss)."""
     torch.manual_seed(preset.train.seed)
-    model = as_stock_layers(build_model(preset)).to(device).train()  # the official model's nn.ConvTranspose2d
+    model = as_stock_layers(build_model(preset)).to(device).train()  # plain nn layers
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
     critic = build_critic(preset, device)
     tensors = (images,) if labels is None else (images, labels)
@@ -140,17 +140,18 @@ def reference_training(
             state["step"] += 1
             posterior = model.encode(x, y)
             latent = posterior.sample(preset.model.temperature, noise)
-            terms = model_objective(
-                model,
-                x,
-                posterior,
-                latent,
-                state["step"],
-                preset.loss,
-                dataset_size=dataset_size,
-                critic=critic,
-                labels=y,
-            )
+            with stock_loss_kernels():
+                terms = model_objective(
+                    model,
+                    x,
+                    posterior,
+                    latent,
+                    state["step"],
+                    preset.loss,
+                    dataset_size=dataset_size,
+                    critic=critic,
+                    labels=y,
+                )
             optimizer.zero_grad()
             terms.loss.backward()
             optimizer.step()

@@ -40,26 +40,71 @@ def _few_outputs(weight: Tensor, stride: list[int], padding: list[int]) -> bool:
 
 def _scatter_products(x: Tensor, weight: Tensor) -> Tensor:
     """The transposed convolution as one matrix product, every input pixel times every kernel tap, whose
-    products are then added into the four interleaved output phases (float32 sums, like oneDNN's)."""
+    products are then added into the four interleaved output phases (float32 sums, like oneDNN's).
+
+    The product is one 2-D (taps x channels) @ (channels x pixels) so that each tap's products form a
+    contiguous plane; a channels-last `x` is already the transposed right-hand side, read without a copy.
+    """
     batch, channels, height, width = x.shape
     outputs = weight.shape[1]
-    rows = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
-    products = torch.matmul(weight.reshape(channels, outputs * 16).t(), rows.transpose(1, 2))
-    products = products.view(batch, outputs, 4, 4, height, width)
+    pixels = x.permute(1, 0, 2, 3).reshape(channels, batch * height * width)
+    products = torch.mm(weight.reshape(channels, outputs * 16).t(), pixels)
+    products = products.view(outputs, 4, 4, batch, height, width)
     y = torch.empty((batch, outputs, height, 2, width, 2), dtype=torch.float32, device=x.device)
     for a, row_taps in _TAPS.items():
         for c, column_taps in _TAPS.items():
             phase = y[:, :, :, a, :, c]
             for i, ((ky, dy), (kx, dx)) in enumerate((r, k) for r in row_taps for k in column_taps):
                 source = products[
-                    :, :, ky, kx, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)
-                ]
+                    :, ky, kx, :, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)
+                ].transpose(0, 1)
                 target = phase[:, :, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)]
                 if i == 0:  # the first tap of each phase has shift (0, 0) and covers the whole phase
                     target.copy_(source)
                 else:
                     target.add_(source)
     return y.view(batch, outputs, 2 * height, 2 * width)
+
+
+def _window_rows(image: Tensor) -> Tensor:
+    """(16, B * H/2 * W/2): what each tap of a 4x4, stride-2, padding-1 window over the one-channel `image`
+    reads at every output position, one row per tap."""
+    batch, _, height, width = image.shape
+    padded = F.pad(image.reshape(batch, height, width), (1, 1, 1, 1))
+    row, column = padded.stride(1), padded.stride(2)
+    windows = padded.as_strided(
+        (4, 4, batch, height // 2, width // 2),
+        (row, column, padded.stride(0), 2 * row, 2 * column),
+    )
+    return windows.reshape(16, -1)
+
+
+def _one_channel_weight_grad(image: Tensor, other: Tensor) -> Tensor:
+    """The weight gradient of a 4x4, stride-2, padding-1 convolution between a one-channel `image` and the
+    (B, C, H/2, W/2) `other` it is paired with, as (C, 1, 4, 4): a single matrix product over every pixel
+    of the batch, where oneDNN's weight-gradient kernel leaves most of its lanes idle on one channel."""
+    channels = other.shape[1]
+    per_channel = other.permute(1, 0, 2, 3).reshape(channels, -1)  # a view of a channels-last `other`
+    return torch.mm(per_channel, _window_rows(image).t()).view(channels, 1, 4, 4)
+
+
+def _one_channel(weight: Tensor, stride: list[int], padding: list[int], image: Tensor) -> bool:
+    """A 4x4, stride-2, padding-1 layer whose image side has one channel and even sides."""
+    fits = tuple(weight.shape[2:]) == (4, 4) and list(stride) == [2, 2] and list(padding) == [1, 1]
+    return fits and image.shape[1] == 1 and image.shape[2] % 2 == 0 and image.shape[3] % 2 == 0
+
+
+def _keep(
+    ctx: FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int], padding: list[int]
+) -> None:
+    """What a layer's backward needs: its input, its weight, its geometry and whether it has a bias."""
+    ctx.save_for_backward(x, weight)
+    ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None  # type: ignore[attr-defined]
+
+
+def _kept(ctx: FunctionCtx) -> tuple[Tensor, Tensor, list[int], list[int]]:
+    x, weight = ctx.saved_tensors  # type: ignore[attr-defined]
+    return x, weight, ctx.stride, ctx.padding  # type: ignore[attr-defined]
 
 
 class _TransposedConvolution(torch.autograd.Function):
@@ -83,25 +128,56 @@ class _TransposedConvolution(torch.autograd.Function):
                 x, shell, weight, None, stride, padding, [1, 1], False, [0, 0], 1, [True, False, False]
             )[0]
         if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None  # type: ignore[attr-defined]
+            y.add_(bias.view(1, -1, 1, 1))  # y is this call's own fresh tensor
+        _keep(ctx, x, weight, bias, stride, padding)
         return y
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        stride, padding = ctx.stride, ctx.padding  # type: ignore[attr-defined]
+        x, weight, stride, padding = _kept(ctx)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_x = F.conv2d(grad, weight, None, stride, padding)
-        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+        if ctx.needs_input_grad[1] and _one_channel(weight, stride, padding, grad):  # type: ignore[attr-defined]
+            grad_weight = _one_channel_weight_grad(grad, x).to(weight.dtype)
+        elif ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             grad_weight = _convolution_backward(
                 x, grad, weight, None, stride, padding, [1, 1], False, [0, 0], 1, [False, True, False]
             )[1]
         if ctx.has_bias and ctx.needs_input_grad[2]:  # type: ignore[attr-defined]
             grad_bias = grad.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None, None, None
+
+
+class _OneChannelConvolution(torch.autograd.Function):
+    """A convolution reading a one-channel image: oneDNN's forward and input gradient, the weight gradient
+    as one matrix product."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        stride: list[int],
+        padding: list[int],
+    ) -> Tensor:
+        _keep(ctx, x, weight, bias, stride, padding)
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight, stride, padding = _kept(ctx)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_x = _convolution_backward(
+                grad, x, weight, None, stride, padding, [1, 1], False, [0, 0], 1, [True, False, False]
+            )[0]
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            grad_weight = _one_channel_weight_grad(x, grad).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:  # type: ignore[attr-defined]
+            grad_bias = grad.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 class UpConv(nn.ConvTranspose2d):
@@ -119,13 +195,7 @@ class UpConv(nn.ConvTranspose2d):
         )
         if x.device.type != "cpu" or output_size is not None or x.dim() != 4 or not routable:
             return super().forward(x, output_size)
-        if torch.is_autocast_enabled("cpu"):
-            dtype = torch.get_autocast_dtype("cpu")
-            x = x.to(dtype)
-            weight = self.weight.to(dtype)
-            bias = None if self.bias is None else self.bias.to(dtype)
-        else:
-            weight, bias = self.weight, self.bias
+        x, weight, bias = _autocast(x, self.weight, self.bias)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         size = [
             x.shape[0],
@@ -136,10 +206,32 @@ class UpConv(nn.ConvTranspose2d):
         return _TransposedConvolution.apply(x, weight, bias, list(self.stride), list(self.padding), size)
 
 
-def as_stock_layers(model: nn.Module) -> nn.Module:
-    """The model computing its transposed convolutions with PyTorch's own kernels, as code written against
-    plain nn.ConvTranspose2d does (the reference loop of `jvae bench`)."""
-    for module in model.modules():
-        if isinstance(module, UpConv):
-            module.on_convolution_kernels = False
-    return model
+def _autocast(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """A layer's operands in the CPU autocast dtype when autocast is on, as PyTorch's own layers cast them."""
+    if not torch.is_autocast_enabled("cpu"):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype("cpu")
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
+class DownConv(nn.Conv2d):
+    """nn.Conv2d whose weight gradient, when it reads a one-channel image on the CPU (the encoder's first
+    layer on greyscale data), is one matrix product; everything else, and every other device, is
+    nn.Conv2d unchanged."""
+
+    on_convolution_kernels = True  # False makes it nn.Conv2d everywhere (the bench's reference)
+
+    def forward(self, x: Tensor) -> Tensor:
+        routable = (
+            self.on_convolution_kernels
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and self.groups == 1
+            and tuple(self.dilation) == (1, 1)
+            and self.padding_mode == "zeros"
+            and _one_channel(self.weight, list(self.stride), list(self.padding), x)  # type: ignore[arg-type]
+        )
+        if not routable:
+            return super().forward(x)
+        x, weight, bias = _autocast(x, self.weight, self.bias)
+        return _OneChannelConvolution.apply(x, weight, bias, list(self.stride), list(self.padding))

@@ -9,13 +9,16 @@ and the discrete one is clipped at sum_i log K_i, the largest KL a set of catego
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from jvae_cli.model import JointVAE, Posterior
 from jvae_cli.presets import CapacitySchedule, LossConfig
@@ -40,13 +43,59 @@ def kl_uniform_categorical(logits: Tensor) -> Tensor:
     return math.log(logits.shape[-1]) + (log_probs.exp() * log_probs).sum(dim=-1)
 
 
+class _BernoulliNLL(torch.autograd.Function):
+    """sum over pixels of BCE(sigmoid(logits), target), written as max(l, 0) - l t + log(1 + exp(-|l|)).
+
+    PyTorch's fused loss evaluates log-sigmoid with a scalar log1p that costs more than the rest of the
+    loss together; exp then log is vectorised, and the few ulps it gives up where exp(-|l|) is below
+    float32's epsilon are far below the sum's own rounding. The gradient is sigmoid(l) - t, as for the
+    stock loss.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, logits: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(logits, target)
+        softplus_of_negative_magnitude = logits.abs().neg_().exp_().add_(1).log_()
+        return (
+            softplus_of_negative_magnitude.sum()
+            + logits.clamp_min(0).sum()
+            - torch.dot(logits.reshape(-1), target.reshape(-1).to(logits.dtype))
+        )
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        logits, target = ctx.saved_tensors  # type: ignore[attr-defined]
+        return torch.sigmoid(logits).sub_(target).mul_(grad), None
+
+
+_STOCK_BCE: ContextVar[bool] = ContextVar("stock_bce", default=False)
+
+
+@contextmanager
+def stock_loss_kernels() -> Iterator[None]:
+    """Reconstruction through PyTorch's own fused binary cross-entropy, as plain code computes it (the
+    reference loop of `jvae bench` and the eager path of the loss-trajectory benchmark)."""
+    token = _STOCK_BCE.set(True)
+    try:
+        yield
+    finally:
+        _STOCK_BCE.reset(token)
+
+
+def bernoulli_nll_sum(logits: Tensor, target: Tensor) -> Tensor:
+    """Bernoulli negative log-likelihood of `target` under `logits`, summed over every element."""
+    if _STOCK_BCE.get():
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    return _BernoulliNLL.apply(logits, target)
+
+
 def reconstruction(logits: Tensor, target: Tensor, mode: str = "bce-sum") -> Tensor:
     """Bernoulli negative log-likelihood of the batch, averaged over images.
 
     bce-sum sums the pixel BCE over C*H*W; bce-official is the official code's mean BCE times H*W, which is
     the same for greyscale and the per-image sum divided by C for RGB (kept to reproduce its CelebA runs).
     """
-    per_pixel_sum = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    per_pixel_sum = bernoulli_nll_sum(logits, target)
     batch = target.shape[0]
     if mode == "bce-sum":
         return per_pixel_sum / batch

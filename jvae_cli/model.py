@@ -18,23 +18,25 @@ This module imports only torch (and jvae's own torch-only convolutions module) s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jvae_cli.convolutions import UpConv
+from jvae_cli.convolutions import DownConv, UpConv
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64]}
 FEATURE_SIDE = 4  # every architecture halves the image down to 4x4 feature maps
+AnyModule = TypeVar("AnyModule", bound=nn.Module)
 
 
 def _conv_stack(channels: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [DownConv(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -44,7 +46,7 @@ def _deconv_stack(channels: list[int]) -> nn.Sequential:
     for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
         layers.append(UpConv(c_in, c_out, 4, stride=2, padding=1))
         if i < len(channels) - 2:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -145,11 +147,18 @@ class JointVAE(nn.Module):
 
         if mlp:  # the fully connected networks of the Grouped-VAE paper's dSprites setting
             self.encoder = nn.Sequential(
-                nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+                nn.Flatten(),
+                nn.Linear(pixels, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(inplace=True),
             )
         else:
             self.encoder = nn.Sequential(
-                _conv_stack([channels, *conv]), nn.Flatten(), nn.Linear(features, hidden), nn.ReLU()
+                _conv_stack([channels, *conv]),
+                nn.Flatten(),
+                nn.Linear(features, hidden),
+                nn.ReLU(inplace=True),
             )
         # A model without continuous units keeps empty heads out of the state dict.
         self.mean_head = nn.Linear(hidden, continuous) if continuous else None
@@ -171,7 +180,10 @@ class JointVAE(nn.Module):
             self.decoder = nn.Unflatten(1, (channels, image_size, image_size))
         else:
             self.latent_to_features = nn.Sequential(
-                nn.Linear(self.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.ReLU()
+                nn.Linear(self.latent_dim, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, features),
+                nn.ReLU(inplace=True),
             )
             self.decoder = _deconv_stack([*reversed(conv), channels])
 
@@ -221,3 +233,15 @@ class JointVAE(nn.Module):
         posterior = self.encode(x)
         latent = posterior.sample(temperature, generator) if self.training else posterior.mode()
         return self.decode_logits(latent), posterior
+
+
+def as_stock_layers(model: AnyModule) -> AnyModule:
+    """The model computing as code written against plain PyTorch modules does (the reference loop of
+    `jvae bench`): transposed convolutions on nn.ConvTranspose2d's kernels and ReLUs that allocate their
+    output instead of overwriting their input."""
+    for module in model.modules():
+        if isinstance(module, (UpConv, DownConv)):
+            module.on_convolution_kernels = False
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return model

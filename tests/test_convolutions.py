@@ -1,12 +1,13 @@
-"""UpConv: the decoder's transposed convolutions on oneDNN's convolution kernels give nn.ConvTranspose2d's
-values and gradients, on both of its CPU routes (the general one and the one for few output channels)."""
+"""UpConv and DownConv give nn.ConvTranspose2d's and nn.Conv2d's values and gradients on every CPU route:
+transposed convolutions on convolution kernels, the image-drawing layer as a matrix product, and the weight
+gradients of one-channel layers as matrix products."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from jvae_cli.convolutions import UpConv
+from jvae_cli.convolutions import DownConv, UpConv
 from jvae_cli.model import JointVAE
 
 # (in, out, side): the 64x64 decoder's layers, the layer drawing an RGB image, and odd sizes.
@@ -81,8 +82,28 @@ def test_other_kernel_shapes_take_the_general_route_and_agree(kernel, stride, pa
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("c_in,c_out,side", [(1, 32, 64), (1, 32, 32), (1, 5, 10), (3, 32, 64), (1, 8, 7)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_down_conv_values_and_gradients_equal_conv2d(c_in, c_out, side, channels_last):
+    torch.manual_seed(c_in + c_out)
+    reference = torch.nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+    ours = DownConv(c_in, c_out, 4, stride=2, padding=1)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.rand(3, c_in, side, side)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        ours = ours.to(memory_format=torch.channels_last)
+    for expected, got in zip(run(reference, x), run(ours, x)):
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+    bf16 = run(ours, x, bf16=True)
+    for expected, got in zip(run(reference, x), bf16):
+        assert (got - expected).abs().max().item() < 0.03 * expected.abs().max().item()
+    assert [g.dtype for g in bf16[2:]] == [torch.float32, torch.float32]
+
+
 def test_stock_layers_switch_the_model_back_to_conv_transpose_kernels_with_the_same_result():
-    from jvae_cli.convolutions import as_stock_layers
+    from jvae_cli.model import as_stock_layers
 
     torch.manual_seed(0)
     model = JointVAE(64, 1, 6, [3]).eval()
@@ -90,5 +111,7 @@ def test_stock_layers_switch_the_model_back_to_conv_transpose_kernels_with_the_s
     with torch.no_grad():
         ours = model.decode_logits(latent)
         stock = as_stock_layers(model).decode_logits(latent)
-    assert all(not m.on_convolution_kernels for m in model.decoder if isinstance(m, UpConv))
+    layers = [m for m in model.modules() if isinstance(m, (UpConv, DownConv))]
+    assert len(layers) == 8 and not any(m.on_convolution_kernels for m in layers)
+    assert not any(m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU))
     assert torch.allclose(ours, stock, atol=1e-5)

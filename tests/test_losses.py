@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli.losses import capacity, jointvae_loss, kl_normal, kl_uniform_categorical, reconstruction
+from jvae_cli.losses import (
+    bernoulli_nll_sum,
+    capacity,
+    jointvae_loss,
+    kl_normal,
+    kl_uniform_categorical,
+    reconstruction,
+    stock_loss_kernels,
+)
 from jvae_cli.model import Posterior
 from jvae_cli.presets import CapacitySchedule, LossConfig
 
@@ -57,6 +65,26 @@ def test_reconstruction_is_per_image_sum_and_official_divides_by_channels():
     assert reconstruction(logits[:, :1], grey, "bce-official") == pytest.approx(
         reconstruction(logits[:, :1], grey, "bce-sum").item(), rel=1e-6
     )
+
+
+def test_bernoulli_nll_equals_pytorch_bce_in_value_and_gradient_even_for_extreme_logits():
+    torch.manual_seed(0)
+    logits = torch.cat([torch.randn(4000) * 6, torch.tensor([-90.0, -30.0, -1e-6, 0.0, 1e-6, 30.0, 90.0])])
+    for target in (torch.rand(logits.shape), (torch.rand(logits.shape) > 0.7).float()):
+        results = []
+        for stock in (True, False):
+            leaf = logits.clone().requires_grad_()
+            if stock:
+                with stock_loss_kernels():
+                    loss = bernoulli_nll_sum(leaf, target)
+            else:
+                loss = bernoulli_nll_sum(leaf, target)
+            (3.0 * loss).backward()
+            results.append((loss.detach(), leaf.grad))
+        (expected, expected_grad), (got, got_grad) = results
+        assert torch.isfinite(got) and got == pytest.approx(expected.item(), rel=1e-6)
+        assert torch.allclose(got_grad, expected_grad, atol=1e-6)
+        assert torch.equal(expected, F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
 
 
 def test_loss_combines_terms_with_capacities_and_clips_discrete():
