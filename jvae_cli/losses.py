@@ -83,7 +83,10 @@ def stock_loss_kernels() -> Iterator[None]:
 
 
 def bernoulli_nll_sum(logits: Tensor, target: Tensor) -> Tensor:
-    """Bernoulli negative log-likelihood of `target` under `logits`, summed over every element."""
+    """Bernoulli negative log-likelihood of `target` under `logits`, summed over every element in float32 or
+    wider (as autocast runs PyTorch's own loss), whatever precision the logits come in."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     if _STOCK_BCE.get():
         return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
     return _BernoulliNLL.apply(logits, target)

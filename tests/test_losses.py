@@ -85,6 +85,9 @@ def test_bernoulli_nll_equals_pytorch_bce_in_value_and_gradient_even_for_extreme
         assert torch.isfinite(got) and got == pytest.approx(expected.item(), rel=1e-6)
         assert torch.allclose(got_grad, expected_grad, atol=1e-6)
         assert torch.equal(expected, F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
+        half = bernoulli_nll_sum(logits.bfloat16(), target)
+        assert half.dtype == torch.float32
+        assert half.item() == pytest.approx(expected.item(), rel=1e-2)
 
 
 def test_loss_combines_terms_with_capacities_and_clips_discrete():
