@@ -24,6 +24,7 @@ from jvae_cli.data import open_dataset
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
+from jvae_cli.host_memory import pages_kept
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.presets import Preset, preset_to_toml
 from jvae_cli.steps import PhaseTimer, Stepper
@@ -168,18 +169,19 @@ def train(
     """
     cluster, torch_device = join(device)
     try:
-        return _train(
-            preset,
-            preset_name,
-            Path(run_dir),
-            cluster,
-            torch_device,
-            data_path,
-            resume,
-            callback,
-            should_stop,
-            profile,
-        )
+        with pages_kept():
+            return _train(
+                preset,
+                preset_name,
+                Path(run_dir),
+                cluster,
+                torch_device,
+                data_path,
+                resume,
+                callback,
+                should_stop,
+                profile,
+            )
     finally:
         leave(cluster)
 
