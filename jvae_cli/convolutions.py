@@ -32,10 +32,14 @@ def _layout(x: Tensor) -> torch.memory_format:
 _TAPS = {0: ((1, 0), (3, -1)), 1: ((2, 0), (0, 1))}
 
 
+def _four_by_four_halving(weight: Tensor, stride: list[int], padding: list[int]) -> bool:
+    """The geometry of every jvae convolution: a 4x4 kernel, stride 2, padding 1."""
+    return tuple(weight.shape[2:]) == (4, 4) and list(stride) == [2, 2] and list(padding) == [1, 1]
+
+
 def _few_outputs(weight: Tensor, stride: list[int], padding: list[int]) -> bool:
     """The layer writing the image: so few output channels that oneDNN's kernels idle most of their lanes."""
-    fits = tuple(weight.shape[2:]) == (4, 4) and list(stride) == [2, 2] and list(padding) == [1, 1]
-    return fits and weight.shape[1] * 16 <= weight.shape[0]
+    return _four_by_four_halving(weight, stride, padding) and weight.shape[1] * 16 <= weight.shape[0]
 
 
 def _scatter_products(x: Tensor, weight: Tensor) -> Tensor:
@@ -90,8 +94,8 @@ def _one_channel_weight_grad(image: Tensor, other: Tensor) -> Tensor:
 
 def _one_channel(weight: Tensor, stride: list[int], padding: list[int], image: Tensor) -> bool:
     """A 4x4, stride-2, padding-1 layer whose image side has one channel and even sides."""
-    fits = tuple(weight.shape[2:]) == (4, 4) and list(stride) == [2, 2] and list(padding) == [1, 1]
-    return fits and image.shape[1] == 1 and image.shape[2] % 2 == 0 and image.shape[3] % 2 == 0
+    even = image.shape[2] % 2 == 0 and image.shape[3] % 2 == 0
+    return _four_by_four_halving(weight, stride, padding) and image.shape[1] == 1 and even
 
 
 def _keep(
@@ -180,6 +184,19 @@ class _OneChannelConvolution(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
+def _routable(layer: UpConv | DownConv, x: Tensor) -> bool:
+    """What both of jvae's CPU routes need: switched on, a CPU batch of images, one group, no dilation,
+    zero padding."""
+    return (
+        layer.on_convolution_kernels
+        and x.device.type == "cpu"
+        and x.dim() == 4
+        and layer.groups == 1
+        and tuple(layer.dilation) == (1, 1)
+        and layer.padding_mode == "zeros"
+    )
+
+
 class UpConv(nn.ConvTranspose2d):
     """nn.ConvTranspose2d (groups 1, no dilation or output padding) that runs on the convolution kernels on
     the CPU, casting to the autocast dtype when autocast is on as nn.ConvTranspose2d would."""
@@ -187,13 +204,8 @@ class UpConv(nn.ConvTranspose2d):
     on_convolution_kernels = True  # False makes it nn.ConvTranspose2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        routable = self.on_convolution_kernels and (
-            self.groups == 1
-            and tuple(self.dilation) == (1, 1)
-            and tuple(self.output_padding) == (0, 0)
-            and self.padding_mode == "zeros"
-        )
-        if x.device.type != "cpu" or output_size is not None or x.dim() != 4 or not routable:
+        routable = _routable(self, x) and tuple(self.output_padding) == (0, 0) and output_size is None
+        if not routable:
             return super().forward(x, output_size)
         x, weight, bias = _autocast(x, self.weight, self.bias)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -222,16 +234,8 @@ class DownConv(nn.Conv2d):
     on_convolution_kernels = True  # False makes it nn.Conv2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor) -> Tensor:
-        routable = (
-            self.on_convolution_kernels
-            and x.device.type == "cpu"
-            and x.dim() == 4
-            and self.groups == 1
-            and tuple(self.dilation) == (1, 1)
-            and self.padding_mode == "zeros"
-            and _one_channel(self.weight, list(self.stride), list(self.padding), x)  # type: ignore[arg-type]
-        )
-        if not routable:
+        stride, padding = list(self.stride), list(self.padding)
+        if not (_routable(self, x) and _one_channel(self.weight, stride, padding, x)):  # type: ignore[arg-type]
             return super().forward(x)
         x, weight, bias = _autocast(x, self.weight, self.bias)
-        return _OneChannelConvolution.apply(x, weight, bias, list(self.stride), list(self.padding))
+        return _OneChannelConvolution.apply(x, weight, bias, stride, padding)
