@@ -23,7 +23,10 @@ from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, validate_preset
 
 FORMAT = "jvae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 checkpoints of the 32x32 convolutional network hold the old mirrored decoder (64->64, 64->32,
+# 32->C) that format 2 replaced with the paper's (64->32, 32->32, 32->C); their weights fit no model jvae builds.
+OFFICIAL_DECODER_SINCE = 2
 REQUIRED_KEYS = ("format_version", "preset", "model", "step")
 
 
@@ -108,7 +111,20 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: written by a newer jvae (format {payload['format_version']}, this jvae reads "
             f"{FORMAT_VERSION}); upgrade jvae"
         )
+    _refuse_old_decoder(path, payload)
     return payload
+
+
+def _refuse_old_decoder(path: Path, payload: dict[str, Any]) -> None:
+    preset = payload["preset"]
+    model = preset.get("model") if isinstance(preset, dict) else None
+    architecture = model.get("architecture") if isinstance(model, dict) else None
+    if payload["format_version"] < OFFICIAL_DECODER_SINCE and architecture == "conv32":
+        raise CheckpointError(
+            f"{path}: written by an older jvae whose 32x32 decoder was 64->64, 64->32, 32->C; jvae now "
+            "builds the paper's (64->32, 32->32, 32->C) and these weights do not fit it: retrain with "
+            f"jvae train --preset {payload.get('preset_name', 'NAME')}"
+        )
 
 
 @dataclass

@@ -4,7 +4,10 @@ The encoder maps an image to a diagonal Gaussian over continuous units z and one
 discrete variable c_i. Training decodes the reparameterised sample [z, c_1, c_2, ...] where each c_i is a
 Gumbel-Softmax relaxation at a fixed temperature; evaluation decodes the deterministic mode [mean, one-hot
 argmax]. The network is the one of the paper's appendix B and its official code: four (64x64) or three (32x32)
-stride-2 4x4 convolutions, a 256-unit hidden layer, and a mirrored decoder ending in a sigmoid.
+stride-2 4x4 convolutions, a 256-unit hidden layer, and a decoder of transposed convolutions ending in a
+sigmoid. At 64x64 the decoder mirrors the encoder; at 32x32 it does not: the paper drops the decoder's first
+layer there, and the official code (whose released MNIST and FashionMNIST weights fit jvae's model) reads
+64 -> 32 -> 32 -> C, where the mirror of the encoder would be 64 -> 64 -> 32 -> C.
 
 The same class also builds the fully connected networks the Grouped-VAE paper uses on dSprites (`mlp=True`),
 and the class-conditional model of Kondamudi & Balasubramanian (`classes > 0`): the first `generic` continuous
@@ -28,7 +31,8 @@ from jvae_cli.convolutions import DownConv, UpConv
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64]}
+CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64]}  # encoder outputs, after the image's C channels
+DECONV_CHANNELS = {32: [64, 32, 32], 64: [64, 64, 32, 32]}  # decoder inputs, before the image's C channels
 FEATURE_SIDE = 4  # every architecture halves the image down to 4x4 feature maps
 AnyModule = TypeVar("AnyModule", bound=nn.Module)
 
@@ -41,7 +45,7 @@ def _conv_stack(channels: list[int]) -> nn.Sequential:
 
 
 def _deconv_stack(channels: list[int]) -> nn.Sequential:
-    """Mirror of the encoder; the last layer has no activation because the loss works on logits."""
+    """The last layer has no activation because the loss works on logits."""
     layers: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
         layers.append(UpConv(c_in, c_out, 4, stride=2, padding=1))
@@ -185,7 +189,7 @@ class JointVAE(nn.Module):
                 nn.Linear(hidden, features),
                 nn.ReLU(inplace=True),
             )
-            self.decoder = _deconv_stack([*reversed(conv), channels])
+            self.decoder = _deconv_stack([*DECONV_CHANNELS[image_size], channels])
 
     def class_code(self, n: int, device: torch.device | str, labels: Tensor | None = None) -> Tensor | None:
         """One-hot labels (n, classes), from `labels` or else `default_class`; None for an unconditional model."""

@@ -203,7 +203,13 @@ def check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
     if resume:
         if not ckpt_path.is_file():
             raise RunDirError(f"nothing to resume: {ckpt_path} does not exist")
-        return read_checkpoint(ckpt_path)
+        payload = read_checkpoint(ckpt_path)
+        if payload.get("imported"):
+            raise RunDirError(
+                f"{ckpt_path} was imported from {payload['imported'].get('source', 'another program')} and "
+                "holds no training state (optimiser, data order) to resume"
+            )
+        return payload
     if ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):

@@ -81,7 +81,7 @@ def test_paper_gamma_holds_kl_at_a_rising_capacity(tmp_path, small):
 def test_run_directory_holds_a_self_describing_checkpoint(quickstart_run):
     run, _ = quickstart_run
     payload = read_checkpoint(run / "ckpt.pt")
-    assert payload["format"] == FORMAT and payload["format_version"] == 1 and payload["step"] == 2500
+    assert payload["format"] == FORMAT and payload["format_version"] == 2 and payload["step"] == 2500
     assert payload["preset"] == load_preset("quickstart")[1].model_dump(mode="json")
     assert {"model", "optimizer", "rng", "jvae_version", "torch_version", "unit_kl"} <= set(payload)
     assert len(payload["unit_kl"]["continuous"]) == 6

@@ -13,7 +13,9 @@ from jvae_cli.cli import (
     edit_cmd,
     encode_cmd,
     evaluate_cmd,
+    import_cmd,
     presets_cmd,
+    pretrained_cmd,
     sample_cmd,
     train_cmd,
     traverse_cmd,
@@ -28,6 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(presets_cmd.app, name="presets")
+app.add_typer(pretrained_cmd.app, name="pretrained")
+app.add_typer(import_cmd.app, name="import")
 app.command("train")(train_cmd.train)
 app.command("units")(units_cmd.units)
 app.command("traverse")(traverse_cmd.traverse)

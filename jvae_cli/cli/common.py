@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from jvae_cli.cli.console import err, fail
+from jvae_cli.cli.console import err, fail, user_errors
 
 if TYPE_CHECKING:
     import torch
@@ -20,12 +20,23 @@ DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N."
 OUTPUT_SUFFIXES = {".gif", ".png"}
 
 
+def checkpoint_file(ckpt: Path) -> Path:
+    """The file behind a checkpoint argument: a path as given, or a pretrained name such as official:celeba
+    (fetched and imported into the cache on first use)."""
+    from jvae_cli.pretrained import is_pretrained, resolve
+
+    if not is_pretrained(str(ckpt)):
+        return ckpt
+    with user_errors():
+        return resolve(str(ckpt))
+
+
 def load(ckpt: Path, device: str) -> tuple[LoadedCheckpoint, torch.device]:
     from jvae_cli.checkpoint import load_checkpoint
     from jvae_cli.devices import resolve_device
 
     torch_device = resolve_device(device)
-    return load_checkpoint(ckpt, torch_device), torch_device
+    return load_checkpoint(checkpoint_file(ckpt), torch_device), torch_device
 
 
 def output_path(path: Path, suffixes: set[str] | None = None) -> Path:

@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jvae_cli.cli.common import DEVICE_HELP, load
+from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 
 def evaluate(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
     data: str = typer.Option(
         None, "--data", help="Dataset location [default: as the checkpoint's preset says]."
     ),
@@ -20,7 +20,13 @@ def evaluate(
         [], "--metrics", "-m", help="Only these metrics (repeatable) [default: all supported]."
     ),
     out_dir: Path = typer.Option(
-        None, "--out", "-o", help="Report folder [default: report/ beside the checkpoint]."
+        None, "--out", "-o", help="Report folder [default: report/ beside the checkpoint; report-official-NAME/ for official:NAME]."
+    ),
+    split: str = typer.Option(
+        None,
+        "--split",
+        help="Score on this part of the dataset: all, train or test (MNIST's 10000 test images, CelebA's "
+        "official test partition, held-out chairs) [default: the split the model trained on].",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every sample the metrics draw."),
     fast: bool = typer.Option(
@@ -39,21 +45,35 @@ def evaluate(
     from jvae_cli.evaluation import evaluate as run
     from jvae_cli.figures import write_ranked_traversal
     from jvae_cli.latents import UnitKL
+    from jvae_cli.presets import validate_preset
     from jvae_cli.reports import kl_bars, mi_heatmap, rows, write_json, write_markdown
 
     unknown = [name for name in metrics if name not in ALL_METRICS]
     if unknown:
         raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+    named = str(ckpt)
+    ckpt = checkpoint_file(ckpt)
     if not ckpt.is_file():
         raise fail(f"checkpoint not found: {ckpt}", 1)
-    target = out_dir if out_dir is not None else ckpt.parent / "report"
+    if out_dir is not None:
+        target = out_dir
+    elif ckpt != Path(named):  # a pretrained model lives in the cache; its report goes to the current folder
+        target = Path(f"report-{ckpt.stem}")
+    else:
+        target = ckpt.parent / "report"
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
     if target.exists() and not target.is_dir():
         raise fail(f"{target} is a file; --out names a folder for the report", 1)
     with user_errors():
         loaded, torch_device = load(ckpt, device)
-        source = open_dataset(loaded.preset.data, data)
+        data_config = loaded.preset.data
+        if split is not None:
+            data_config = validate_preset(
+                {**loaded.preset.model_dump(mode="json"), "data": {**data_config.model_dump(), "split": split}},
+                "--split",
+            ).data
+        source = open_dataset(data_config, data)
         available = supported(source, loaded.model)
         missing = [name for name in metrics if name not in available]
         if missing:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jvae_cli.cli.common import DEVICE_HELP, load
+from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 
@@ -25,7 +25,7 @@ def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
 
 
 def units(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt)."),
+    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
     name: list[str] = typer.Option(
         [], "--name", "-n", help="Name a unit: 3=azimuth, d0=digit; 3= removes it."
     ),
@@ -39,6 +39,7 @@ def units(
     from jvae_cli.errors import DataError, DataNotFoundError
     from jvae_cli.latents import all_units, measure_unit_kl, parse_unit, unit_address
 
+    ckpt = checkpoint_file(ckpt)
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         model = loaded.model
@@ -59,10 +60,11 @@ def units(
             measured = measure_unit_kl(model, open_dataset(loaded.preset.data, data), torch_device)
             kl, source = (measured.continuous, measured.discrete), "data sample (1024 images)"
         except (DataNotFoundError, DataError) as exc:
-            err.print(f"note: {exc}; KL comes from training", markup=False)
             stored_kl = loaded.payload.get("unit_kl")
+            recorded = stored_kl.get("measured_on", "end of training") if stored_kl else "training log"
+            err.print(f"note: {exc}; KL as recorded: {recorded}", markup=False)
             kl = (stored_kl["continuous"], stored_kl["discrete"]) if stored_kl else _training_log_kl(ckpt)
-            source = "end of training" if stored_kl else "training log"
+            source = recorded
     names = loaded.payload.get("unit_names") or {}
     rows = []
     for unit in all_units(model):

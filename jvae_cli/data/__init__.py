@@ -45,7 +45,9 @@ def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSourc
         return FileDSprites(path, config.channels, config.image_size)
     if config.dataset in ("mnist", "fashion-mnist"):
         root = data_root(config.dataset, data_path, config.path, config.download)
-        return load_mnist(config.dataset, root, config.channels, config.image_size, config.download)
+        return load_mnist(
+            config.dataset, root, config.channels, config.image_size, config.download, config.split
+        )
     if config.dataset == "digits":
         return load_digits(config.channels, config.image_size)
     if config.dataset == "folder":
