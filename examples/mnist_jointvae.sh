@@ -10,7 +10,11 @@
 # Outputs in $OUT (default examples/out/mnist_jointvae/): run/ (checkpoint, metrics, traversals.gif),
 # traversals.png, per_digit.png, report/ (report.json with cluster_accuracy and linear_probe).
 source "$(dirname "$0")/_common.sh"
-if ((QUICK)); then preset=digits; sets=(--set train.steps=300 --set train.log_every=50); else preset=mnist; sets=(); fi
+if ((QUICK)); then
+  preset=digits; sets=(--set train.steps=300 --set train.log_every=50); split=()
+else
+  preset=mnist; sets=(); split=(--split test)  # the paper's figure is on the 10000 test images
+fi
 
 say "train $preset"
 $JVAE train --preset "$preset" "${sets[@]}" --out "$OUT/run"
@@ -19,4 +23,4 @@ $JVAE traverse "$OUT/run/ckpt.pt" --all --samples 4 --out "$OUT/traversals.png" 
 say "figure 4a: one row per category of the discrete latent"
 $JVAE sample "$OUT/run/ckpt.pt" --per-category --variable d0 --n 8 --out "$OUT/per_digit.png" --scale 2
 say "section 4.3: accuracy of the discrete latent as a digit classifier"
-$JVAE evaluate "$OUT/run/ckpt.pt" --metrics cluster_accuracy --metrics linear_probe --out "$OUT/report"
+$JVAE evaluate "$OUT/run/ckpt.pt" "${split[@]}" --metrics cluster_accuracy --metrics linear_probe --out "$OUT/report"

@@ -170,10 +170,12 @@ def read_official_weights(path: Path) -> dict[str, Any]:
         raise OfficialImportError(f"{path.parent}: no model.pt; expected an official trained_models/<name>/ folder")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise OfficialImportError(
-            f"{path}: refused: it holds Python objects that a safe load will not run"
-        ) from None
+    except pickle.UnpicklingError as exc:
+        if "global" in str(exc).lower():  # a class or function to import and call: code, not weights
+            raise OfficialImportError(
+                f"{path}: refused: it holds Python objects that a safe load will not run"
+            ) from None
+        raise OfficialImportError(f"{path}: damaged or not a PyTorch state dict (not a pickle of tensors)") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise OfficialImportError(f"{path}: damaged or not a PyTorch state dict ({detail})") from None

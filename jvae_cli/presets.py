@@ -23,6 +23,7 @@ from jvae_cli.errors import PresetError
 
 DatasetName = Literal["dsprites", "mnist", "fashion-mnist", "chairs", "celeba", "mpi3d", "digits", "folder"]
 ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}  # the mlp architecture takes either size
+SPLIT_DATASETS = ("mnist", "fashion-mnist", "chairs", "celeba")  # those with a train/test split
 
 
 class _Section(BaseModel):
@@ -47,6 +48,14 @@ class DataConfig(_Section):
     on_unreadable: Literal["fail", "skip"] = Field(
         "fail", title="folder datasets: stop at an unreadable image, or leave it out and report it"
     )
+
+    @model_validator(mode="after")
+    def _split_where_the_dataset_has_one(self) -> DataConfig:
+        if self.split != "all" and self.dataset not in SPLIT_DATASETS:
+            raise ValueError(
+                f"{self.dataset!r} has no {self.split} split; data.split is for {', '.join(SPLIT_DATASETS)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _generated_only_for_dsprites(self) -> DataConfig:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import struct
-import threading
 
 import numpy as np
 import pytest
@@ -106,6 +104,9 @@ def test_mnist_reads_idx_files_resized_to_32_with_labels(tmp_path):
     assert batch.shape == (20, 1, 32, 32)
     rows = batch[:, 0].mean(dim=2).argmax(dim=1)
     assert (rows[1:10] >= rows[:9]).all() and rows[9] > rows[0]  # resizing keeps the bar where it was
+    test = open_dataset(DataConfig(dataset="mnist", image_size=32, channels=1, split="test"), str(tmp_path))
+    assert len(test) == 5 and torch.equal(test.labels, torch.from_numpy(labels[:5]).long())
+    assert torch.equal(test.images(torch.arange(5), CPU), batch[:5])
 
 
 def test_digits_preset_trains_and_evaluates_with_label_metrics(cli, tmp_path):
@@ -263,34 +264,6 @@ def test_broken_npz_files_are_clear_errors(tmp_path):
         open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path))
     with pytest.raises(DataNotFoundError, match="mpi3d_toy.npz"):
         open_dataset(DataConfig(dataset="mpi3d", image_size=64, channels=3), data_path=str(tmp_path / "none"))
-
-
-class _Files(http.server.BaseHTTPRequestHandler):
-    """Serves `payloads[path]`; a path ending in /cut promises more bytes than it sends."""
-
-    payloads: dict[str, bytes] = {}
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = self.payloads.get(self.path.removesuffix("/cut"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if self.path.endswith("/cut") else body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files.payloads
-    httpd.shutdown()
 
 
 def test_dsprites_download_is_verified_then_loaded(cli, server, tmp_path, monkeypatch):

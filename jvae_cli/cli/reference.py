@@ -15,8 +15,16 @@ from typing import Any, get_args
 
 import typer
 
-BLOCKS = {"commands": "command reference", "presets": "preset table", "gallery": "gallery table"}
-GALLERY = Path("examples") / "gallery" / "quickstart_metrics.md"  # relative to the README's folder
+BLOCKS = {
+    "commands": "command reference",
+    "presets": "preset table",
+    "gallery": "gallery table",
+    "pretrained": "pretrained models' table",
+}
+GALLERIES = {  # block: (table file relative to the README's folder, the script that writes it)
+    "gallery": (Path("examples") / "gallery" / "quickstart_metrics.md", "examples/gallery.py"),
+    "pretrained": (Path("examples") / "gallery" / "official_dsprites_metrics.md", "examples/pretrained_gallery.py"),
+}
 
 
 NAMES = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
@@ -96,16 +104,17 @@ def preset_table() -> str:
     return "\n".join(rows)
 
 
-def gallery_table(root: Path) -> str:
-    """The metrics table examples/gallery.py last wrote beside the README in `root`."""
-    path = root / GALLERY
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else "(run python examples/gallery.py)"
+def gallery_table(root: Path, block: str) -> str:
+    """The metrics table a gallery script last wrote beside the README in `root`."""
+    table, script = GALLERIES[block]
+    path = root / table
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else f"(run python {script})"
 
 
 def generated(block: str, root: Path) -> str:
     if block == "commands":
         return command_reference()
-    return preset_table() if block == "presets" else gallery_table(root)
+    return preset_table() if block == "presets" else gallery_table(root, block)
 
 
 def marked(text: str, block: str) -> re.Match[str] | None:
