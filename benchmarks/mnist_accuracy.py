@@ -24,7 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+RAW = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def jvae(*args: object) -> None:
@@ -56,7 +61,9 @@ def finished(run: Path) -> bool:
 
 
 def test_accuracy(ckpt: Path, root: Path, report: Path) -> float:
-    jvae("evaluate", ckpt, "--data", root, "--split", "test", "--metrics", "cluster_accuracy", "--out", report)
+    jvae(
+        "evaluate", ckpt, "--data", root, "--split", "test", "--metrics", "cluster_accuracy", "--out", report
+    )
     return json.loads((report / "report.json").read_text())["metrics"]["cluster_accuracy"]["d0"]
 
 
@@ -87,7 +94,16 @@ def main() -> None:
                 jvae("train", "--resume", run, "--data", root)
             else:
                 overrides = [f"train.seed={seed}", *args.overrides]
-                jvae("train", "--preset", "mnist", "--data", root, "--out", run, *[f"--set={o}" for o in overrides])
+                jvae(
+                    "train",
+                    "--preset",
+                    "mnist",
+                    "--data",
+                    root,
+                    "--out",
+                    run,
+                    *[f"--set={o}" for o in overrides],
+                )
         print(f"seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
         accuracy = test_accuracy(run / "ckpt.pt", root, run / "report-test")
         results[f"jvae mnist seed {seed}"] = accuracy

@@ -54,3 +54,14 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def disentanglement_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    """The README galleries' rows of an evaluate report on dSprites."""
+    return [
+        ["FactorVAE score", metrics["factorvae"]["eval_accuracy"]],
+        ["beta-VAE score", metrics["betavae"]["eval_accuracy"]],
+        ["MIG", metrics["mig"]],
+        ["DCI disentanglement", metrics["dci"]["disentanglement"]],
+        ["SAP", metrics["sap"]],
+    ]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import jvae, report, sets, setup, table
+from _common import disentanglement_rows, jvae, report, sets, setup, table
 
 quick, out = setup("gallery", __doc__)
 extra = (
@@ -27,12 +27,7 @@ jvae("train", "--preset", "quickstart", *extra, "--out", out / "run")
 jvae("evaluate", out / "run" / "ckpt.pt", "--fast", "--out", out / "report")
 
 metrics = report(out / "report")["metrics"]
-rows = [
-    ["FactorVAE score", metrics["factorvae"]["eval_accuracy"]],
-    ["beta-VAE score", metrics["betavae"]["eval_accuracy"]],
-    ["MIG", metrics["mig"]],
-    ["DCI disentanglement", metrics["dci"]["disentanglement"]],
-    ["SAP", metrics["sap"]],
+rows = disentanglement_rows(metrics) + [
     ["held-out reconstruction (nats)", metrics["elbo"]["reconstruction_mode"]],
     ["held-out KL (nats)", metrics["elbo"]["kl_continuous"] + metrics["elbo"]["kl_discrete"]],
 ]

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import jvae, report, table
+from _common import disentanglement_rows, jvae, report, table
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -54,10 +54,46 @@ if not FACE.is_file():
         sys.exit(f"{FACE} is missing; pip install scikit-image to cut it from its astronaut photograph")
     Image.fromarray(data.astronaut()).crop(FACE_CROP).resize((148, 148), Image.BICUBIC).save(FACE)
 
-jvae("traverse", "official:mnist", "--all", "--samples", "4", "--seed", "1", "--scale", "2", "--out", out / "mnist.gif")
-jvae("traverse", "official:dsprites", "--all", "--samples", "3", "--seed", "0", "--scale", "2", "--out", out / "dsprites.gif")
+jvae(
+    "traverse",
+    "official:mnist",
+    "--all",
+    "--samples",
+    "4",
+    "--seed",
+    "1",
+    "--scale",
+    "2",
+    "--out",
+    out / "mnist.gif",
+)
+jvae(
+    "traverse",
+    "official:dsprites",
+    "--all",
+    "--samples",
+    "3",
+    "--seed",
+    "0",
+    "--scale",
+    "2",
+    "--out",
+    out / "dsprites.gif",
+)
 chairs = ["--unit", "azimuth", "--unit", "width"]
-jvae("traverse", "official:chairs", *chairs, "--samples", "4", "--seed", "3", "--scale", "2", "--out", out / "chairs.gif")
+jvae(
+    "traverse",
+    "official:chairs",
+    *chairs,
+    "--samples",
+    "4",
+    "--seed",
+    "3",
+    "--scale",
+    "2",
+    "--out",
+    out / "chairs.gif",
+)
 
 edited = []
 for unit, change in EDITS:
@@ -73,20 +109,16 @@ for i, panel in enumerate(panels):
 strip.save(out / "celeba_face_edit.png")
 
 outputs = {"mnist.gif": "official_mnist_units.gif", "dsprites.gif": "official_dsprites_traversals.gif"}
-outputs |= {"chairs.gif": "official_chairs_azimuth.gif", "celeba_face_edit.png": "official_celeba_face_edit.png"}
+outputs |= {
+    "chairs.gif": "official_chairs_azimuth.gif",
+    "celeba_face_edit.png": "official_celeba_face_edit.png",
+}
 if args.quick:
     sys.exit(0)
 
 jvae("evaluate", "official:dsprites", "--fast", "--seed", "0", "--out", out / "dsprites_report")
 metrics = report(out / "dsprites_report")["metrics"]
-rows = [
-    ["FactorVAE score", metrics["factorvae"]["eval_accuracy"]],
-    ["beta-VAE score", metrics["betavae"]["eval_accuracy"]],
-    ["MIG", metrics["mig"]],
-    ["DCI disentanglement", metrics["dci"]["disentanglement"]],
-    ["SAP", metrics["sap"]],
-]
-text = table(["`jvae evaluate official:dsprites --fast`", "value"], rows) + "\n"
+text = table(["`jvae evaluate official:dsprites --fast`", "value"], disentanglement_rows(metrics)) + "\n"
 print(text)
 for source, name in outputs.items():
     shutil.copyfile(out / source, GALLERY / name)

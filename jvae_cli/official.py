@@ -42,7 +42,9 @@ class OfficialImportError(JvaeError):
 def _read_specs(folder: Path) -> dict[str, Any]:
     path = folder / "specs.json"
     if not path.is_file():
-        raise OfficialImportError(f"{folder}: no specs.json; expected an official trained_models/<name>/ folder")
+        raise OfficialImportError(
+            f"{folder}: no specs.json; expected an official trained_models/<name>/ folder"
+        )
     try:
         specs = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -167,7 +169,9 @@ def _network(preset: Preset) -> str:
 
 def read_official_weights(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise OfficialImportError(f"{path.parent}: no model.pt; expected an official trained_models/<name>/ folder")
+        raise OfficialImportError(
+            f"{path.parent}: no model.pt; expected an official trained_models/<name>/ folder"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -175,7 +179,9 @@ def read_official_weights(path: Path) -> dict[str, Any]:
             raise OfficialImportError(
                 f"{path}: refused: it holds Python objects that a safe load will not run"
             ) from None
-        raise OfficialImportError(f"{path}: damaged or not a PyTorch state dict (not a pickle of tensors)") from None
+        raise OfficialImportError(
+            f"{path}: damaged or not a PyTorch state dict (not a pickle of tensors)"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise OfficialImportError(f"{path}: damaged or not a PyTorch state dict ({detail})") from None

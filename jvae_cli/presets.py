@@ -42,8 +42,9 @@ class DataConfig(_Section):
     )
     download: bool = Field(False, title="Fetch the dataset on first use where it has a public address")
     split: Literal["all", "train", "test"] = Field(
-        "all", title="chairs: held-out chairs (every tenth) or the rest; celeba: the official partition; mnist, "
-        "fashion-mnist: the 10000 test images (test) or the 60000 training images (all, train)"
+        "all",
+        title="chairs: held-out chairs (every tenth) or the rest; celeba: the official partition; mnist, "
+        "fashion-mnist: the 10000 test images (test) or the 60000 training images (all, train)",
     )
     on_unreadable: Literal["fail", "skip"] = Field(
         "fail", title="folder datasets: stop at an unreadable image, or leave it out and report it"

@@ -108,9 +108,7 @@ def pretrained_checkpoint(name: str) -> Path:
         return target
     folder = files_folder(name)
     base = os.environ.get("JVAE_PRETRAINED_URL", BASE_URL).rstrip("/")
-    by_hand = (
-        f"offline? put model.pt and specs.json from {PAGE}/{model.folder} into {folder} and run the command again"
-    )
+    by_hand = f"offline? put model.pt and specs.json from {PAGE}/{model.folder} into {folder} and run the command again"
     try:
         for file_name, checksum in (("specs.json", model.specs_sha256), ("model.pt", model.model_sha256)):
             path = folder / file_name
@@ -126,7 +124,9 @@ def pretrained_checkpoint(name: str) -> Path:
     except DataError as exc:
         raise PretrainedError(str(exc)) from None
     except OSError as exc:
-        raise PretrainedError(f"cannot write under {pretrained_dir()} ({exc.strerror}); set JVAE_CACHE") from None
+        raise PretrainedError(
+            f"cannot write under {pretrained_dir()} ({exc.strerror}); set JVAE_CACHE"
+        ) from None
     import_official(folder, target, model.folder, unit_names=model.unit_names, measure_kl=True)
     return target
 

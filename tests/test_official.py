@@ -36,7 +36,10 @@ def official_state(size: int, channels: int, continuous: int, discrete: list[int
     for i, k in enumerate(discrete):
         state[f"fc_alphas.{i}.weight"], state[f"fc_alphas.{i}.bias"] = tensor(k, 256), tensor(k)
     latent = continuous + sum(discrete)
-    state["latent_to_features.0.weight"], state["latent_to_features.0.bias"] = tensor(256, latent), tensor(256)
+    state["latent_to_features.0.weight"], state["latent_to_features.0.bias"] = (
+        tensor(256, latent),
+        tensor(256),
+    )
     state["latent_to_features.2.weight"], state["latent_to_features.2.bias"] = tensor(1024, 256), tensor(1024)
     decoder = [*DECODER[size], channels]
     for i, (c_in, c_out) in enumerate(zip(decoder[:-1], decoder[1:])):
@@ -51,8 +54,16 @@ def official_forward(state: dict, x: torch.Tensor, discrete: list[int]):
     h = x
     convs = sorted({int(k.split(".")[1]) for k in state if k.startswith("img_to_features.")})
     for i in convs:
-        h = F.relu(F.conv2d(h, state[f"img_to_features.{i}.weight"], state[f"img_to_features.{i}.bias"], 2, 1))
-    h = F.relu(F.linear(h.reshape(x.shape[0], -1), state["features_to_hidden.0.weight"], state["features_to_hidden.0.bias"]))
+        h = F.relu(
+            F.conv2d(h, state[f"img_to_features.{i}.weight"], state[f"img_to_features.{i}.bias"], 2, 1)
+        )
+    h = F.relu(
+        F.linear(
+            h.reshape(x.shape[0], -1),
+            state["features_to_hidden.0.weight"],
+            state["features_to_hidden.0.bias"],
+        )
+    )
     mean = F.linear(h, state["fc_mean.weight"], state["fc_mean.bias"])
     logvar = F.linear(h, state["fc_log_var.weight"], state["fc_log_var.bias"])
     alphas = [
@@ -66,7 +77,9 @@ def official_forward(state: dict, x: torch.Tensor, discrete: list[int]):
     f = f.view(-1, 64, 4, 4)
     deconvs = sorted({int(k.split(".")[1]) for k in state if k.startswith("features_to_img.")})
     for n, i in enumerate(deconvs):
-        f = F.conv_transpose2d(f, state[f"features_to_img.{i}.weight"], state[f"features_to_img.{i}.bias"], 2, 1)
+        f = F.conv_transpose2d(
+            f, state[f"features_to_img.{i}.weight"], state[f"features_to_img.{i}.bias"], 2, 1
+        )
         f = torch.sigmoid(f) if n == len(deconvs) - 1 else F.relu(f)
     return mean, logvar, alphas, f
 
@@ -118,7 +131,11 @@ def test_official_weights_import_and_give_the_official_networks_outputs(
 
     loaded = load_checkpoint(ckpt)
     preset, payload = loaded.preset, loaded.payload
-    assert (preset.data.image_size, preset.data.channels, preset.model.continuous) == (size, channels, continuous)
+    assert (preset.data.image_size, preset.data.channels, preset.model.continuous) == (
+        size,
+        channels,
+        continuous,
+    )
     assert preset.model.discrete == discrete and preset.loss.kind == "jointvae"
     assert preset.loss.continuous_capacity.stop == 5.0 and preset.loss.continuous_capacity.gamma == 30.0
     assert preset.train.lr == 0.0005 and preset.train.batch_size == 64 and preset.train.epochs == 100
@@ -209,11 +226,17 @@ def test_old_format_32x32_checkpoints_are_refused_with_what_to_do(cli, tmp_path)
     model = build_model(preset)
     old = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
     for i, (c_in, c_out) in enumerate([(64, 64), (64, 32), (32, 1)]):  # the old mirrored decoder
-        old[f"decoder.{2 * i}.weight"], old[f"decoder.{2 * i}.bias"] = torch.zeros(c_in, c_out, 4, 4), torch.zeros(c_out)
+        old[f"decoder.{2 * i}.weight"], old[f"decoder.{2 * i}.bias"] = (
+            torch.zeros(c_in, c_out, 4, 4),
+            torch.zeros(c_out),
+        )
     payload.update(format_version=1, model=old, step=10, unit_kl=None)
     assert payload["format"] == FORMAT
     torch.save(payload, tmp_path / "old.pt")
-    for args in (["units", tmp_path / "old.pt"], ["traverse", tmp_path / "old.pt", "--all", "--out", tmp_path / "t.gif"]):
+    for args in (
+        ["units", tmp_path / "old.pt"],
+        ["traverse", tmp_path / "old.pt", "--all", "--out", tmp_path / "t.gif"],
+    ):
         result = cli(*args)
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert "older jvae whose 32x32 decoder was 64->64, 64->32, 32->C" in result.stderr
@@ -241,7 +264,9 @@ def released_mnist(tmp_path, monkeypatch):
     return files, pinned
 
 
-def test_pretrained_names_download_verify_convert_and_cache(cli, server, tmp_path, monkeypatch, released_mnist):
+def test_pretrained_names_download_verify_convert_and_cache(
+    cli, server, tmp_path, monkeypatch, released_mnist
+):
     base, payloads = server
     files, _ = released_mnist
     monkeypatch.setenv("JVAE_PRETRAINED_URL", base + "/nowhere")
@@ -279,7 +304,9 @@ def test_pretrained_names_download_verify_convert_and_cache(cli, server, tmp_pat
     assert result.exit_code == 1 and "unknown pretrained model 'official:nosuch'" in result.stderr
 
 
-def test_a_pretrained_download_with_the_wrong_checksum_keeps_nothing(cli, server, tmp_path, monkeypatch, released_mnist):
+def test_a_pretrained_download_with_the_wrong_checksum_keeps_nothing(
+    cli, server, tmp_path, monkeypatch, released_mnist
+):
     from jvae_cli import pretrained
 
     base, payloads = server

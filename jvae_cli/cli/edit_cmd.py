@@ -34,7 +34,9 @@ def edit(
     ctx: typer.Context,
     image: Path = typer.Argument(..., help="The image to edit."),
     ckpt: Path = typer.Option(
-        None, "--ckpt", help="Checkpoint or official:NAME [default: $JVAE_CKPT, else the newest runs/*/ckpt.pt]."
+        None,
+        "--ckpt",
+        help="Checkpoint or official:NAME [default: $JVAE_CKPT, else the newest runs/*/ckpt.pt].",
     ),
     out_path: Path = typer.Option(
         None, "--out", "-o", help="Edited image [default: IMAGE.edited.png beside it]."

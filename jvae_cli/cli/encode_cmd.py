@@ -11,7 +11,9 @@ from jvae_cli.cli.console import err, fail, out, user_errors
 
 
 def encode(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
+    ckpt: Path = typer.Argument(
+        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively) or a dataset name."
     ),

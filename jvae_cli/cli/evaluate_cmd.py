@@ -12,7 +12,9 @@ from jvae_cli.cli.console import err, fail, out, user_errors
 
 
 def evaluate(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
+    ckpt: Path = typer.Argument(
+        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ),
     data: str = typer.Option(
         None, "--data", help="Dataset location [default: as the checkpoint's preset says]."
     ),
@@ -20,7 +22,10 @@ def evaluate(
         [], "--metrics", "-m", help="Only these metrics (repeatable) [default: all supported]."
     ),
     out_dir: Path = typer.Option(
-        None, "--out", "-o", help="Report folder [default: report/ beside the checkpoint; report-official-NAME/ for official:NAME]."
+        None,
+        "--out",
+        "-o",
+        help="Report folder [default: report/ beside the checkpoint; report-official-NAME/ for official:NAME].",
     ),
     split: str = typer.Option(
         None,
@@ -70,7 +75,10 @@ def evaluate(
         data_config = loaded.preset.data
         if split is not None:
             data_config = validate_preset(
-                {**loaded.preset.model_dump(mode="json"), "data": {**data_config.model_dump(), "split": split}},
+                {
+                    **loaded.preset.model_dump(mode="json"),
+                    "data": {**data_config.model_dump(), "split": split},
+                },
                 "--split",
             ).data
         source = open_dataset(data_config, data)

@@ -23,7 +23,10 @@ BLOCKS = {
 }
 GALLERIES = {  # block: (table file relative to the README's folder, the script that writes it)
     "gallery": (Path("examples") / "gallery" / "quickstart_metrics.md", "examples/gallery.py"),
-    "pretrained": (Path("examples") / "gallery" / "official_dsprites_metrics.md", "examples/pretrained_gallery.py"),
+    "pretrained": (
+        Path("examples") / "gallery" / "official_dsprites_metrics.md",
+        "examples/pretrained_gallery.py",
+    ),
 }
 
 

@@ -11,7 +11,9 @@ from jvae_cli.cli.console import fail, out, user_errors
 
 
 def sample(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
+    ckpt: Path = typer.Argument(
+        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output .png."),
     n: int = typer.Option(
         64, "--n", min=1, max=4096, help="Number of samples (columns with --per-category)."

@@ -11,7 +11,9 @@ from jvae_cli.cli.console import fail, out, user_errors
 
 
 def traverse(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
+    ckpt: Path = typer.Argument(
+        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output file: .gif (animation) or .png (grid)."),
     units: list[str] = typer.Option(
         [], "--unit", "-u", help="Unit to traverse: 3, d0 or a name; repeatable."

@@ -25,7 +25,9 @@ def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
 
 
 def units(
-    ckpt: Path = typer.Argument(..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."),
+    ckpt: Path = typer.Argument(
+        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ),
     name: list[str] = typer.Option(
         [], "--name", "-n", help="Name a unit: 3=azimuth, d0=digit; 3= removes it."
     ),
