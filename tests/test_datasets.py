@@ -109,6 +109,12 @@ def test_mnist_reads_idx_files_resized_to_32_with_labels(tmp_path):
     assert torch.equal(test.images(torch.arange(5), CPU), batch[:5])
 
 
+def test_a_split_is_refused_where_the_dataset_has_none(cli, tmp_path):
+    result = cli("train", "--preset", "digits", "--set", "data.split=test", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "'digits' has no test split" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_digits_preset_trains_and_evaluates_with_label_metrics(cli, tmp_path):
     run = tmp_path / "run"
     result = cli(
