@@ -261,7 +261,7 @@ def dci(
     x_train, y_train, x_test, y_test = train_test_codes(
         encode, dataset, seed, num_train, num_test, batch_size, device
     )
-    importance, train_acc, test_acc = dci_importance(x_train, y_train, x_test, y_test)
+    importance, train_acc, test_acc = dci_importance(x_train, y_train, x_test, y_test, seed)
     return {
         "disentanglement": dci_disentanglement(importance),
         "completeness": dci_completeness(importance),
@@ -271,15 +271,18 @@ def dci(
 
 
 def dci_importance(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
 ) -> tuple[np.ndarray, float, float]:
-    """Importance (D, K) of each code dimension for each factor, with mean train and test accuracy."""
+    """Importance (D, K) of each code dimension for each factor, with mean train and test accuracy.
+
+    The trees are seeded: scikit-learn permutes the features at every split even without subsampling, so
+    an unseeded run breaks ties differently each time and the score moves in the third decimal."""
     from sklearn.ensemble import GradientBoostingClassifier
 
     importance = np.zeros((x_train.shape[1], y_train.shape[1]))
     train_acc, test_acc = [], []
     for j in range(y_train.shape[1]):
-        model = GradientBoostingClassifier()
+        model = GradientBoostingClassifier(random_state=seed)
         model.fit(x_train, y_train[:, j])
         importance[:, j] = np.abs(model.feature_importances_)
         train_acc.append(np.mean(model.predict(x_train) == y_train[:, j]))

@@ -76,6 +76,17 @@ def test_majority_vote_accuracy_hand_computed():
     assert m.majority_vote_accuracy(train, np.array([[1, 1], [3, 5]])) == pytest.approx(6 / 10)
 
 
+def test_dci_gives_the_same_numbers_for_the_same_seed():
+    rng = np.random.RandomState(0)
+    codes = rng.randn(400, 4)
+    codes[:, 3] = codes[:, 0]  # a tie the trees break at random unless seeded
+    factors = np.stack([(codes[:, 0] * 2).round().clip(-3, 3), (codes[:, 1] > 0)], axis=1).astype(int)
+    runs = [
+        m.dci_importance(codes[:300], factors[:300], codes[300:], factors[300:], seed=0) for _ in range(3)
+    ]
+    assert all(np.array_equal(runs[0][0], other[0]) for other in runs[1:])
+
+
 def test_dci_hand_computed():
     assert m.dci_disentanglement(np.eye(2)) == pytest.approx(1.0)
     assert m.dci_completeness(np.eye(2)) == pytest.approx(1.0)
