@@ -179,6 +179,12 @@ class LossConfig(_Section):
         None,
         title="grouped-vae: sizes of the consecutive groups of continuous units, summing to model.continuous",
     )
+    objective_scale: Literal["image", "pixel"] = Field(
+        "image",
+        title="image: the optimiser steps on the loss per image, as logged; pixel: on the loss divided by "
+        "H*W, as the official JointVAE code does (Adam ignores the scale except through its epsilon, which "
+        "then damps the smallest gradients)",
+    )
     reconstruction: Literal["bce-sum", "bce-official"] = Field(
         "bce-sum",
         title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",

@@ -53,6 +53,8 @@ class Objective(nn.Module):
         self.shard = shard
         self.bf16 = bf16
         self.kl_mean = global_mean(Cluster(shard[0], shard[1])) if shard is not None else None
+        pixels = preset.data.image_size**2
+        self.gradient_scale = 1.0 / pixels if preset.loss.objective_scale == "pixel" else 1.0
 
     def forward(
         self, x: Tensor, labels: Tensor | None, step: int, noise: torch.Generator
@@ -72,7 +74,8 @@ class Objective(nn.Module):
                 labels=labels,
                 kl_mean=self.kl_mean,
             )
-        return terms.loss, terms, latent.detach()
+        loss = terms.loss if self.gradient_scale == 1.0 else terms.loss * self.gradient_scale
+        return loss, terms, latent.detach()
 
 
 def vae_step(

@@ -213,3 +213,27 @@ def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
     kl = (0.5 * (posterior.mean**2 + posterior.logvar.exp() - 1 - posterior.logvar)).sum() / 3
     terms = model_objective(model, target, posterior, latent, 5, config)
     assert terms.loss.item() == pytest.approx((by_hand + 2.0 * kl).item(), rel=1e-5)
+
+
+def test_objective_scale_pixel_steps_on_the_loss_divided_by_the_pixel_count():
+    from jvae_cli.checkpoint import build_model
+    from jvae_cli.presets import load_preset
+    from jvae_cli.steps import Objective
+
+    x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    gradients, losses, logged = [], [], []
+    for scale in ("image", "pixel"):
+        _, preset = load_preset("digits", [f'loss.objective_scale="{scale}"'])
+        torch.manual_seed(0)
+        model = build_model(preset)
+        objective = Objective(model, preset, dataset_size=100)
+        loss, terms, _ = objective(x, None, 10, torch.Generator().manual_seed(1))
+        loss.backward()
+        losses.append(loss.item())
+        logged.append(terms.loss.item())
+        gradients.append(model.decoder[0].weight.grad.clone())
+    assert logged[0] == pytest.approx(
+        logged[1], rel=1e-6
+    )  # metrics.jsonl shows the per-image loss either way
+    assert losses[1] == pytest.approx(losses[0] / 1024, rel=1e-6)
+    torch.testing.assert_close(gradients[1] * 1024, gradients[0], rtol=1e-4, atol=1e-6)
