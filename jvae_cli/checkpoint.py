@@ -8,6 +8,7 @@ used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -41,6 +42,14 @@ def build_model(preset: Preset) -> JointVAE:
         classes=preset.model.classes,
         generic=preset.model.generic,
     )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:

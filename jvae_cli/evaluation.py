@@ -6,7 +6,6 @@ variable's argmax category. Everything random is drawn from `seed`, so a report 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from jvae_cli import __version__
 from jvae_cli import metrics as m
-from jvae_cli.checkpoint import LoadedCheckpoint
+from jvae_cli.checkpoint import LoadedCheckpoint, file_sha256
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
@@ -51,14 +50,6 @@ def _code(posterior: Posterior) -> np.ndarray:
 def code_units(model: JointVAE) -> list[Unit]:
     """The unit behind each column of `representation`'s codes."""
     return all_units(model)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

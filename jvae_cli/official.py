@@ -9,7 +9,6 @@ file is opened only with `torch.load(weights_only=True)`: a pickle that would ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -19,8 +18,9 @@ from typing import Any
 
 import torch
 
-from jvae_cli.checkpoint import atomic_torch_save, build_model, new_payload
+from jvae_cli.checkpoint import atomic_torch_save, build_model, file_sha256, new_payload
 from jvae_cli.errors import JvaeError, PresetError
+from jvae_cli.model import CONV_CHANNELS, JointVAE
 from jvae_cli.presets import Preset, validate_preset
 
 SOURCE = "JointVAE official release (github.com/Schlumberger/joint-vae, trained_models/)"
@@ -32,7 +32,6 @@ DATASETS: dict[str, tuple[str, int, int]] = {  # official name: (jvae dataset, i
     "chairs": ("chairs", 64, 1),
     "celeba": ("celeba", 64, 3),
 }
-ENCODER_LAYERS = {32: 3, 64: 4}
 
 
 class OfficialImportError(JvaeError):
@@ -137,11 +136,12 @@ def official_key(key: str, layers: int) -> str | None:
     return None
 
 
-def convert_state_dict(state: dict[str, Any], preset: Preset, source: str) -> dict[str, torch.Tensor]:
-    """Official weights under jvae's names, after checking that they are exactly the preset's network."""
-    model = build_model(preset)
+def convert_state_dict(
+    state: dict[str, Any], model: JointVAE, preset: Preset, source: str
+) -> dict[str, torch.Tensor]:
+    """Official weights under jvae's names, after checking that they are exactly `model`'s (the preset's)."""
     expected = model.state_dict()
-    layers = ENCODER_LAYERS[preset.data.image_size]
+    layers = len(CONV_CHANNELS[preset.data.image_size])
     converted: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         target = official_key(str(key), layers)
@@ -190,14 +190,11 @@ def read_official_weights(path: Path) -> dict[str, Any]:
     return state
 
 
-def _measure_kl(preset: Preset, state: dict[str, torch.Tensor], data_path: str | None) -> dict[str, Any]:
+def _measure_kl(model: JointVAE, preset: Preset, data_path: str | None) -> dict[str, Any]:
     from jvae_cli.data import open_dataset
     from jvae_cli.errors import DataError, DataNotFoundError
     from jvae_cli.latents import measure_unit_kl, measure_unit_kl_on_samples
 
-    model = build_model(preset)
-    model.load_state_dict(state)
-    model.eval()
     source = None
     if data_path is not None or preset.data.source == "generated":
         try:
@@ -209,14 +206,6 @@ def _measure_kl(preset: Preset, state: dict[str, torch.Tensor], data_path: str |
     else:
         kl, where = measure_unit_kl_on_samples(model), "the model's own samples (1024)"
     return {**kl.as_dict(), "measured_on": where}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def import_official(
@@ -239,9 +228,12 @@ def import_official(
     specs = _read_specs(folder)
     preset = preset_from_specs(specs, name, str(folder / "specs.json"))
     weights_path = folder / "model.pt"
-    state = convert_state_dict(read_official_weights(weights_path), preset, str(weights_path))
+    model = build_model(preset)
+    state = convert_state_dict(read_official_weights(weights_path), model, preset, str(weights_path))
+    model.load_state_dict(state)
+    model.eval()
     payload = new_payload(f"official-{name}", preset)
-    unit_kl = _measure_kl(preset, state, data_path) if measure_kl else None
+    unit_kl = _measure_kl(model, preset, data_path) if measure_kl else None
     payload.update(
         model=state,
         step=0,
@@ -249,7 +241,7 @@ def import_official(
             "source": SOURCE,
             "name": name,
             "file": str(weights_path),
-            "sha256": sha256_of(weights_path),
+            "sha256": file_sha256(weights_path),
             "specs": specs,
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
         },

@@ -99,8 +99,9 @@ def files_folder(name: str) -> Path:
 
 def pretrained_checkpoint(name: str) -> Path:
     """The cached jvae checkpoint of a released model, fetched, verified and imported on first use."""
+    from jvae_cli.checkpoint import file_sha256
     from jvae_cli.data.download import download
-    from jvae_cli.official import import_official, sha256_of
+    from jvae_cli.official import import_official
 
     model = released(name)
     target = checkpoint_path(name)
@@ -112,11 +113,12 @@ def pretrained_checkpoint(name: str) -> Path:
     try:
         for file_name, checksum in (("specs.json", model.specs_sha256), ("model.pt", model.model_sha256)):
             path = folder / file_name
-            if path.is_file() and sha256_of(path) == checksum:
-                continue
             if path.is_file():
+                found = file_sha256(path)
+                if found == checksum:
+                    continue
                 raise PretrainedError(
-                    f"{path} has SHA-256 {sha256_of(path)}, not the released file's {checksum}; remove it"
+                    f"{path} has SHA-256 {found}, not the released file's {checksum}; remove it"
                 )
             download(
                 f"{base}/{model.folder}/{file_name}", path, checksum, algorithm="sha256", by_hand=by_hand
