@@ -74,7 +74,23 @@ class ModelConfig(_Section):
     discrete: list[int] = Field(
         default_factory=list, title="Category count of each Gumbel-Softmax latent variable (each >= 2)"
     )
-    temperature: float = Field(0.67, gt=0, title="Gumbel-Softmax temperature used while training")
+    temperature: float = Field(
+        0.67,
+        gt=0,
+        title="Gumbel-Softmax temperature used while training (with temperature_start: the one it anneals to)",
+    )
+    temperature_start: float | None = Field(
+        None,
+        gt=0,
+        title="Anneal the temperature from this value at step 0 to `temperature` at temperature_steps "
+        "(unset: constant)",
+    )
+    temperature_steps: int | None = Field(
+        None, ge=1, title="Steps over which the temperature moves from temperature_start to temperature"
+    )
+    temperature_curve: Literal["exponential", "linear"] = Field(
+        "exponential", title="exponential: the same factor every step (Jang et al. 2017); linear"
+    )
     hidden: int = Field(
         256, ge=1, title="Width of the fully connected layer between convolutions and latents"
     )
@@ -87,6 +103,16 @@ class ModelConfig(_Section):
     generic: int = Field(
         0, ge=0, title="class-conditional: how many continuous units (the first ones) are class-generic z"
     )
+
+    @model_validator(mode="after")
+    def _annealing_is_whole(self) -> ModelConfig:
+        if self.temperature_start is None and self.temperature_steps is not None:
+            raise ValueError("model.temperature_steps needs model.temperature_start (where annealing begins)")
+        if self.temperature_start is not None and self.temperature_steps is None:
+            raise ValueError(
+                "model.temperature_start needs model.temperature_steps (how long annealing lasts)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _has_latents(self) -> ModelConfig:
@@ -209,7 +235,14 @@ class LossConfig(_Section):
 
 class TrainConfig(_Section):
     batch_size: int = Field(64, ge=1, title="Images per step")
-    lr: float = Field(gt=0, title="Adam learning rate")
+    lr: float = Field(gt=0, title="Adam learning rate (with a schedule: its peak)")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        title="After warm-up, hold lr (constant) or fall from lr to lr_min along a half cosine ending at the "
+        "last step (cosine)",
+    )
+    lr_warmup_steps: int = Field(0, ge=0, title="Steps of linear warm-up from 0 to lr (0: none)")
+    lr_min: float = Field(0.0, ge=0, title="cosine: the learning rate at the last step")
     epochs: int | None = Field(None, ge=1, title="Passes over the dataset (steps wins when both are set)")
     steps: int | None = Field(None, ge=1, title="Optimiser steps; one step is one batch")
     seed: int = Field(0, ge=0, title="Seed of initialisation, data order and sampling noise")
@@ -225,6 +258,16 @@ class TrainConfig(_Section):
     def _has_length(self) -> TrainConfig:
         if self.epochs is None and self.steps is None:
             raise ValueError("set train.epochs or train.steps")
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> TrainConfig:
+        if self.lr_min > self.lr:
+            raise ValueError(f"train.lr_min ({self.lr_min}) must not exceed train.lr ({self.lr})")
+        if self.steps is not None and self.lr_warmup_steps >= self.steps:
+            raise ValueError(
+                f"train.lr_warmup_steps ({self.lr_warmup_steps}) must be fewer than train.steps ({self.steps})"
+            )
         return self
 
 

@@ -22,6 +22,7 @@ from jvae_cli.distributed import Cluster, global_mean
 from jvae_cli.losses import LossTerms, model_objective
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
+from jvae_cli.schedules import learning_rate, temperature, total_steps
 
 SECOND_ORDER = 7919  # seed offset of the data order of FactorVAE's second batch
 Mark = Callable[[str], None]
@@ -61,7 +62,7 @@ class Objective(nn.Module):
     ) -> tuple[Tensor, LossTerms, Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             posterior = self.model.encode(x, labels)
-            latent = posterior.sample(self.preset.model.temperature, noise, self.shard)
+            latent = posterior.sample(temperature(self.preset.model, step), noise, self.shard)
             terms = model_objective(
                 self.model,
                 x,
@@ -176,6 +177,9 @@ class Stepper:
         self.batch_size = preset.train.batch_size
         self.local_batch = self.batch_size // self.cluster.world
         self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.total = total_steps(preset, len(source))
+        train = preset.train
+        self.scheduled_lr = train.lr_schedule != "constant" or train.lr_warmup_steps > 0
         shard = (self.cluster.rank, self.cluster.world) if self.cluster.active else None
         objective: nn.Module = Objective(model, preset, len(source), critic, shard, bf16)
         if self.cluster.active:
@@ -229,6 +233,10 @@ class Stepper:
         labels = None if self._labels is None else self._labels[rows]
         other = self._images(self._rows(self._second, position)) if len(self._second) else None
         mark("data")
+        if self.scheduled_lr:
+            lr = learning_rate(self.preset.train, index + 1, self.total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         terms, latent = vae_step(self.objective, self.optimizer, x, labels, index + 1, self.noise, mark)
         extra = dict(terms.extra)
         if self.critic is not None:

@@ -27,6 +27,7 @@ from jvae_cli.figures import write_ranked_traversal
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.presets import Preset, preset_to_toml
+from jvae_cli.schedules import learning_rate, temperature, total_steps
 from jvae_cli.steps import PhaseTimer, Stepper
 
 CHECKPOINT = "ckpt.pt"
@@ -64,13 +65,6 @@ class TrainResult:
 
 
 Callback = Callable[[TrainEvent], None]
-
-
-def total_steps(preset: Preset, dataset_size: int) -> int:
-    if preset.train.steps is not None:
-        return preset.train.steps
-    steps_per_epoch = max(dataset_size // preset.train.batch_size, 1)
-    return steps_per_epoch * (preset.train.epochs or 1)
 
 
 def parse_record(line: str) -> dict[str, Any] | None:
@@ -315,6 +309,8 @@ def _train(
                 record.update(
                     capacity_cont=terms.capacity_cont,
                     capacity_disc=terms.capacity_disc,
+                    lr=learning_rate(preset.train, state.step, total),
+                    temperature=temperature(preset.model, state.step),
                     images_per_sec=round(interval.images_per_sec(batch_size), 1),
                 )
                 if not math.isfinite(record["loss"]):

@@ -28,6 +28,8 @@ RECORD_KEYS = {
     "kl_disc",
     "capacity_cont",
     "capacity_disc",
+    "lr",
+    "temperature",
     "images_per_sec",
 }
 

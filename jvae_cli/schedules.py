@@ -1,0 +1,53 @@
+"""Values that change over a run: the run's length, the learning rate and the Gumbel-Softmax temperature.
+
+Each is a pure function of the optimiser step (1 for the first batch), so a resumed run picks up exactly
+where it stopped without any scheduler state in the checkpoint. The capacity ramps live with the loss
+(`losses.capacity`) because only the loss reads them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from jvae_cli.presets import ModelConfig, Preset, TrainConfig
+
+
+def total_steps(preset: Preset, dataset_size: int) -> int:
+    """Optimiser steps of the whole run: train.steps, else epochs of whole batches."""
+    if preset.train.steps is not None:
+        return preset.train.steps
+    steps_per_epoch = max(dataset_size // preset.train.batch_size, 1)
+    return steps_per_epoch * (preset.train.epochs or 1)
+
+
+def learning_rate(train: TrainConfig, step: int, total: int) -> float:
+    """The Adam learning rate of optimiser step `step` of a `total`-step run.
+
+    A linear warm-up (lr * step / lr_warmup_steps) protects the first updates of a high learning rate; after
+    it, `constant` holds lr and `cosine` falls from lr to lr_min at the last step, where it then stays.
+    """
+    step = max(step, 1)
+    warmup = train.lr_warmup_steps
+    if step <= warmup:
+        return train.lr * step / warmup
+    if train.lr_schedule == "constant":
+        return train.lr
+    span = max(total - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return train.lr_min + (train.lr - train.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def temperature(model: ModelConfig, step: int) -> float:
+    """The Gumbel-Softmax temperature of optimiser step `step`.
+
+    Without model.temperature_start it is model.temperature throughout. With it, it moves from
+    temperature_start at step 0 to model.temperature at temperature_steps and stays there: geometrically
+    (a constant factor per step, the exponential decay of Jang et al. 2017) or linearly.
+    """
+    if model.temperature_start is None or model.temperature_steps is None:
+        return model.temperature
+    fraction = min(max(step, 0) / model.temperature_steps, 1.0)
+    start, end = model.temperature_start, model.temperature
+    if model.temperature_curve == "linear":
+        return start + (end - start) * fraction
+    return start * (end / start) ** fraction
