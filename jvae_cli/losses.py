@@ -156,7 +156,7 @@ def objective(
     if config.kind == "cc-beta-vae":
         assert config.continuous_capacity is not None
         c = capacity(config.continuous_capacity, step)
-        loss = recon + config.continuous_capacity.gamma * (kl_total - c).abs()
+        loss = recon + config.continuous_capacity.weight(step) * (kl_total - c).abs()
         return LossTerms(loss, recon, kl_cont, kl_disc, c, 0.0)
     raise ValueError(f"unknown loss kind {config.kind!r}")
 
@@ -317,8 +317,8 @@ def class_conditional_loss(
     weight = 1.0 if config.adversary_weight is None else config.adversary_weight
     loss = (
         recon
-        + config.continuous_capacity.gamma * (kl_z - c_z).abs()
-        + config.specific_capacity.gamma * (kl_w - c_w).abs()
+        + config.continuous_capacity.weight(step) * (kl_z - c_z).abs()
+        + config.specific_capacity.weight(step) * (kl_w - c_w).abs()
         - weight * class_bce
     )
     extra = {"kl_z": kl_z, "kl_w": kl_w, "classifier_on_z": class_bce, "capacity_w": kl_z.new_tensor(c_w)}
@@ -377,7 +377,7 @@ def jointvae_loss(
     c_disc = capacity(config.discrete_capacity, step, ceiling=max_disc)
     loss = recon
     if kl_cont.numel():
-        loss = loss + config.continuous_capacity.gamma * (kl_cont.sum() - c_cont).abs()
+        loss = loss + config.continuous_capacity.weight(step) * (kl_cont.sum() - c_cont).abs()
     if kl_disc.numel():
-        loss = loss + config.discrete_capacity.gamma * (kl_disc.sum() - c_disc).abs()
+        loss = loss + config.discrete_capacity.weight(step) * (kl_disc.sum() - c_disc).abs()
     return LossTerms(loss, recon, kl_cont, kl_disc, c_cont, c_disc)

@@ -129,7 +129,27 @@ class CapacitySchedule(_Section):
     start: float = Field(0.0, ge=0, title="Capacity in nats at step 0")
     stop: float = Field(ge=0, title="Capacity in nats reached at `steps` and held afterwards")
     steps: int = Field(ge=1, title="Steps over which the capacity rises linearly from start to stop")
-    gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss")
+    gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss (with gamma_start: the one it ramps to)")
+    gamma_start: float | None = Field(
+        None,
+        ge=0,
+        title="Ramp the weight linearly from this value at step 0 to `gamma` at gamma_steps (unset: constant); "
+        "a weak early weight lets the code carry information before the capacity is enforced",
+    )
+    gamma_steps: int | None = Field(None, ge=1, title="Steps over which the weight moves to `gamma`")
+
+    @model_validator(mode="after")
+    def _ramp_is_whole(self) -> CapacitySchedule:
+        if (self.gamma_start is None) != (self.gamma_steps is None):
+            raise ValueError("gamma_start and gamma_steps go together: set both or neither")
+        return self
+
+    def weight(self, step: int) -> float:
+        """The weight of |KL - C| at optimiser step `step`."""
+        if self.gamma_start is None or self.gamma_steps is None:
+            return self.gamma
+        fraction = min(max(step, 0) / self.gamma_steps, 1.0)
+        return self.gamma_start + (self.gamma - self.gamma_start) * fraction
 
 
 LOSS_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # kind: (fields it needs, fields it may set)

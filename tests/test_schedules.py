@@ -155,3 +155,54 @@ def test_resuming_mid_schedule_continues_it_exactly(tmp_path, small):
     assert b[-1]["temperature"] == pytest.approx(0.67) and math.isclose(
         b[1]["lr"], learning_rate(preset.train, 20, 30)
     )
+
+
+def test_capacity_weight_ramps_from_gamma_start_to_gamma_and_holds():
+    schedule = preset_with(
+        "loss.continuous_capacity.gamma=30",
+        "loss.continuous_capacity.gamma_start=3",
+        "loss.continuous_capacity.gamma_steps=1000",
+    ).loss.continuous_capacity
+    assert [schedule.weight(s) for s in (0, 500, 1000, 10**6)] == pytest.approx([3.0, 16.5, 30.0, 30.0])
+    constant = preset_with().loss.discrete_capacity
+    assert constant.weight(0) == constant.weight(10**6) == constant.gamma
+
+
+def test_the_loss_uses_the_ramped_weight():
+    """|KL - C| enters the JointVAE loss with the step's weight: the same codes cost more as gamma rises."""
+    from jvae_cli.checkpoint import build_model
+    from jvae_cli.losses import jointvae_loss
+
+    preset = preset_with(
+        "data.image_size=32",
+        'model.architecture="conv32"',
+        "loss.continuous_capacity.gamma=40",
+        "loss.continuous_capacity.gamma_start=0",
+        "loss.continuous_capacity.gamma_steps=100",
+        "loss.discrete_capacity.gamma=0",
+    )
+    torch.manual_seed(0)
+    model = build_model(preset).eval()
+    x = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        posterior = model.encode(x)
+        logits = model.decode_logits(posterior.mode())
+        terms = {s: jointvae_loss(logits, x, posterior, s, preset.loss) for s in (1, 50, 100, 400)}
+    gap = {s: abs(float(t.kl_cont.sum()) - t.capacity_cont) for s, t in terms.items()}
+    for s, t in terms.items():
+        expected = float(t.recon) + preset.loss.continuous_capacity.weight(s) * gap[s]
+        assert float(t.loss) == pytest.approx(expected, rel=1e-5)
+    assert float(terms[1].loss) == pytest.approx(float(terms[1].recon) + 0.4 * gap[1], rel=1e-5)
+
+
+def test_a_lone_gamma_start_is_refused(cli, tmp_path):
+    result = cli(
+        "train",
+        "--preset",
+        "quickstart",
+        "--set",
+        "loss.discrete_capacity.gamma_start=1",
+        "--out",
+        tmp_path / "r",
+    )
+    assert result.exit_code == 2 and "gamma_start and gamma_steps go together" in result.stderr
