@@ -6,8 +6,8 @@
 
 Each seed is trained with `jvae train` (its wall time measured around the command), scored with
 `jvae evaluate --fast --seed 0`, and its unit KLs read from the checkpoint. The table ends with the median
-and the spread (min-max) of each column; a seed whose run uses fewer than three units above 1 nat is
-flagged as collapsed. Compare with the released model: `jvae evaluate official:dsprites --fast`.
+and the spread (min-max) of each column; a seed whose run uses fewer than three units above 1 nat, or
+never left the early plateau where the decoder draws the average sprite, is flagged as collapsed. Compare with the released model: `jvae evaluate official:dsprites --fast`.
 
 Runtime: about 6.5 minutes per seed on a 2-core CPU (5 of training, 1.5 of evaluation), so about
 33 minutes in full and 13 with --quick. Outputs: in $OUT (default examples/out/quickstart_seeds/): a run
@@ -31,6 +31,7 @@ from _common import disentanglement_rows, jvae, report, sets, table
 
 COLLAPSE_NATS = 1.0
 MIN_UNITS = 3
+PLATEAU_FRACTION = 0.25
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="two seeds instead of five")
@@ -66,6 +67,14 @@ def train(seed: int) -> tuple[Path, float]:
     return run, seconds
 
 
+def left_plateau(run: Path) -> bool:
+    """Whether the run got past the early plateau where the decoder draws the average sprite: its
+    reconstruction fell below a quarter of the first logged one (a stuck run's stays near half)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    first, last = json.loads(lines[0])["recon"], json.loads(lines[-1])["recon"]
+    return last < PLATEAU_FRACTION * first
+
+
 def units_above(run: Path) -> int:
     kl = torch.load(run / "ckpt.pt", weights_only=True, map_location="cpu")["unit_kl"]
     return sum(value > COLLAPSE_NATS for value in kl["continuous"] + kl["discrete"])
@@ -78,17 +87,26 @@ for seed in range(count):
     if not (folder / "report.json").is_file():
         jvae("evaluate", run / "ckpt.pt", "--fast", "--seed", 0, "--out", folder)
     scores = dict((name, value) for name, value in disentanglement_rows(report(folder)["metrics"]))
-    rows.append({"seed": seed, "train_seconds": seconds, **scores, "units_above_1_nat": units_above(run)})
+    rows.append(
+        {
+            "seed": seed,
+            "train_seconds": seconds,
+            **scores,
+            "units_above_1_nat": units_above(run),
+            "left_plateau": int(left_plateau(run)),
+        }
+    )
 
 columns = [key for key in rows[0] if key != "seed"]
 summary = {key: [row[key] for row in rows] for key in columns}
 lines = [[row["seed"], *[row[key] for key in columns]] for row in rows]
 lines.append(["median", *[statistics.median(summary[key]) for key in columns]])
 lines.append(["spread", *[f"{min(summary[key]):.3f}-{max(summary[key]):.3f}" for key in columns]])
-collapsed = [row["seed"] for row in rows if row["units_above_1_nat"] < MIN_UNITS]
+collapsed = [row["seed"] for row in rows if row["units_above_1_nat"] < MIN_UNITS or not row["left_plateau"]]
 text = table(["seed", *columns], lines) + "\n"
 text += (
-    f"\ncollapsed seeds (fewer than {MIN_UNITS} units above {COLLAPSE_NATS:g} nat): {collapsed or 'none'}\n"
+    f"\ncollapsed seeds (fewer than {MIN_UNITS} units above {COLLAPSE_NATS:g} nat, or left_plateau 0: the "
+    f"reconstruction never fell below {PLATEAU_FRACTION:g} of its first logged value): {collapsed or 'none'}\n"
 )
 if args.overrides:
     text += f"overrides: {' '.join(args.overrides)}\n"

@@ -129,3 +129,22 @@ def test_mpi3d_example(tmp_path):
 def test_gallery_example(tmp_path):
     _run(REPO / "examples" / "gallery.py", tmp_path, "--quick")
     assert len(_rows(tmp_path / "quickstart_metrics.md")) == 8
+
+
+@pytest.mark.slow_example
+def test_quickstart_seeds_example(tmp_path):
+    small = ["data.image_size=32", 'model.architecture="conv32"', "train.steps=200", "train.log_every=50"]
+    _run(
+        REPO / "examples" / "quickstart_seeds.py",
+        tmp_path,
+        "--quick",
+        *[a for s in small for a in ("--set", s)],
+    )
+    rows = _rows(tmp_path / "seeds.md")
+    assert [row.split("|")[1].strip() for row in rows] == ["seed", "0", "1", "median", "spread"]
+    seeds = json.loads((tmp_path / "seeds.json").read_text())["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    for s in seeds:
+        assert s["train_seconds"] > 0 and 0 <= s["MIG"] <= 1 and 0 <= s["FactorVAE score"] <= 1
+        assert 0 <= s["units_above_1_nat"] <= 7
+    assert (tmp_path / "seed1" / "report" / "report.json").is_file()

@@ -74,7 +74,7 @@ def test_temperature_anneals_exponentially_or_linearly_and_holds():
     [
         (['train.lr_schedule="step"'], "train.lr_schedule"),
         (["train.lr_warmup_steps=-1"], "train.lr_warmup_steps"),
-        (["train.lr_warmup_steps=2500"], "must be fewer than train.steps"),
+        (["train.steps=300", "train.lr_warmup_steps=300"], "must be fewer than train.steps"),
         (['train.lr_schedule="cosine"', "train.lr_min=0.5"], "must not exceed train.lr"),
         (["model.temperature_start=0"], "model.temperature_start"),
         (["model.temperature_start=1.0"], "needs model.temperature_steps"),
