@@ -9,7 +9,6 @@ used.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 
 from jvae_cli import __version__
 from jvae_cli.errors import CheckpointError, PresetError
+from jvae_cli.files import write_via
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, validate_preset
 
@@ -53,16 +53,7 @@ def file_sha256(path: Path) -> str:
 
 
 def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_via(Path(path), lambda temporary: torch.save(payload, temporary))
 
 
 def new_payload(preset_name: str, preset: Preset) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from jvae_cli.errors import JvaeError
+from jvae_cli.files import commit, temporary_beside
 from jvae_cli.model import Posterior
 
 FORMATS = (".npz", ".csv", ".jsonl")
@@ -38,7 +38,7 @@ class CodeWriter:
         if self.suffix not in FORMATS:
             raise JvaeError(f"{self.path}: unknown codes format; use one of {', '.join(FORMATS)}")
         self.continuous, self.discrete = continuous, discrete
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = temporary_beside(self.path)
         self.rows = 0
         self._arrays: dict[str, list[np.ndarray]] = {"path": [], "mean": [], "logvar": []}
         for j in range(len(discrete)):
@@ -90,7 +90,7 @@ class CodeWriter:
         else:
             assert self._handle is not None
             self._handle.close()
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
 
     def abort(self) -> None:
         if self._handle is not None:

@@ -47,11 +47,6 @@ def _code(posterior: Posterior) -> np.ndarray:
     return torch.cat(parts, dim=1).cpu().numpy()
 
 
-def code_units(model: JointVAE) -> list[Unit]:
-    """The unit behind each column of `representation`'s codes."""
-    return all_units(model)
-
-
 @dataclass
 class Report:
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -160,7 +155,7 @@ def evaluate(
             "numpy": np.__version__,
         },
     }
-    units = code_units(model)
+    units = all_units(model)  # the unit behind each column of the codes
     labels_of = [unit.label for unit in units]
 
     if "elbo" in names:

@@ -122,14 +122,6 @@ class LossTerms:
     capacity_disc: float
     extra: dict[str, Tensor] = field(default_factory=dict)  # a kind's own terms, logged under their names
 
-    @property
-    def kl_cont_total(self) -> Tensor:
-        return self.kl_cont.sum()
-
-    @property
-    def kl_disc_total(self) -> Tensor:
-        return self.kl_disc.sum()
-
 
 def objective(
     recon_logits: Tensor,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from jvae_cli.files import write_via
 
 BACKGROUND = 32  # dark grey between tiles, so black images keep their edges
 LABEL_WIDTH = 96
@@ -48,25 +49,14 @@ def grid(tiles: np.ndarray, labels: Sequence[str] | None = None, scale: int = 1,
     return out
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_gif(frames: Sequence[np.ndarray], path: Path, duration_ms: int = 100, bounce: bool = True) -> None:
     """A looping GIF; `bounce` plays the frames forward then back so the loop has no jump."""
     sequence = list(frames)
     if bounce and len(sequence) > 2:
         sequence = sequence + sequence[-2:0:-1]
     stack = np.stack(sequence).astype(np.uint8)
-    _atomic_write(path, lambda tmp: iio.imwrite(tmp, stack, extension=".gif", duration=duration_ms, loop=0))
+    write_via(path, lambda tmp: iio.imwrite(tmp, stack, extension=".gif", duration=duration_ms, loop=0))
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
-    _atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+    write_via(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))

@@ -8,7 +8,6 @@ schema forbids unknown keys so that a typo fails loudly with its field path inst
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from collections.abc import Iterable
 from importlib import resources
@@ -346,10 +345,6 @@ class Preset(_Section):
                 f"got {self.data.image_size}"
             )
         return self
-
-    @property
-    def max_discrete_capacity(self) -> float:
-        return sum(math.log(k) for k in self.model.discrete)
 
 
 # ----------------------------------------------------------------------------------------------- errors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from jvae_cli.evaluation import Report
+from jvae_cli.files import write_text, write_via
 
 METRIC_TITLES = {
     "factorvae": "FactorVAE score",
@@ -45,14 +45,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_json(report: Report, path: Path) -> None:
-    _write_text(path, json.dumps(asdict(report), indent=2) + "\n")
+    write_text(path, json.dumps(asdict(report), indent=2) + "\n")
 
 
 def write_markdown(report: Report, path: Path, figures: list[str]) -> None:
@@ -85,7 +79,7 @@ def write_markdown(report: Report, path: Path, figures: list[str]) -> None:
         lines += [f"| {unit} | {kl:.3f} |" for unit, kl in report.unit_kl.items()]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def kl_bars(report: Report, path: Path) -> None:
@@ -101,7 +95,7 @@ def kl_bars(report: Report, path: Path) -> None:
     ax.set_ylabel("mean KL (nats)")
     ax.set_title("information per latent unit")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_via(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -129,5 +123,5 @@ def mi_heatmap(report: Report, factor_names: list[str], unit_labels: list[str], 
     ax.set_title("mutual information / H(factor)")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_via(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
     plt.close(fig)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from jvae_cli.data import open_dataset
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
+from jvae_cli.files import write_text
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.presets import Preset, preset_to_toml
@@ -85,9 +85,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
         record = parse_record(line)
         if record is not None and record["step"] <= last_step:
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in kept))
 
 
 class _Interval:
@@ -261,7 +259,7 @@ def _train(
             _trim_metrics(run_dir / METRICS, state.step)
     if cluster.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / PRESET_FILE).write_text(preset_to_toml(preset))
+        write_text(run_dir / PRESET_FILE, preset_to_toml(preset))
 
     def save(unit_kl: dict | None = None) -> None:
         if cluster.main:

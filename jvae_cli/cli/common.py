@@ -20,6 +20,14 @@ DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N."
 OUTPUT_SUFFIXES = {".gif", ".png"}
 
 
+def unit_assignment(option: str, text: str, example: str) -> tuple[str, str]:
+    """(unit, value) of a UNIT=VALUE option value, or exit 2 naming the option and an example."""
+    address, sep, value = text.partition("=")
+    if not sep or not address.strip():
+        raise fail(f"{option} {text!r}: expected {example}", 2)
+    return address.strip(), value
+
+
 def checkpoint_file(ckpt: Path) -> Path:
     """The file behind a checkpoint argument: a path as given, or a pretrained name such as official:celeba
     (fetched and imported into the cache on first use)."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -13,8 +12,6 @@ from jvae_cli.errors import JvaeError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -35,8 +32,3 @@ def user_errors() -> Iterator[None]:
     ) as exc:  # a file jvae could not write or read: permissions, a full disk, a folder in the way
         where = f"{exc.filename}: " if exc.filename else ""
         raise fail(f"{where}{exc.strerror or exc}", 1) from None
-
-
-def call(function: Callable[..., T], *args: object, **kwargs: object) -> T:
-    with user_errors():
-        return function(*args, **kwargs)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, class_option, find_checkpoint, load, output_path, set_class
+from jvae_cli.cli.common import (
+    DEVICE_HELP,
+    class_option,
+    find_checkpoint,
+    load,
+    output_path,
+    set_class,
+    unit_assignment,
+)
 from jvae_cli.cli.console import fail, out, user_errors
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -58,10 +66,7 @@ def edit(
 
     requested = named_changes(list(ctx.args))
     for text in unit_changes:
-        address, sep, value = text.partition("=")
-        if not sep:
-            raise fail(f"--unit {text!r}: expected UNIT=CHANGE such as 3=+2 or d0=5", 2)
-        requested.append((address, value))
+        requested.append(unit_assignment("--unit", text, "UNIT=CHANGE such as 3=+2 or d0=5"))
     if not requested:
         raise fail("nothing to edit: pass --NAME +d (a named unit) or --unit 3=+2", 2)
     if not image.is_file():

@@ -46,10 +46,10 @@ def evaluate(
 
     from jvae_cli.checkpoint import set_unit_names
     from jvae_cli.data import open_dataset
-    from jvae_cli.evaluation import ALL_METRICS, code_units, names_to_store, supported
+    from jvae_cli.evaluation import ALL_METRICS, names_to_store, supported
     from jvae_cli.evaluation import evaluate as run
     from jvae_cli.figures import write_ranked_traversal
-    from jvae_cli.latents import UnitKL
+    from jvae_cli.latents import UnitKL, all_units
     from jvae_cli.presets import validate_preset
     from jvae_cli.reports import kl_bars, mi_heatmap, rows, write_json, write_markdown
 
@@ -126,7 +126,7 @@ def evaluate(
             mi_heatmap(
                 report,
                 list(source.factor_names),
-                [u.label for u in code_units(model)],
+                [u.label for u in all_units(model)],
                 target / "mi_heatmap.png",
             )
             figures.append("mi_heatmap.png")

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, scale_option, set_class
+from jvae_cli.cli.common import (
+    DEVICE_HELP,
+    class_option,
+    load,
+    output_path,
+    scale_option,
+    set_class,
+    unit_assignment,
+)
 from jvae_cli.cli.console import fail, out, user_errors
 
 
@@ -44,9 +52,7 @@ def sample(
         set_class(model, label)
         fixed = []
         for text in categories:
-            address, sep, value = text.partition("=")
-            if not sep:
-                raise fail(f"--category {text!r}: expected d0=K", 2)
+            address, value = unit_assignment("--category", text, "d0=K")
             unit = parse_unit(address, model, names)
             if unit.kind != "discrete":
                 raise fail(

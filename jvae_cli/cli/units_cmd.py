@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load
+from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load, unit_assignment
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 
@@ -48,9 +48,7 @@ def units(
         if name:
             updates: dict[str, str | None] = {}
             for text in name:
-                address, sep, new = text.partition("=")
-                if not sep:
-                    raise fail(f"--name {text!r}: expected UNIT=NAME, e.g. 3=azimuth", 2)
+                address, new = unit_assignment("--name", text, "UNIT=NAME, e.g. 3=azimuth")
                 unit = parse_unit(address, model, loaded.payload.get("unit_names") or {})
                 updates[unit_address(unit)] = new.strip() or None
             stored = set_unit_names(ckpt, updates)

@@ -7,12 +7,12 @@ match, so a dropped connection or a wrong file never leaves something that looks
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from jvae_cli.errors import DataError
+from jvae_cli.files import commit, temporary_beside
 
 CHUNK = 1 << 20
 
@@ -27,7 +27,7 @@ def download(
 ) -> Path:
     """`destination`, once the file at `url` has arrived whole with the given md5 or sha256 checksum."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.part")
+    partial = temporary_beside(destination)
     digest = hashlib.new(algorithm)
     received = 0
     try:
@@ -44,7 +44,7 @@ def download(
                 f"download of {url} has {algorithm.upper()} {digest.hexdigest()}, expected {checksum}: not the "
                 "published file; nothing was kept"
             )
-        os.replace(partial, destination)
+        commit(partial, destination)
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         if isinstance(exc, DataError):
             raise

@@ -1,0 +1,45 @@
+"""Writing a file so that readers only ever see the old version or the whole new one.
+
+Every file jvae writes (checkpoints, logs, reports, codes, images, GIFs) is written to a fresh temporary file
+beside its target, flushed to disk and renamed over the target in one step: a crash, a full disk or an
+interrupt leaves the previous file intact. The temporary name is created exclusively with an unpredictable
+part (`tempfile.mkstemp`), so a name planted in advance cannot redirect the write.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new, empty, exclusively created file in `path`'s folder; it keeps the suffix, which some writers
+    read to pick a format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
+    return Path(name)
+
+
+def commit(temporary: Path, path: Path) -> None:
+    """Flush `temporary` to disk and rename it over `path`."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_via(path: Path, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file, then put it in place of `path`; nothing is left behind on failure."""
+    path = Path(path)
+    temporary = temporary_beside(path)
+    try:
+        write(temporary)
+        commit(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_via(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
