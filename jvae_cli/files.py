@@ -14,12 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _creation_mode() -> int:
+    """The mode open() gives a new file under this process's umask (mkstemp's own 0600 would hide runs and
+    reports from the other users a plain write lets read them)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def temporary_beside(path: Path) -> Path:
-    """A new, empty, exclusively created file in `path`'s folder; it keeps the suffix, which some writers
-    read to pick a format."""
+    """A new, empty, exclusively created file in `path`'s folder, with the mode a plain write would give; it
+    keeps the suffix, which some writers read to pick a format."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(handle)
+    try:
+        os.fchmod(handle, _creation_mode())
+    finally:
+        os.close(handle)
     return Path(name)
 
 
