@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load, unit_assignment
-from jvae_cli.cli.console import err, fail, out, user_errors
+from jvae_cli.cli.console import err, out, user_errors
 
 
 def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
