@@ -164,8 +164,8 @@ def test_capacity_weight_ramps_from_gamma_start_to_gamma_and_holds():
         "loss.continuous_capacity.gamma_steps=1000",
     ).loss.continuous_capacity
     assert [schedule.weight(s) for s in (0, 500, 1000, 10**6)] == pytest.approx([3.0, 16.5, 30.0, 30.0])
-    constant = preset_with().loss.discrete_capacity
-    assert constant.weight(0) == constant.weight(10**6) == constant.gamma
+    constant = load_preset("dsprites")[1].loss.discrete_capacity  # no gamma_start: the weight is gamma
+    assert constant.weight(0) == constant.weight(10**6) == constant.gamma == 150.0
 
 
 def test_the_loss_uses_the_ramped_weight():
@@ -180,6 +180,7 @@ def test_the_loss_uses_the_ramped_weight():
         "loss.continuous_capacity.gamma_start=0",
         "loss.continuous_capacity.gamma_steps=100",
         "loss.discrete_capacity.gamma=0",
+        "loss.discrete_capacity.gamma_start=0",
     )
     torch.manual_seed(0)
     model = build_model(preset).eval()
@@ -199,7 +200,7 @@ def test_a_lone_gamma_start_is_refused(cli, tmp_path):
     result = cli(
         "train",
         "--preset",
-        "quickstart",
+        "dsprites",
         "--set",
         "loss.discrete_capacity.gamma_start=1",
         "--out",
