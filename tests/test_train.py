@@ -75,7 +75,10 @@ def test_quickstart_loss_falls_and_kl_tracks_capacity(quickstart_run):
 def test_paper_gamma_holds_kl_at_a_rising_capacity(tmp_path, small):
     """With dSprites' gamma of 150 both KL terms follow their capacity from the first steps."""
     overrides = [*small, "train.steps=200", "train.lr=5e-4"]
-    overrides += [f"loss.{kind}_capacity.gamma=150" for kind in ("continuous", "discrete")]
+    overrides += ["loss.continuous_capacity.stop=12", "loss.continuous_capacity.steps=1500"]
+    overrides += ["loss.discrete_capacity.steps=1500"]
+    for kind in ("continuous", "discrete"):  # a constant 150 from the first step: no warm-up of the weight
+        overrides += [f"loss.{kind}_capacity.gamma=150", f"loss.{kind}_capacity.gamma_start=150"]
     _, preset = load_preset("quickstart", overrides)
     trainer.train(preset, "quickstart", tmp_path / "run")
     records = read_metrics(tmp_path / "run")
