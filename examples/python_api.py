@@ -65,7 +65,7 @@ np.savez(
     logvar=posterior.logvar.numpy(),
 )
 
-stored = loaded.payload.get("unit_kl")
+stored = loaded.unit_kl
 unit = (
     ranked_units(model, UnitKL(stored["continuous"], stored["discrete"]))[0]
     if stored

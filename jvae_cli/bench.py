@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from jvae_cli.checkpoint import LoadedCheckpoint, atomic_torch_save, build_model, new_payload
-from jvae_cli.critics import build_critic
+from jvae_cli.builder import build_model
+from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
+from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.losses import model_objective, stock_loss_kernels
+from jvae_cli.kinds import build_critic, model_objective
+from jvae_cli.losses import stock_loss_kernels
 from jvae_cli.model import as_stock_layers
 from jvae_cli.presets import Preset
 from jvae_cli.steps import Stepper, critic_step
@@ -170,7 +172,7 @@ def in_memory_images(
     count = min(count, len(source))
     picks = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:count]
     parts = [source.images(picks[i : i + 512], device).cpu() for i in range(0, count, 512)]
-    labels = getattr(source, "labels", None)
+    labels = labels_of(source)
     return torch.cat(parts), (None if labels is None else labels[picks].clone())
 
 
@@ -250,10 +252,10 @@ def run_bench(
         model = stepper.model.eval()
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "bench.pt"
-            payload = new_payload(preset_name, preset)
-            payload.update(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, step=0)
-            atomic_torch_save(payload, path)
-            loaded = LoadedCheckpoint(path, payload, preset, model)
+            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            checkpoint = Checkpoint.new(preset_name, preset, weights)
+            checkpoint.save(path)
+            loaded = LoadedCheckpoint(path, checkpoint, preset, model)
             if with_encode:
                 say("encode")
                 report.encode = encode_throughput(loaded, source, device, repeats)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import pickle
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from jvae_cli import __version__
+from jvae_cli.builder import build_model
 from jvae_cli.errors import CheckpointError, PresetError
 from jvae_cli.files import write_via
 from jvae_cli.model import JointVAE
@@ -31,16 +34,131 @@ OFFICIAL_DECODER_SINCE = 2
 REQUIRED_KEYS = ("format_version", "preset", "model", "step")
 
 
-def build_model(preset: Preset) -> JointVAE:
-    return JointVAE(
-        image_size=preset.data.image_size,
-        channels=preset.data.channels,
-        continuous=preset.model.continuous,
-        discrete=preset.model.discrete,
-        hidden=preset.model.hidden,
-        mlp=preset.model.architecture == "mlp",
-        classes=preset.model.classes,
-        generic=preset.model.generic,
+@dataclass
+class RunState:
+    """What continuing a run needs beyond the weights; imported models have none."""
+
+    optimizer: dict[str, Any]
+    rng: dict[
+        str, Any
+    ]  # torch: the global generator's state; noise: the sampling generator's; device: its type
+    total_steps: int
+    critic: dict[str, Any] | None = None  # the kind's second network and its optimiser
+
+
+@dataclass
+class Checkpoint:
+    """The one description of jvae's checkpoint format: every field it reads and writes, typed.
+
+    `preset` stays the JSON of the preset (a newer jvae's fields are then reported, not silently dropped);
+    `load_checkpoint` validates it.
+    """
+
+    preset_name: str
+    preset: dict[str, Any]
+    model: dict[str, Tensor]
+    step: int
+    unit_names: dict[str, str] = field(default_factory=dict)  # unit address ("3", "d0") -> name
+    unit_kl: dict[str, list[float]] | None = None  # {"continuous": [...], "discrete": [...]} in nats
+    state: RunState | None = None
+    imported: dict[str, Any] | None = None  # where an imported model came from
+    format_version: int = FORMAT_VERSION
+    jvae_version: str = __version__
+    torch_version: str = str(torch.__version__)
+
+    @classmethod
+    def new(cls, preset_name: str, preset: Preset, model: dict[str, Tensor], step: int = 0) -> Checkpoint:
+        return cls(preset_name, preset.model_dump(mode="json"), model, step)
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "jvae_version": self.jvae_version,
+            "torch_version": self.torch_version,
+            "preset_name": self.preset_name,
+            "preset": self.preset,
+            "unit_names": dict(self.unit_names),
+            "unit_kl": self.unit_kl,
+            "model": self.model,
+            "step": self.step,
+        }
+        if self.state is not None:
+            payload.update(
+                optimizer=self.state.optimizer, rng=self.state.rng, total_steps=self.state.total_steps
+            )
+            if self.state.critic is not None:
+                payload["critic"] = self.state.critic
+        if self.imported is not None:
+            payload["imported"] = self.imported
+        return payload
+
+    def save(self, path: Path) -> None:
+        """Write atomically: an interrupted write leaves the previous file as it was."""
+        payload = self.to_payload()
+        write_via(Path(path), lambda temporary: torch.save(payload, temporary))
+
+
+def _typed(path: Path, payload: dict[str, Any]) -> Checkpoint:
+    """The payload's fields, each checked for the type jvae writes, so a damaged or forged file is refused
+    here rather than failing later inside a command."""
+
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: damaged jvae checkpoint ({key} is not {what})")
+
+    step = payload["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise bad("step", "a non-negative integer")
+    if not isinstance(payload["preset"], dict):
+        raise bad("preset", "a table")
+    weights = payload["model"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()
+    ):
+        raise bad("model", "a table of tensors")
+    names = payload.get("unit_names") or {}
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in names.items()
+    ):
+        raise bad("unit_names", "a table of names")
+    unit_kl = payload.get("unit_kl")
+    if unit_kl is not None and not (
+        isinstance(unit_kl, dict)
+        and all(
+            isinstance(unit_kl.get(part), list)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in unit_kl[part])
+            for part in ("continuous", "discrete")
+        )
+    ):
+        raise bad("unit_kl", "lists of numbers for continuous and discrete units")
+    imported = payload.get("imported")
+    if imported is not None and not isinstance(imported, dict):
+        raise bad("imported", "a table")
+    state = None
+    if "optimizer" in payload:
+        rng, total = payload.get("rng"), payload.get("total_steps")
+        if not isinstance(payload["optimizer"], dict):
+            raise bad("optimizer", "a table")
+        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), Tensor):
+            raise bad("rng", "a table of generator states")
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise bad("total_steps", "an integer")
+        critic = payload.get("critic")
+        if critic is not None and not isinstance(critic, dict):
+            raise bad("critic", "a table")
+        state = RunState(payload["optimizer"], rng, total, critic)
+    return Checkpoint(
+        preset_name=str(payload.get("preset_name", path.stem)),
+        preset=payload["preset"],
+        model=weights,
+        step=step,
+        unit_names=dict(names),
+        unit_kl=unit_kl,
+        state=state,
+        imported=imported,
+        format_version=payload["format_version"],
+        jvae_version=str(payload.get("jvae_version", "")),
+        torch_version=str(payload.get("torch_version", "")),
     )
 
 
@@ -52,24 +170,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    write_via(Path(path), lambda temporary: torch.save(payload, temporary))
-
-
-def new_payload(preset_name: str, preset: Preset) -> dict[str, Any]:
-    """The keys every jvae checkpoint has; the trainer fills in weights and state."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "jvae_version": __version__,
-        "torch_version": str(torch.__version__),
-        "preset_name": preset_name,
-        "preset": preset.model_dump(mode="json"),
-        "unit_names": {},
-        "unit_kl": None,
-    }
-
-
 def _refusal_reason(message: str) -> str:
     """The line of torch's long weights-only refusal that names what was refused."""
     for line in message.splitlines():
@@ -78,7 +178,7 @@ def _refusal_reason(message: str) -> str:
     return "unsupported content"
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint's contents, after checking that it is a jvae checkpoint this version can read."""
     path = Path(path)
     if not path.is_file():
@@ -112,7 +212,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}); upgrade jvae"
         )
     _refuse_old_decoder(path, payload)
-    return payload
+    return _typed(path, payload)
 
 
 def _refuse_old_decoder(path: Path, payload: dict[str, Any]) -> None:
@@ -130,42 +230,62 @@ def _refuse_old_decoder(path: Path, payload: dict[str, Any]) -> None:
 @dataclass
 class LoadedCheckpoint:
     path: Path
-    payload: dict[str, Any]
+    checkpoint: Checkpoint
     preset: Preset
     model: JointVAE
 
     @property
     def preset_name(self) -> str:
-        return str(self.payload.get("preset_name", self.path.stem))
+        return self.checkpoint.preset_name
+
+    @property
+    def unit_names(self) -> dict[str, str]:
+        return self.checkpoint.unit_names
+
+    @property
+    def unit_kl(self) -> dict[str, list[float]] | None:
+        return self.checkpoint.unit_kl
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """The model in eval mode on `device`, with the preset it was trained with."""
-    payload = read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     try:
-        preset = validate_preset(payload["preset"], f"{path} preset")
+        preset = validate_preset(checkpoint.preset, f"{path} preset")
     except PresetError as exc:
         raise CheckpointError(f"{path}: its preset does not validate: {exc}") from None
     model = build_model(preset)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(checkpoint.model)
     except (RuntimeError, TypeError, AttributeError) as exc:
         detail = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit its preset's model ({detail[:160]})") from None
     model.to(device).eval()
-    return LoadedCheckpoint(Path(path), payload, preset, model)
+    _check_unit_kl(path, checkpoint, model)
+    return LoadedCheckpoint(Path(path), checkpoint, preset, model)
+
+
+def _check_unit_kl(path: Path, checkpoint: Checkpoint, model: JointVAE) -> None:
+    kl = checkpoint.unit_kl
+    if kl is not None and (
+        len(kl["continuous"]) != model.continuous or len(kl["discrete"]) != len(model.discrete)
+    ):
+        raise CheckpointError(
+            f"{path}: damaged jvae checkpoint (unit_kl has {len(kl['continuous'])} + {len(kl['discrete'])} "
+            f"entries for a model of {model.continuous} continuous units and {len(model.discrete)} discrete)"
+        )
 
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 RESERVED_NAMES = {"unit", "ckpt", "out", "sweep", "device", "frames", "duration", "help"}
 
 
-def set_unit_names(path: Path, names: dict[str, str | None]) -> dict[str, str]:
+def set_unit_names(path: Path, names: Mapping[str, str | None]) -> dict[str, str]:
     """Store (or, with None, remove) unit names; every other entry of the file stays as it was."""
     import re
 
-    payload = read_checkpoint(path)
-    current = dict(payload.get("unit_names") or {})
+    checkpoint = read_checkpoint(path)
+    current = dict(checkpoint.unit_names)
     for address, name in names.items():
         if name is None:
             current.pop(address, None)
@@ -185,6 +305,6 @@ def set_unit_names(path: Path, names: dict[str, str | None]) -> dict[str, str]:
                 f"the name {name!r} is already unit {taken[0]}'s; remove it first with {taken[0]}="
             )
         current[address] = name
-    payload["unit_names"] = current
-    atomic_torch_save(payload, Path(path))
+    checkpoint.unit_names = current
+    checkpoint.save(Path(path))
     return current

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -79,7 +79,8 @@ class CodeWriter:
 
     def close(self) -> None:
         if self.suffix == ".npz":
-            arrays = {
+            # Any: np.savez types its named arrays alongside its bool allow_pickle, which no column is named.
+            arrays: dict[str, Any] = {
                 key: (np.concatenate(parts) if parts else np.zeros((0,)))
                 for key, parts in self._arrays.items()
             }

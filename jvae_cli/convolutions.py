@@ -12,6 +12,8 @@ This module imports only torch, like the model that uses it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -113,7 +115,7 @@ def _kept(ctx: FunctionCtx) -> tuple[Tensor, Tensor, list[int], list[int]]:
 
 class _TransposedConvolution(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: FunctionCtx,
         x: Tensor,
         weight: Tensor,
@@ -137,7 +139,7 @@ class _TransposedConvolution(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, stride, padding = _kept(ctx)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
@@ -158,7 +160,7 @@ class _OneChannelConvolution(torch.autograd.Function):
     as one matrix product."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: FunctionCtx,
         x: Tensor,
         weight: Tensor,
@@ -170,7 +172,7 @@ class _OneChannelConvolution(torch.autograd.Function):
         return F.conv2d(x, weight, bias, stride, padding)
 
     @staticmethod
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, stride, padding = _kept(ctx)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
@@ -208,7 +210,8 @@ class UpConv(nn.ConvTranspose2d):
         if not routable:
             return super().forward(x, output_size)
         x, weight, bias = _autocast(x, self.weight, self.bias)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        padding = cast(tuple[int, ...], self.padding)  # a transposed convolution's padding is never a string
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, padding
         size = [
             x.shape[0],
             self.out_channels,

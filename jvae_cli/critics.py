@@ -1,8 +1,6 @@
-"""Second networks trained in alternation with the VAE, each with its own Adam optimiser.
-
-FactorVAE (Kim & Mnih 2018) estimates the total correlation of the codes with a discriminator that tells codes
-q(z) from codes whose dimensions were shuffled across the batch (samples of prod_d q(z_d)). The class-conditional
-VAE (Kondamudi & Balasubramanian 2019) keeps the label out of its generic units with a classifier.
+"""What every second network trained in alternation with the VAE shares: its own Adam optimiser, a frozen
+mode for the VAE's step, and a checkpointable state. The networks themselves belong to their kinds
+(`kinds/factor_vae.py`'s discriminator, `kinds/class_conditional.py`'s classifier).
 
 The two steps must stay apart, which popular implementations get wrong: in the VAE step the critic is frozen
 (`requires_grad` off), so the VAE loss leaves no gradient in it and the VAE optimiser, which does not hold its
@@ -12,22 +10,22 @@ encoder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jvae_cli.presets import Preset
+from jvae_cli.model import JointVAE
 
-DISCRIMINATOR_WIDTH = 1000  # Kim & Mnih: six fully connected layers of 1000 units, leaky ReLU 0.2
-DISCRIMINATOR_LAYERS = 6
-DISCRIMINATOR_BETAS = (0.5, 0.9)
-CLASSIFIER_WIDTH = 256
+if TYPE_CHECKING:
+    from jvae_cli.presets import Preset
 
 
-def _mlp(inputs: int, width: int, layers: int, outputs: int, slope: float) -> nn.Sequential:
+def mlp(inputs: int, width: int, layers: int, outputs: int, slope: float) -> nn.Sequential:
+    """`layers` fully connected layers of `width` units with leaky ReLU (`slope`) between them."""
     modules: list[nn.Module] = []
     for i in range(layers - 1):
         modules += [nn.Linear(inputs if i == 0 else width, width), nn.LeakyReLU(slope)]
@@ -35,18 +33,42 @@ def _mlp(inputs: int, width: int, layers: int, outputs: int, slope: float) -> nn
     return nn.Sequential(*modules)
 
 
-def permute_dims(codes: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Shuffle each column independently across the batch: samples of the product of the marginals."""
-    keys = torch.rand(codes.shape, generator=generator, device=codes.device)
-    return codes.gather(0, keys.argsort(dim=0))
+@dataclass
+class CriticInputs:
+    """What a critic's own step reads."""
+
+    model: JointVAE
+    preset: Preset
+    latent: Tensor  # (B, D + sum K) the VAE batch's sampled codes (detached by the critic)
+    labels: Tensor | None  # (B,) class indices, where the dataset has them
+    noise: torch.Generator
+    other: Tensor | None = None  # a second batch of images, for kinds with `second_batch`
 
 
-class _Critic:
+class Critic(Protocol):
+    network: nn.Module
+
+    def penalty(self, codes: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The term the VAE's loss adds, differentiable in `codes` only."""
+        ...
+
+    def train_step(self, inputs: CriticInputs) -> Tensor:
+        """One update of the critic alone; returns its detached loss."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class CriticBase:
+    """A network and its Adam optimiser, with the freezing and state handling every critic needs."""
+
     network: nn.Module
     optimizer: torch.optim.Optimizer
 
     @contextmanager
-    def frozen(self):  # noqa: ANN201 - a context manager
+    def frozen(self) -> Iterator[None]:
         """Parameters that the VAE's backward pass must not reach."""
         flags = [p.requires_grad for p in self.network.parameters()]
         for p in self.network.parameters():
@@ -57,7 +79,7 @@ class _Critic:
             for p, flag in zip(self.network.parameters(), flags):
                 p.requires_grad_(flag)
 
-    def _update(self, loss: Tensor) -> Tensor:
+    def update(self, loss: Tensor) -> Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -72,61 +94,3 @@ class _Critic:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-class TCDiscriminator(_Critic):
-    """FactorVAE's discriminator; its logit is log D/(1 - D), so its batch mean estimates the total correlation."""
-
-    def __init__(self, units: int, lr: float, device: torch.device | str = "cpu") -> None:
-        self.network = _mlp(units, DISCRIMINATOR_WIDTH, DISCRIMINATOR_LAYERS, 1, 0.2).to(device)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, betas=DISCRIMINATOR_BETAS)
-
-    def penalty(self, codes: Tensor, labels: Tensor | None = None) -> Tensor:
-        with self.frozen():
-            return self.network(codes.float()).mean()
-
-    def step(self, codes: Tensor, other_codes: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One update telling `codes` (label 1) from `other_codes` with shuffled dimensions (label 0)."""
-        real = self.network(codes.detach().float()).squeeze(1)
-        shuffled = self.network(permute_dims(other_codes.detach().float(), generator)).squeeze(1)
-        loss = 0.5 * (
-            F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(shuffled, torch.zeros_like(shuffled))
-        )
-        return self._update(loss)
-
-
-class LabelClassifier(_Critic):
-    """The class-conditional model's classifier h(.): per-class sigmoid outputs, the paper's equation 5."""
-
-    def __init__(self, units: int, classes: int, lr: float, device: torch.device | str = "cpu") -> None:
-        self.classes = classes
-        self.network = _mlp(units, CLASSIFIER_WIDTH, 2, classes, 0.0).to(device)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr)
-
-    def bce(self, codes: Tensor, labels: Tensor) -> Tensor:
-        """Binary cross-entropy of every class's sigmoid against the one-hot label, summed over classes."""
-        target = F.one_hot(labels.to(codes.device).long(), self.classes).float()
-        logits = self.network(codes.float())
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / codes.shape[0]
-
-    def penalty(self, codes: Tensor, labels: Tensor | None = None) -> Tensor:
-        assert labels is not None
-        with self.frozen():
-            return self.bce(codes, labels)
-
-    def step(self, codes: Tensor, labels: Tensor) -> Tensor:
-        return self._update(self.bce(codes.detach(), labels))
-
-
-Critic = TCDiscriminator | LabelClassifier
-
-
-def build_critic(preset: Preset, device: torch.device | str) -> Critic | None:
-    """The second network `preset.loss.kind` trains, or None."""
-    loss, model = preset.loss, preset.model
-    if loss.kind == "factor-vae":
-        return TCDiscriminator(model.continuous, loss.adversary_learning_rate, device)
-    if loss.kind == "class-conditional":
-        return LabelClassifier(model.generic, model.classes, loss.adversary_learning_rate, device)
-    return None

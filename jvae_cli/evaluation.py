@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch
 from jvae_cli import __version__
 from jvae_cli import metrics as m
 from jvae_cli.checkpoint import LoadedCheckpoint, file_sha256
+from jvae_cli.data.capabilities import ground_truth, labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
@@ -47,6 +48,24 @@ def _code(posterior: Posterior) -> np.ndarray:
     return torch.cat(parts, dim=1).cpu().numpy()
 
 
+class _VoteSettings(TypedDict):
+    """What the FactorVAE and beta-VAE scores share, typed so it can be passed as **."""
+
+    seed: int
+    num_train: int
+    num_eval: int
+    device: torch.device
+
+
+class _SplitSettings(TypedDict):
+    """What DCI and SAP share (they name their held-out count num_test), typed so it can be passed as **."""
+
+    seed: int
+    num_train: int
+    num_test: int
+    device: torch.device
+
+
 @dataclass
 class Report:
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -60,9 +79,9 @@ def supported(source: ImageSource, model: JointVAE | None = None) -> list[str]:
     """The metrics this dataset (and model) can report: ground-truth ones need factors, label ones labels,
     and class_split (the class-conditional paper's table 1) a class-conditional model."""
     names = list(ALWAYS)
-    if hasattr(source, "factor_sizes"):
+    if ground_truth(source) is not None:
         names = list(GROUND_TRUTH_METRICS) + names
-    if getattr(source, "labels", None) is not None:
+    if labels_of(source) is not None:
         conditional = model is not None and model.classes
         names = [n for n in LABEL_METRICS if conditional or n != "class_split"] + names
     return names
@@ -144,7 +163,7 @@ def evaluate(
         "fast": fast,
         "metrics": names,
         "counts": counts,
-        "dataset": getattr(source, "description", ""),
+        "dataset": source.description,
         "representation": "continuous means, then each discrete variable's argmax",
         "checkpoint": str(checkpoint_path),
         "checkpoint_sha256": file_sha256(checkpoint_path),
@@ -156,7 +175,7 @@ def evaluate(
         },
     }
     units = all_units(model)  # the unit behind each column of the codes
-    labels_of = [unit.label for unit in units]
+    unit_labels = [unit.label for unit in units]
 
     if "elbo" in names:
         say("ELBO terms and per-unit KL on held-out images")
@@ -164,8 +183,9 @@ def evaluate(
             loaded, source, device, counts["heldout_points"], seed
         )
 
-    if hasattr(source, "factor_sizes"):
-        votes = {
+    factors_source = ground_truth(source)
+    if factors_source is not None:
+        votes: _VoteSettings = {
             "seed": seed,
             "num_train": counts["num_train"],
             "num_eval": counts["num_eval"],
@@ -174,15 +194,15 @@ def evaluate(
         if "factorvae" in names:
             say("FactorVAE score")
             report.metrics["factorvae"] = m.factorvae_score(
-                encode, source, num_variance_estimate=counts["num_variance_estimate"], **votes
+                encode, factors_source, num_variance_estimate=counts["num_variance_estimate"], **votes
             )
         if "betavae" in names:
             say("beta-VAE score")
-            report.metrics["betavae"] = m.betavae_score(encode, source, **votes)
+            report.metrics["betavae"] = m.betavae_score(encode, factors_source, **votes)
         if {"mig", "mic"} & set(names):
             say("mutual information (MIG, MIC)")
             codes, factors = m.factor_codes(
-                encode, source, counts["mig_points"], np.random.RandomState(seed), device=device
+                encode, factors_source, counts["mig_points"], np.random.RandomState(seed), device=device
             )
             informative = [j for j in range(factors.shape[1]) if len(np.unique(factors[:, j])) > 1]
             mi = m.mutual_information_matrix(codes, factors)  # (D, K)
@@ -196,9 +216,9 @@ def evaluate(
                 order = np.argsort(column)[::-1]
                 top, second = float(column[order[0]]), float(column[order[1]]) if len(order) > 1 else 0.0
                 entry = {
-                    "factor": source.factor_names[j],
+                    "factor": factors_source.factor_names[j],
                     "unit": unit_address(units[order[0]]),
-                    "label": labels_of[order[0]],
+                    "label": unit_labels[order[0]],
                     "normalised_mi": top,
                     "runner_up_mi": second,
                     "clear": bool(top >= 0.1 and top >= 2 * second),
@@ -208,7 +228,7 @@ def evaluate(
                 report.factor_units.append(entry)
             if "mic" in names:
                 report.metrics["mic"] = {e["factor"]: e["mic"] for e in report.factor_units}
-        shared = {
+        shared: _SplitSettings = {
             "seed": seed,
             "num_train": counts["num_train"],
             "num_test": counts["num_eval"],
@@ -216,12 +236,12 @@ def evaluate(
         }
         if "dci" in names:
             say("DCI")
-            report.metrics["dci"] = m.dci(encode, source, **shared)
+            report.metrics["dci"] = m.dci(encode, factors_source, **shared)
         if "sap" in names:
             say("SAP")
-            report.metrics["sap"] = m.sap(encode, source, **shared)
+            report.metrics["sap"] = m.sap(encode, factors_source, **shared)
 
-    labels = getattr(source, "labels", None)
+    labels = labels_of(source)
     if labels is not None and {"cluster_accuracy", "linear_probe", "class_split"} & set(names):
         say("label metrics")
         rng = np.random.RandomState(seed)

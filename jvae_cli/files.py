@@ -41,7 +41,7 @@ def commit(temporary: Path, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def write_via(path: Path, write: Callable[[Path], None]) -> None:
+def write_via(path: Path, write: Callable[[Path], object]) -> None:
     """Let `write` fill a temporary file, then put it in place of `path`; nothing is left behind on failure."""
     path = Path(path)
     temporary = temporary_beside(path)

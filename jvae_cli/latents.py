@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import JvaeError
 from jvae_cli.losses import kl_normal, kl_uniform_categorical
@@ -74,7 +75,7 @@ def kl_sums(posterior: Posterior) -> tuple[Tensor, Tensor]:
 
 def labels_for(model: JointVAE, source: ImageSource, indices: Tensor) -> Tensor | None:
     """The labels a class-conditional model reads with these dataset images; None for other models."""
-    labels = getattr(source, "labels", None) if model.classes else None
+    labels = labels_of(source) if model.classes else None
     return None if labels is None else labels[indices.cpu()]
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
+
+from jvae_cli.data.capabilities import GroundTruth
 
 EncodeFn = Callable[[torch.Tensor], np.ndarray]
 
@@ -58,11 +59,11 @@ def factor_entropy(factor: np.ndarray) -> float:
 
 def factor_codes(
     encode: EncodeFn,
-    dataset: Any,
+    dataset: GroundTruth,
     n: int,
     rng: np.random.RandomState,
     batch_size: int = 16,
-    device: Any = "cpu",
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(codes (n, D), factors (n, K)) for `n` random factor draws (generate_batch_factor_code)."""
     codes, factors = [], []
@@ -77,7 +78,13 @@ def factor_codes(
 
 
 def train_test_codes(
-    encode: EncodeFn, dataset: Any, seed: int, num_train: int, num_test: int, batch_size: int, device: Any
+    encode: EncodeFn,
+    dataset: GroundTruth,
+    seed: int,
+    num_train: int,
+    num_test: int,
+    batch_size: int,
+    device: torch.device | str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training then test (codes, factors), drawn in that order from one RandomState(seed)."""
     rng = np.random.RandomState(seed)
@@ -153,7 +160,7 @@ def linear_probe(
 
 def factorvae_score(
     encode: EncodeFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     seed: int = 0,
     batch_size: int = 64,
@@ -161,7 +168,7 @@ def factorvae_score(
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
     prune_std: float = 0.05,
-    device: Any = "cpu",
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Kim & Mnih's score: a majority-vote classifier from argmin normalised variance to the fixed factor."""
     rng = np.random.RandomState(seed)
@@ -202,13 +209,13 @@ def majority_vote_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> f
 
 def betavae_score(
     encode: EncodeFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     seed: int = 0,
     batch_size: int = 64,
     num_train: int = 10000,
     num_eval: int = 5000,
-    device: Any = "cpu",
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Higgins et al.'s score: logistic regression from mean |z_a - z_b| over pairs sharing one factor."""
     from sklearn.exceptions import ConvergenceWarning
@@ -249,13 +256,13 @@ def betavae_feature(codes_a: np.ndarray, codes_b: np.ndarray) -> np.ndarray:
 
 def dci(
     encode: EncodeFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     seed: int = 0,
     num_train: int = 10000,
     num_test: int = 5000,
     batch_size: int = 16,
-    device: Any = "cpu",
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Eastwood & Williams: disentanglement, completeness and informativeness from gradient boosted trees."""
     x_train, y_train, x_test, y_test = train_test_codes(
@@ -310,13 +317,13 @@ def dci_completeness(importance: np.ndarray) -> float:
 
 def sap(
     encode: EncodeFn,
-    dataset: Any,
+    dataset: GroundTruth,
     *,
     seed: int = 0,
     num_train: int = 10000,
     num_test: int = 5000,
     batch_size: int = 16,
-    device: Any = "cpu",
+    device: torch.device | str = "cpu",
 ) -> float:
     """Kumar et al.'s Separated Attribute Predictability with disentanglement_lib's classifier settings."""
     return sap_from_codes(*train_test_codes(encode, dataset, seed, num_train, num_test, batch_size, device))
@@ -341,7 +348,7 @@ def sap_from_scores(scores: np.ndarray) -> float:
 
 
 def _encode_many(
-    encode: EncodeFn, dataset: Any, factors: np.ndarray, device: Any, batch: int = 256
+    encode: EncodeFn, dataset: GroundTruth, factors: np.ndarray, device: torch.device | str, batch: int = 256
 ) -> np.ndarray:
     return np.concatenate(
         [

@@ -181,7 +181,7 @@ class JointVAE(nn.Module):
                 nn.Tanh(),
                 nn.Linear(hidden, pixels),
             )
-            self.decoder = nn.Unflatten(1, (channels, image_size, image_size))
+            self.decoder: nn.Module = nn.Unflatten(1, (channels, image_size, image_size))
         else:
             self.latent_to_features = nn.Sequential(
                 nn.Linear(self.latent_dim, hidden),

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from jvae_cli.checkpoint import atomic_torch_save, build_model, file_sha256, new_payload
+from jvae_cli.builder import build_model
+from jvae_cli.checkpoint import Checkpoint, file_sha256
 from jvae_cli.errors import JvaeError, PresetError
 from jvae_cli.model import CONV_CHANNELS, JointVAE
 from jvae_cli.presets import Preset, validate_preset
@@ -215,8 +216,8 @@ def import_official(
     unit_names: dict[str, str] | None = None,
     measure_kl: bool = True,
     data_path: str | None = None,
-) -> dict[str, Any]:
-    """Write `out`, a jvae checkpoint of the official model in `folder`; returns its payload.
+) -> Checkpoint:
+    """Write `out`, a jvae checkpoint of the official model in `folder`; returns what it wrote.
 
     The unit KLs that rank units in `units` and `traverse --all` are measured on the dataset when it is at
     hand (generated dSprites always is; others through `data_path`), else on the model's own samples.
@@ -232,21 +233,16 @@ def import_official(
     state = convert_state_dict(read_official_weights(weights_path), model, preset, str(weights_path))
     model.load_state_dict(state)
     model.eval()
-    payload = new_payload(f"official-{name}", preset)
-    unit_kl = _measure_kl(model, preset, data_path) if measure_kl else None
-    payload.update(
-        model=state,
-        step=0,
-        imported={
-            "source": SOURCE,
-            "name": name,
-            "file": str(weights_path),
-            "sha256": file_sha256(weights_path),
-            "specs": specs,
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-        unit_names=dict(unit_names or {}),
-        unit_kl=unit_kl,
-    )
-    atomic_torch_save(payload, Path(out))
-    return payload
+    checkpoint = Checkpoint.new(f"official-{name}", preset, state)
+    checkpoint.unit_kl = _measure_kl(model, preset, data_path) if measure_kl else None
+    checkpoint.unit_names = dict(unit_names or {})
+    checkpoint.imported = {
+        "source": SOURCE,
+        "name": name,
+        "file": str(weights_path),
+        "sha256": file_sha256(weights_path),
+        "specs": specs,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    checkpoint.save(Path(out))
+    return checkpoint

@@ -12,24 +12,27 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
+from jvae_cli.data.registry import DATASETS
 from jvae_cli.errors import PresetError
+from jvae_cli.kinds import DEFAULT_KIND, KINDS, LossConfig, kind_of
+from jvae_cli.sections import CapacitySchedule, LossBase, Section
+
+__all__ = ["CapacitySchedule", "LossBase", "LossConfig", "Preset", "load_preset", "loss_config"]
 
 # ----------------------------------------------------------------------------------------------- schema
 
-DatasetName = Literal["dsprites", "mnist", "fashion-mnist", "chairs", "celeba", "mpi3d", "digits", "folder"]
+if TYPE_CHECKING:
+    DatasetName = str  # the names are known only at runtime; pydantic checks them against the registry
+else:
+    DatasetName = Literal[tuple(DATASETS)]  # the registry's names
 ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}  # the mlp architecture takes either size
-SPLIT_DATASETS = ("mnist", "fashion-mnist", "chairs", "celeba")  # those with a train/test split
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     dataset: DatasetName = Field(title="Dataset registry name")
     image_size: Literal[32, 64] = Field(title="Side of the square images the model sees, in pixels")
     channels: Literal[1, 3] = Field(title="1 for greyscale, 3 for RGB")
@@ -51,20 +54,20 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _split_where_the_dataset_has_one(self) -> DataConfig:
-        if self.split != "all" and self.dataset not in SPLIT_DATASETS:
-            raise ValueError(
-                f"{self.dataset!r} has no {self.split} split; data.split is for {', '.join(SPLIT_DATASETS)}"
-            )
+        if self.split != "all" and not DATASETS[self.dataset].splits:
+            with_splits = ", ".join(name for name, entry in DATASETS.items() if entry.splits)
+            raise ValueError(f"{self.dataset!r} has no {self.split} split; data.split is for {with_splits}")
         return self
 
     @model_validator(mode="after")
     def _generated_only_for_dsprites(self) -> DataConfig:
-        if self.source == "generated" and self.dataset != "dsprites":
-            raise ValueError(f"source 'generated' exists only for dsprites, not {self.dataset!r}")
+        if self.source == "generated" and not DATASETS[self.dataset].generated:
+            generated = ", ".join(name for name, entry in DATASETS.items() if entry.generated)
+            raise ValueError(f"source 'generated' exists only for {generated}, not {self.dataset!r}")
         return self
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     architecture: Literal["conv32", "conv64", "mlp"] = Field(
         title="Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64; mlp: fully connected, "
         "ReLU encoder and tanh decoder of width `hidden` (Grouped-VAE's dSprites setting)"
@@ -124,135 +127,7 @@ class ModelConfig(_Section):
         return self
 
 
-class CapacitySchedule(_Section):
-    start: float = Field(0.0, ge=0, title="Capacity in nats at step 0")
-    stop: float = Field(ge=0, title="Capacity in nats reached at `steps` and held afterwards")
-    steps: int = Field(ge=1, title="Steps over which the capacity rises linearly from start to stop")
-    gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss (with gamma_start: the one it ramps to)")
-    gamma_start: float | None = Field(
-        None,
-        ge=0,
-        title="Ramp the weight linearly from this value at step 0 to `gamma` at gamma_steps (unset: constant); "
-        "a weak early weight lets the code carry information before the capacity is enforced",
-    )
-    gamma_steps: int | None = Field(None, ge=1, title="Steps over which the weight moves to `gamma`")
-
-    @model_validator(mode="after")
-    def _ramp_is_whole(self) -> CapacitySchedule:
-        if (self.gamma_start is None) != (self.gamma_steps is None):
-            raise ValueError("gamma_start and gamma_steps go together: set both or neither")
-        return self
-
-    def weight(self, step: int) -> float:
-        """The weight of |KL - C| at optimiser step `step`."""
-        if self.gamma_start is None or self.gamma_steps is None:
-            return self.gamma
-        fraction = min(max(step, 0) / self.gamma_steps, 1.0)
-        return self.gamma_start + (self.gamma - self.gamma_start) * fraction
-
-
-LOSS_FIELDS: dict[str, tuple[set[str], set[str]]] = {  # kind: (fields it needs, fields it may set)
-    "jointvae": ({"continuous_capacity", "discrete_capacity"}, set()),
-    "vae": (set(), set()),
-    "beta-vae": ({"beta"}, set()),
-    "cc-beta-vae": ({"continuous_capacity"}, set()),
-    "grouped-vae": ({"beta", "groups"}, set()),
-    "beta-tcvae": ({"alpha", "beta", "gamma"}, {"estimator"}),
-    "factor-vae": ({"gamma"}, {"adversary_lr"}),
-    "class-conditional": (
-        {"continuous_capacity", "specific_capacity"},
-        {"adversary_lr", "adversary_weight", "classifier_reads"},
-    ),
-}
-LABELLED_DATASETS = ("mnist", "fashion-mnist", "digits")
-
-
-class LossConfig(_Section):
-    kind: Literal[
-        "jointvae",
-        "vae",
-        "beta-vae",
-        "cc-beta-vae",
-        "grouped-vae",
-        "beta-tcvae",
-        "factor-vae",
-        "class-conditional",
-    ] = Field(
-        "jointvae",
-        title="jointvae (Dupont 2018), vae, beta-vae (Higgins 2017), cc-beta-vae (Burgess 2017: one capacity on "
-        "the total KL), grouped-vae (Halevi: reconstruction from each prefix of latent groups), beta-tcvae "
-        "(Chen 2018: KL split into index-code MI, total correlation, dimension-wise KL), factor-vae (Kim & "
-        "Mnih 2018: total correlation from a discriminator), class-conditional (Kondamudi & Balasubramanian "
-        "2019: class-generic z and class-specific w)",
-    )
-    continuous_capacity: CapacitySchedule | None = Field(
-        None,
-        title="C_z: capacity of the continuous latents (cc-beta-vae: of the whole KL; class-conditional: of "
-        "the generic units z, its gamma is the paper's beta)",
-    )
-    discrete_capacity: CapacitySchedule | None = Field(
-        None, title="C_c: capacity of the discrete latents, clipped at the sum of log(category count)"
-    )
-    specific_capacity: CapacitySchedule | None = Field(
-        None,
-        title="class-conditional: C_w, capacity of the class-specific units w (its gamma is the paper's)",
-    )
-    alpha: float | None = Field(None, ge=0, title="beta-tcvae: weight of the index-code mutual information")
-    beta: float | None = Field(
-        None, ge=0, title="beta-vae, grouped-vae: weight of the KL term; beta-tcvae: of the total correlation"
-    )
-    gamma: float | None = Field(
-        None, ge=0, title="beta-tcvae: weight of the dimension-wise KL; factor-vae: of the total correlation"
-    )
-    estimator: Literal["mws", "mss"] | None = Field(
-        None,
-        title="beta-tcvae: how log q(z) is estimated from a batch: minibatch-weighted (mws, the default) or "
-        "the unbiased minibatch-stratified one (mss)",
-    )
-    adversary_lr: float | None = Field(
-        None, gt=0, title="factor-vae, class-conditional: Adam learning rate of the second network (1e-4)"
-    )
-    adversary_weight: float | None = Field(
-        None, ge=0, title="class-conditional: weight of the classifier's loss the VAE step maximises (1)"
-    )
-    classifier_reads: Literal["z", "w"] | None = Field(
-        None,
-        title="class-conditional: the units the classifier trains on in its own step; the paper found w "
-        "(the default) better than z",
-    )
-    groups: list[int] | None = Field(
-        None,
-        title="grouped-vae: sizes of the consecutive groups of continuous units, summing to model.continuous",
-    )
-    objective_scale: Literal["image", "pixel"] = Field(
-        "image",
-        title="image: the optimiser steps on the loss per image, as logged; pixel: on the loss divided by "
-        "H*W, as the official JointVAE code does (Adam ignores the scale except through its epsilon, which "
-        "then damps the smallest gradients)",
-    )
-    reconstruction: Literal["bce-sum", "bce-official"] = Field(
-        "bce-sum",
-        title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",
-    )
-
-    @model_validator(mode="after")
-    def _fields_fit_kind(self) -> LossConfig:
-        needed, optional = LOSS_FIELDS[self.kind]
-        every = set().union(*(n | o for n, o in LOSS_FIELDS.values()))
-        for name in sorted(every):
-            value = getattr(self, name)
-            if name in needed and value is None:
-                raise ValueError(f"kind {self.kind!r} needs loss.{name}")
-            if name not in needed | optional and value is not None:
-                raise ValueError(f"loss.{name} is not used by kind {self.kind!r}; remove it")
-        return self
-
-    @property
-    def adversary_learning_rate(self) -> float:
-        return self.adversary_lr if self.adversary_lr is not None else 1e-4
-
-
-class TrainConfig(_Section):
+class TrainConfig(Section):
     batch_size: int = Field(64, ge=1, title="Images per step")
     lr: float = Field(gt=0, title="Adam learning rate (with a schedule: its peak)")
     lr_schedule: Literal["constant", "cosine"] = Field(
@@ -290,50 +165,31 @@ class TrainConfig(_Section):
         return self
 
 
-class Preset(_Section):
+class Preset(Section):
     description: str = Field(title="One line saying what this preset trains")
     data: DataConfig
     model: ModelConfig
     loss: LossConfig
     train: TrainConfig
 
-    @model_validator(mode="after")
-    def _groups_fit_latents(self) -> Preset:
-        groups = self.loss.groups
-        if groups is not None:
-            if any(g < 1 for g in groups) or sum(groups) != self.model.continuous:
-                raise ValueError(
-                    f"loss.groups {groups} must be positive and sum to model.continuous ({self.model.continuous})"
-                )
-            if self.model.discrete:
-                raise ValueError("grouped-vae groups continuous units only; set model.discrete = []")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _loss_kind_defaults(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("loss"), dict):
+            raw = {**raw, "loss": _loss_section(raw["loss"])}
+        return raw
 
     @model_validator(mode="after")
-    def _classes_fit_kind(self) -> Preset:
-        model, loss = self.model, self.loss
-        if loss.kind != "class-conditional":
-            if model.classes or model.generic:
-                raise ValueError("model.classes and model.generic are for loss.kind 'class-conditional'")
-            return self
-        if model.classes < 2:
-            raise ValueError("class-conditional needs model.classes >= 2 (the number of labels)")
-        if not 1 <= model.generic < model.continuous:
-            raise ValueError(
-                f"class-conditional needs 1 <= model.generic < model.continuous ({model.continuous}): "
-                "the first model.generic units are z, the rest w"
-            )
-        if model.discrete:
-            raise ValueError("class-conditional uses continuous units only; set model.discrete = []")
-        if (loss.classifier_reads or "w") == "w" and 2 * model.generic != model.continuous:
-            raise ValueError(
-                "a classifier that trains on w and is applied to z needs as many w units as z units: "
-                f"model.continuous = 2 * model.generic (got {model.continuous} and {model.generic})"
-            )
-        if self.data.dataset not in LABELLED_DATASETS:
-            raise ValueError(
-                f"class-conditional needs labels; data.dataset must be one of {', '.join(LABELLED_DATASETS)}"
-            )
+    def _kind_fits_the_rest(self) -> Preset:
+        kind = kind_of(self.loss)
+        if not kind.labelled and (self.model.classes or self.model.generic):
+            labelled = ", ".join(name for name, k in KINDS.items() if k.labelled)
+            raise ValueError(f"model.classes and model.generic are for loss.kind {labelled}")
+        if kind.labelled and DATASETS[self.data.dataset].classes is None:
+            with_classes = ", ".join(name for name, entry in DATASETS.items() if entry.classes)
+            raise ValueError(f"{kind.name} needs labels; data.dataset must be one of {with_classes}")
+        if kind.check is not None:
+            kind.check(self)
         return self
 
     @model_validator(mode="after")
@@ -347,6 +203,25 @@ class Preset(_Section):
         return self
 
 
+def _loss_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """The loss section with its kind made explicit (the paper's model when unset) and unset fields dropped:
+    checkpoints written before the kinds had their own sections hold every kind's fields, unused ones null."""
+    section = {key: value for key, value in raw.items() if value is not None}
+    section.setdefault("kind", DEFAULT_KIND)
+    return section
+
+
+_LOSS = TypeAdapter(LossConfig)
+
+
+def loss_config(**fields: Any) -> LossBase:
+    """A validated loss section of the kind `fields["kind"]` names (jointvae when absent)."""
+    try:
+        return _LOSS.validate_python(_loss_section(fields))
+    except ValidationError as exc:
+        raise PresetError(format_validation_error(exc, "loss", prefix=("loss",))) from None
+
+
 # ----------------------------------------------------------------------------------------------- errors
 
 
@@ -354,22 +229,48 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names valid at the parent of `loc`, to tell a user what they could have meant."""
     current: type[BaseModel] | None = model
     for part in loc[:-1]:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
+        if current is None or not isinstance(part, str):
+            return []
+        if current is not model and issubclass(current, LossBase) and part in KINDS:
+            current = KINDS[part].config  # the loss section's tag: the kind whose fields apply
+            continue
+        if part not in current.model_fields:
             return []
         annotation = current.model_fields[part].annotation
         options = get_args(annotation) or (annotation,)  # an optional section is `Model | None`
+        if any(isinstance(o, type) and issubclass(o, LossBase) for o in get_args(options[0])):
+            current = LossBase  # the loss section: a union over the kinds, resolved by the next part
+            continue
         current = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
     return list(current.model_fields) if current is not None else []
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
-    """One line per invalid field: its dotted path, what is wrong, and what is allowed."""
+def _without_kind_tag(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
+    """A loss field's path as the user writes it (loss.beta, not loss.beta-vae.beta), and its kind."""
+    if len(loc) >= 2 and loc[0] == "loss" and loc[1] in KINDS:
+        return (loc[0], *loc[2:]), str(loc[1])
+    return loc, None
+
+
+def format_validation_error(error: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """One line per invalid field: its dotted path, what is wrong, and what is allowed; a loss field names
+    the kind it was checked against."""
     lines = []
     for item in error.errors():
-        loc = tuple(item["loc"])
+        raw_loc = (*prefix, *item["loc"])
+        loc, kind = _without_kind_tag(raw_loc)
         path = ".".join(str(p) for p in loc) or "(preset)"
-        if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(Preset, loc))
+        if kind is not None and item["type"] == "extra_forbidden" and len(loc) == 2:
+            own = [f for f in KINDS[kind].config.model_fields if f not in LossBase.model_fields]
+            fields = ", ".join(own + [f for f in LossBase.model_fields if f != "kind"])
+            lines.append(f"{source}: {path} is not used by kind {kind!r}; its fields: {fields}")
+        elif kind is not None and item["type"] == "missing" and len(loc) == 2:
+            lines.append(f"{source}: kind {kind!r} needs {path}")
+        elif item["type"] == "union_tag_invalid":
+            given = item.get("ctx", {}).get("tag", "?")
+            lines.append(f"{source}: {path}.kind: unknown kind {given!r}; known: {', '.join(KINDS)}")
+        elif item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(Preset, ("loss", kind, *loc[1:]) if kind else loc))
             lines.append(f"{source}: {path}: unknown key; allowed here: {allowed}")
         elif item["type"] == "missing":
             lines.append(f"{source}: {path}: missing; it is required")

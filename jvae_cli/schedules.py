@@ -2,7 +2,7 @@
 
 Each is a pure function of the optimiser step (1 for the first batch), so a resumed run picks up exactly
 where it stopped without any scheduler state in the checkpoint. The capacity ramps live with the loss
-(`losses.capacity`) because only the loss reads them.
+(`sections.CapacitySchedule`) because only the loss reads them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from jvae_cli.presets import ModelConfig, Preset, TrainConfig
+from jvae_cli.sections import ramp
 
 
 def total_steps(preset: Preset, dataset_size: int) -> int:
@@ -46,8 +47,8 @@ def temperature(model: ModelConfig, step: int) -> float:
     """
     if model.temperature_start is None or model.temperature_steps is None:
         return model.temperature
-    fraction = min(max(step, 0) / model.temperature_steps, 1.0)
     start, end = model.temperature_start, model.temperature
     if model.temperature_curve == "linear":
-        return start + (end - start) * fraction
+        return ramp(start, end, model.temperature_steps, step)
+    fraction = min(max(step, 0) / model.temperature_steps, 1.0)
     return start * (end / start) ** fraction

@@ -14,17 +14,18 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from jvae_cli.checkpoint import build_model
-from jvae_cli.critics import Critic, LabelClassifier, TCDiscriminator, build_critic
+from jvae_cli.builder import Training, build_training
+from jvae_cli.critics import Critic, CriticInputs
+from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.devices import use_bf16
 from jvae_cli.distributed import Cluster, global_mean
-from jvae_cli.losses import LossTerms, model_objective
+from jvae_cli.kinds import kind_of, model_objective
+from jvae_cli.losses import LossTerms
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 from jvae_cli.schedules import learning_rate, temperature, total_steps
 
-SECOND_ORDER = 7919  # seed offset of the data order of FactorVAE's second batch
+SECOND_ORDER = 7919  # seed offset of the data order of the second batch (kinds with `second_batch`)
 Mark = Callable[[str], None]
 
 
@@ -109,25 +110,9 @@ def critic_step(
     noise: torch.Generator,
     other_x: Tensor | None = None,
 ) -> Tensor:
-    """Update the critic alone: its inputs are detached codes, so the encoder receives nothing.
-
-    FactorVAE's discriminator compares the VAE batch's codes with the shuffled codes of a second batch
-    (`other_x`, encoded without gradient); the class-conditional classifier learns the label from the units
-    `loss.classifier_reads` names.
-    """
-    if isinstance(critic, TCDiscriminator):
-        assert other_x is not None
-        with torch.no_grad():
-            other = model.encode(other_x).sample(preset.model.temperature, noise)
-        units = model.continuous
-        return critic.step(latent[:, :units], other[:, :units], noise)
-    if isinstance(critic, LabelClassifier):
-        assert labels is not None
-        g = model.generic
-        reads = preset.loss.classifier_reads or "w"
-        codes = latent[:, g : 2 * g] if reads == "w" else latent[:, :g]
-        return critic.step(codes, labels)
-    raise TypeError(f"no critic step for {type(critic).__name__}")
+    """Update the critic alone: its inputs are detached codes, so the encoder receives nothing. `other_x` is
+    the second batch of kinds whose critic compares two."""
+    return critic.train_step(CriticInputs(model, preset, latent, labels, noise, other_x))
 
 
 class PhaseTimer:
@@ -159,21 +144,16 @@ class Stepper:
     def __init__(
         self,
         preset: Preset,
-        model: JointVAE,
-        optimizer: torch.optim.Optimizer,
+        training: Training,
         source: ImageSource,
         device: torch.device,
-        noise: torch.Generator,
-        critic: Critic | None = None,
         cluster: Cluster | None = None,
-        bf16: bool = False,
-        channels_last: bool = False,
     ) -> None:
-        self.preset, self.model, self.optimizer, self.source = preset, model, optimizer, source
-        self.device, self.noise, self.critic = device, noise, critic
+        self.preset, self.source, self.device = preset, source, device
+        self.model, self.optimizer, self.noise = training.model, training.optimizer, training.noise
+        self.critic, self.bf16, self.channels_last = training.critic, training.bf16, training.channels_last
         self.cluster = cluster or Cluster()
-        self.channels_last = channels_last
-        self.bf16 = bf16
+        self.kind = kind_of(preset.loss)
         self.batch_size = preset.train.batch_size
         self.local_batch = self.batch_size // self.cluster.world
         self.steps_per_epoch = max(len(source) // self.batch_size, 1)
@@ -181,14 +161,14 @@ class Stepper:
         train = preset.train
         self.scheduled_lr = train.lr_schedule != "constant" or train.lr_warmup_steps > 0
         shard = (self.cluster.rank, self.cluster.world) if self.cluster.active else None
-        objective: nn.Module = Objective(model, preset, len(source), critic, shard, bf16)
+        objective: nn.Module = Objective(self.model, preset, len(source), self.critic, shard, self.bf16)
         if self.cluster.active:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
             objective = DistributedDataParallel(objective, device_ids=ids)
         self.objective = objective
-        labels = getattr(source, "labels", None) if model.classes else None
+        labels = labels_of(source) if self.kind.labelled else None
         self._labels = None if labels is None else labels.to(device)  # resident, like the data order
         self._epoch = -1
         self._order = self._second = torch.empty(0, dtype=torch.long)
@@ -197,18 +177,8 @@ class Stepper:
     def create(
         cls, preset: Preset, source: ImageSource, device: torch.device, cluster: Cluster | None = None
     ) -> Stepper:
-        """A fresh model (seeded), its fused Adam and noise generator, laid out and computing as `jvae train`
-        does: channels-last convolutions and bf16 autocast where `train.precision` asks for it."""
-        torch.manual_seed(preset.train.seed)
-        model = build_model(preset).to(device)
-        channels_last = preset.model.architecture != "mlp"
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
-        noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
-        critic = build_critic(preset, device)
-        bf16 = use_bf16(preset.train.precision, device)
-        return cls(preset, model, optimizer, source, device, noise, critic, cluster, bf16, channels_last)
+        """Steps of a fresh run of `preset` (see `builder.build_training`)."""
+        return cls(preset, build_training(preset, device), source, device, cluster)
 
     def _rows(self, order: Tensor, position: int) -> Tensor:
         picks = order[position * self.batch_size : (position + 1) * self.batch_size]
@@ -226,7 +196,7 @@ class Stepper:
         epoch, position = divmod(index, self.steps_per_epoch)
         if epoch != self._epoch:  # the order lives on the device: taking a batch of it never waits on a GPU
             self._epoch, self._order = epoch, epoch_order(seed, epoch, len(self.source)).to(self.device)
-            if isinstance(self.critic, TCDiscriminator):
+            if self.kind.second_batch:
                 self._second = epoch_order(seed + SECOND_ORDER, epoch, len(self.source)).to(self.device)
         rows = self._rows(self._order, position)
         x = self._images(rows)

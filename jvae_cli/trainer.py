@@ -14,17 +14,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
-from jvae_cli.checkpoint import atomic_torch_save, new_payload, read_checkpoint
+from jvae_cli.checkpoint import Checkpoint, RunState, read_checkpoint
 from jvae_cli.data import open_dataset
+from jvae_cli.data.capabilities import skipped_files
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
 from jvae_cli.files import write_text
 from jvae_cli.host_memory import pages_kept
+from jvae_cli.kinds import kind_of
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.presets import Preset, preset_to_toml
 from jvae_cli.schedules import learning_rate, temperature, total_steps
@@ -36,7 +38,6 @@ PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
 TRAVERSAL_ENCODED = 4  # columns after the prior mode
-SINGLE_PROCESS_KINDS = ("factor-vae", "class-conditional")  # their critic is not distributed
 
 
 @dataclass
@@ -62,6 +63,16 @@ class TrainResult:
     main: bool = True  # False in the processes of a distributed run other than rank 0
     profile: dict[str, float] = field(default_factory=dict)  # seconds per phase, with profile=True
     steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
+
+
+class _Finished(TypedDict):
+    """The TrainResult fields every way out of a finished loop shares, typed so they can be passed as **."""
+
+    seconds: float
+    images_per_sec: float
+    main: bool
+    profile: dict[str, float]
+    steps_run: int
 
 
 Callback = Callable[[TrainEvent], None]
@@ -121,26 +132,24 @@ class _State:
     step: int
 
 
-def _payload(
+def _checkpoint(
     preset_name: str, preset: Preset, state: _State, total: int, unit_kl: dict | None
-) -> dict[str, Any]:
+) -> Checkpoint:
     stepper = state.stepper
-    payload = new_payload(preset_name, preset)
-    payload.update(
-        model={k: v.detach().cpu() for k, v in stepper.model.state_dict().items()},
+    weights = {k: v.detach().cpu() for k, v in stepper.model.state_dict().items()}
+    checkpoint = Checkpoint.new(preset_name, preset, weights, state.step)
+    checkpoint.unit_kl = unit_kl
+    checkpoint.state = RunState(
         optimizer=stepper.optimizer.state_dict(),
-        step=state.step,
-        total_steps=total,
         rng={
             "torch": torch.get_rng_state(),
             "noise": stepper.noise.get_state().cpu(),
             "device": stepper.noise.device.type,
         },
-        unit_kl=unit_kl,
+        total_steps=total,
+        critic=stepper.critic.state_dict() if stepper.critic is not None else None,
     )
-    if stepper.critic is not None:
-        payload["critic"] = stepper.critic.state_dict()
-    return payload
+    return checkpoint
 
 
 def train(
@@ -182,7 +191,7 @@ def check_processes(preset: Preset, world: int) -> None:
     """Refuse a preset that `world` processes cannot train together."""
     if world <= 1:
         return
-    if preset.loss.kind in SINGLE_PROCESS_KINDS:
+    if not kind_of(preset.loss).multiprocess:
         raise PresetError(f"{preset.loss.kind} trains a second network and runs in one process only")
     if preset.train.batch_size % world:
         raise PresetError(
@@ -190,18 +199,19 @@ def check_processes(preset: Preset, world: int) -> None:
         )
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+def check_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     ckpt_path = run_dir / CHECKPOINT
     if resume:
         if not ckpt_path.is_file():
             raise RunDirError(f"nothing to resume: {ckpt_path} does not exist")
-        payload = read_checkpoint(ckpt_path)
-        if payload.get("imported"):
+        checkpoint = read_checkpoint(ckpt_path)
+        if checkpoint.state is None:
+            origin = (checkpoint.imported or {}).get("source", "another program")
             raise RunDirError(
-                f"{ckpt_path} was imported from {payload['imported'].get('source', 'another program')} and "
-                "holds no training state (optimiser, data order) to resume"
+                f"{ckpt_path} was imported from {origin} and holds no training state (optimiser, data order) "
+                "to resume"
             )
-        return payload
+        return checkpoint
     if ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -237,18 +247,19 @@ def _train(
     stepper = Stepper.create(preset, source, torch_device, cluster)
     model, noise, bf16 = stepper.model, stepper.noise, stepper.bf16
     state = _State(stepper, step=0)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        stepper.optimizer.load_state_dict(resumed["optimizer"])
+    if resumed is not None and resumed.state is not None:
+        saved = resumed.state
+        model.load_state_dict(resumed.model)
+        stepper.optimizer.load_state_dict(saved.optimizer)
         if stepper.critic is not None:
-            if "critic" not in resumed:
+            if saved.critic is None:
                 raise RunDirError(f"{ckpt_path} has no {preset.loss.kind} critic state to resume")
-            stepper.critic.load_state_dict(resumed["critic"])
-        torch.set_rng_state(resumed["rng"]["torch"])
-        state.step = int(resumed["step"])
-        saved_on = resumed["rng"].get("device", "cpu")
+            stepper.critic.load_state_dict(saved.critic)
+        torch.set_rng_state(saved.rng["torch"])
+        state.step = resumed.step
+        saved_on = saved.rng.get("device", "cpu")
         if saved_on == torch_device.type:
-            noise.set_state(resumed["rng"]["noise"])
+            noise.set_state(saved.rng["noise"])
         else:  # generator states do not move between device types; continue from a seed tied to the step
             noise.manual_seed(preset.train.seed + 1 + state.step)
             message = (
@@ -263,13 +274,13 @@ def _train(
 
     def save(unit_kl: dict | None = None) -> None:
         if cluster.main:
-            atomic_torch_save(_payload(preset_name, preset, state, total, unit_kl), ckpt_path)
+            _checkpoint(preset_name, preset, state, total, unit_kl).save(ckpt_path)
             emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
 
     where = f"{torch_device}" + (f" x {cluster.world} processes" if cluster.active else "")
     precision = "bf16 autocast" if bf16 else "fp32"
     emit(TrainEvent("start", state.step, total, message=f"{source.description} on {where} ({precision})"))
-    skipped = getattr(source, "skipped", [])
+    skipped = skipped_files(source)
     if skipped:
         listed = "; ".join(str(path) for path, _ in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
         emit(
@@ -338,13 +349,13 @@ def _train(
     seconds = time.perf_counter() - started
     images_per_sec = (state.step - start_step) * batch_size / seconds if seconds > 0 else 0.0
     phases = dict(timer.seconds) if timer is not None else {}
-    finished = dict(
-        seconds=seconds,
-        images_per_sec=images_per_sec,
-        main=cluster.main,
-        profile=phases,
-        steps_run=state.step - start_step,
-    )
+    finished: _Finished = {
+        "seconds": seconds,
+        "images_per_sec": images_per_sec,
+        "main": cluster.main,
+        "profile": phases,
+        "steps_run": state.step - start_step,
+    }
     if interrupted:
         save()
         return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)

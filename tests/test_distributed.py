@@ -39,15 +39,15 @@ def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
     first = _torchrun("--preset", "quickstart", "--out", str(tmp_path / "ddp"), *sets)
     assert first.returncode == 0, first.stderr
     assert "x 2 processes" in first.stderr
-    assert read_checkpoint(tmp_path / "ddp" / "ckpt.pt")["step"] == 3
+    assert read_checkpoint(tmp_path / "ddp" / "ckpt.pt").step == 3
     resumed = _torchrun("--resume", str(tmp_path / "ddp"), "--set", "train.steps=6")
     assert resumed.returncode == 0, resumed.stderr
 
     a = read_checkpoint(tmp_path / "single" / "ckpt.pt")
     b = read_checkpoint(tmp_path / "ddp" / "ckpt.pt")
-    assert b["step"] == 6
-    for key in a["model"]:
-        assert torch.allclose(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5), key
+    assert b.step == 6
+    for key in a.model:
+        assert torch.allclose(a.model[key], b.model[key], rtol=1e-4, atol=1e-5), key
     one = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in two] == [2, 3, 4, 6]  # one log, written by rank 0; a line at each run's end

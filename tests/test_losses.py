@@ -8,17 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jvae_cli.errors import PresetError
+from jvae_cli.kinds import objective
 from jvae_cli.losses import (
     bernoulli_nll_sum,
-    capacity,
-    jointvae_loss,
     kl_normal,
     kl_uniform_categorical,
     reconstruction,
     stock_loss_kernels,
 )
 from jvae_cli.model import Posterior
-from jvae_cli.presets import CapacitySchedule, LossConfig
+from jvae_cli.presets import CapacitySchedule
+from jvae_cli.presets import loss_config as LossConfig
 
 
 def test_kl_normal_matches_monte_carlo_estimate():
@@ -44,12 +45,12 @@ def test_kl_categorical_is_log_k_minus_entropy_and_bounded():
 
 def test_capacity_rises_linearly_holds_and_clips():
     schedule = CapacitySchedule(start=1.0, stop=5.0, steps=100, gamma=30.0)
-    assert capacity(schedule, 0) == 1.0
-    assert capacity(schedule, 1) == pytest.approx(1.04)
-    assert capacity(schedule, 50) == pytest.approx(3.0)
-    assert capacity(schedule, 100) == 5.0
-    assert capacity(schedule, 10_000) == 5.0
-    assert capacity(schedule, 50, ceiling=math.log(2)) == pytest.approx(math.log(2))
+    assert schedule.capacity(0) == 1.0
+    assert schedule.capacity(1) == pytest.approx(1.04)
+    assert schedule.capacity(50) == pytest.approx(3.0)
+    assert schedule.capacity(100) == 5.0
+    assert schedule.capacity(10_000) == 5.0
+    assert schedule.capacity(50, ceiling=math.log(2)) == pytest.approx(math.log(2))
 
 
 def test_reconstruction_is_per_image_sum_and_official_divides_by_channels():
@@ -98,7 +99,7 @@ def test_loss_combines_terms_with_capacities_and_clips_discrete():
     torch.manual_seed(0)
     posterior = Posterior(torch.randn(8, 4), torch.randn(8, 4), [torch.randn(8, 2), torch.randn(8, 3)])
     logits, target = torch.randn(8, 1, 32, 32), torch.rand(8, 1, 32, 32)
-    terms = jointvae_loss(logits, target, posterior, step=20, config=config)
+    terms = objective(logits, target, posterior, 20, config)
     assert terms.kl_cont.shape == (4,) and terms.kl_disc.shape == (2,)
     assert terms.capacity_cont == 10.0
     assert terms.capacity_disc == pytest.approx(math.log(2) + math.log(3))
@@ -116,9 +117,9 @@ def test_loss_without_discrete_or_without_continuous_latents():
         discrete_capacity=CapacitySchedule(stop=1.0, steps=10, gamma=1.0),
     )
     logits, target = torch.randn(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
-    only_cont = jointvae_loss(logits, target, Posterior(torch.zeros(2, 3), torch.zeros(2, 3), []), 5, config)
+    only_cont = objective(logits, target, Posterior(torch.zeros(2, 3), torch.zeros(2, 3), []), 5, config)
     assert only_cont.kl_disc.numel() == 0 and only_cont.capacity_disc == 0.0
-    only_disc = jointvae_loss(
+    only_disc = objective(
         logits, target, Posterior(torch.zeros(2, 0), torch.zeros(2, 0), [torch.zeros(2, 4)]), 5, config
     )
     assert only_disc.kl_cont.numel() == 0
@@ -155,8 +156,6 @@ def _by_hand(logits, target, posterior):
     ],
 )
 def test_baseline_losses_match_their_formulas(kind, extra, expected):
-    from jvae_cli.losses import objective
-
     logits, target, posterior = _fixed_batch()
     recon, kl = _by_hand(logits, target, posterior)
     terms = objective(logits, target, posterior, 40, LossConfig(kind=kind, **extra))
@@ -165,29 +164,27 @@ def test_baseline_losses_match_their_formulas(kind, extra, expected):
 
 
 def test_each_kind_takes_only_its_own_fields():
-    from pydantic import ValidationError
-
     schedule = CapacitySchedule(stop=1.0, steps=10, gamma=1.0)
-    with pytest.raises(ValidationError, match="needs loss.beta"):
+    with pytest.raises(PresetError, match="needs loss.beta"):
         LossConfig(kind="beta-vae")
-    with pytest.raises(ValidationError, match="loss.beta is not used by kind 'vae'"):
+    with pytest.raises(PresetError, match="loss.beta is not used by kind 'vae'"):
         LossConfig(kind="vae", beta=2.0)
-    with pytest.raises(ValidationError, match="needs loss.discrete_capacity"):
+    with pytest.raises(PresetError, match="needs loss.discrete_capacity"):
         LossConfig(kind="jointvae", continuous_capacity=schedule)
-    with pytest.raises(ValidationError, match="loss.discrete_capacity is not used by kind 'cc-beta-vae'"):
+    with pytest.raises(PresetError, match="loss.discrete_capacity is not used by kind 'cc-beta-vae'"):
         LossConfig(kind="cc-beta-vae", continuous_capacity=schedule, discrete_capacity=schedule)
 
 
 def test_grouped_vae_term_i_reaches_only_group_i_of_the_encoder_outputs():
-    from jvae_cli.losses import grouped_reconstruction
+    from jvae_cli.kinds.grouped_vae import grouped_reconstruction
     from jvae_cli.model import JointVAE
 
     torch.manual_seed(0)
     model = JointVAE(32, 1, 6, [], hidden=64, mlp=True)
     target = torch.rand(4, 1, 32, 32)
     latent = torch.randn(4, 6, requires_grad=True)
-    first_term = grouped_reconstruction(model, target, latent, [3], "bce-sum")  # groups 1..1
-    both_terms = grouped_reconstruction(model, target, latent, [3, 3], "bce-sum")
+    first_term = grouped_reconstruction(model.decode_logits, target, latent, [3], "bce-sum")  # groups 1..1
+    both_terms = grouped_reconstruction(model.decode_logits, target, latent, [3, 3], "bce-sum")
     (first,) = torch.autograd.grad(first_term, latent, retain_graph=True)
     (second,) = torch.autograd.grad(both_terms - first_term, latent, retain_graph=True)
     assert first[:, :3].abs().sum() > 0 and first[:, 3:].abs().sum() == 0
@@ -197,7 +194,8 @@ def test_grouped_vae_term_i_reaches_only_group_i_of_the_encoder_outputs():
 
 
 def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
-    from jvae_cli.losses import model_objective, reconstruction
+    from jvae_cli.kinds import model_objective
+    from jvae_cli.losses import reconstruction
     from jvae_cli.model import JointVAE
 
     torch.manual_seed(1)
@@ -216,7 +214,7 @@ def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
 
 
 def test_objective_scale_pixel_steps_on_the_loss_divided_by_the_pixel_count():
-    from jvae_cli.checkpoint import build_model
+    from jvae_cli.builder import build_model
     from jvae_cli.presets import load_preset
     from jvae_cli.steps import Objective
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from jvae_cli import metrics as m
-from jvae_cli.data.groundtruth import uniform_factors
+from jvae_cli.data.capabilities import uniform_factors
 
 
 class Toy:
@@ -236,7 +236,7 @@ def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_pa
     assert result.exit_code == 0 and "named units:" in result.stdout
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     expected = names_to_store(Report(factor_units=report["factor_units"]))
-    assert read_checkpoint(ckpt)["unit_names"] == expected
+    assert read_checkpoint(ckpt).unit_names == expected
 
     entries = [
         {"factor": "posX", "unit": "1", "normalised_mi": 0.8, "clear": True},
@@ -248,7 +248,8 @@ def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_pa
 
 
 def test_label_metrics_on_a_labelled_dataset(tmp_path):
-    from jvae_cli.checkpoint import LoadedCheckpoint, build_model
+    from jvae_cli.builder import build_model
+    from jvae_cli.checkpoint import LoadedCheckpoint
     from jvae_cli.data.dsprites import render
     from jvae_cli.data.sources import TensorImages
     from jvae_cli.evaluation import evaluate, representation

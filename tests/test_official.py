@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli.checkpoint import FORMAT, build_model, load_checkpoint, new_payload
+from jvae_cli.builder import build_model
+from jvae_cli.checkpoint import FORMAT, Checkpoint, load_checkpoint
 from jvae_cli.presets import load_preset
 
 ENCODER = {32: [32, 64, 64], 64: [32, 32, 64, 64]}
@@ -130,7 +131,7 @@ def test_official_weights_import_and_give_the_official_networks_outputs(
     assert result.exit_code == 0, result.output
 
     loaded = load_checkpoint(ckpt)
-    preset, payload = loaded.preset, loaded.payload
+    preset, imported = loaded.preset, loaded.checkpoint.imported
     assert (preset.data.image_size, preset.data.channels, preset.model.continuous) == (
         size,
         channels,
@@ -141,7 +142,7 @@ def test_official_weights_import_and_give_the_official_networks_outputs(
     assert preset.train.lr == 0.0005 and preset.train.batch_size == 64 and preset.train.epochs == 100
     assert preset.loss.reconstruction == ("bce-official" if channels == 3 else "bce-sum")
     digest = hashlib.sha256((tmp_path / "release" / "model.pt").read_bytes()).hexdigest()
-    assert payload["imported"]["sha256"] == digest and payload["imported"]["specs"]["dataset"] == dataset
+    assert imported["sha256"] == digest and imported["specs"]["dataset"] == dataset
 
     x = torch.rand(6, channels, size, size, generator=torch.Generator().manual_seed(1))
     mean, logvar, alphas, image = official_forward(state, x, discrete)
@@ -222,7 +223,6 @@ def test_broken_releases_are_one_line_errors(cli, tmp_path):
 
 def test_old_format_32x32_checkpoints_are_refused_with_what_to_do(cli, tmp_path):
     name, preset = load_preset("digits")
-    payload = new_payload(name, preset)
     model = build_model(preset)
     old = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
     for i, (c_in, c_out) in enumerate([(64, 64), (64, 32), (32, 1)]):  # the old mirrored decoder
@@ -230,7 +230,8 @@ def test_old_format_32x32_checkpoints_are_refused_with_what_to_do(cli, tmp_path)
             torch.zeros(c_in, c_out, 4, 4),
             torch.zeros(c_out),
         )
-    payload.update(format_version=1, model=old, step=10, unit_kl=None)
+    payload = Checkpoint.new(name, preset, old, step=10).to_payload()
+    payload.update(format_version=1)
     assert payload["format"] == FORMAT
     torch.save(payload, tmp_path / "old.pt")
     for args in (
@@ -298,7 +299,7 @@ def test_pretrained_names_download_verify_convert_and_cache(
     result = cli("traverse", "official:mnist", "--unit", "digit", "--out", out)
     assert result.exit_code == 0, result.output
     assert out.is_file()
-    assert load_checkpoint(cached / "official-mnist.pt").payload["imported"]["name"] == "mnist"
+    assert load_checkpoint(cached / "official-mnist.pt").checkpoint.imported["name"] == "mnist"
 
     result = cli("units", "official:nosuch")
     assert result.exit_code == 1 and "unknown pretrained model 'official:nosuch'" in result.stderr

@@ -13,9 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from jvae_cli import trainer
-from jvae_cli.checkpoint import build_model, read_checkpoint
-from jvae_cli.critics import LabelClassifier, TCDiscriminator, build_critic, permute_dims
-from jvae_cli.losses import kl_normal, model_objective, pair_log_weights, reconstruction, tc_decomposition
+from jvae_cli.builder import build_model
+from jvae_cli.checkpoint import read_checkpoint
+from jvae_cli.kinds import build_critic, model_objective
+from jvae_cli.kinds.beta_tcvae import pair_log_weights, tc_decomposition
+from jvae_cli.kinds.class_conditional import LabelClassifier
+from jvae_cli.kinds.factor_vae import TCDiscriminator, permute_dims
+from jvae_cli.losses import kl_normal, reconstruction
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Objective, critic_step, vae_step
 
@@ -270,11 +274,12 @@ def test_critic_state_is_checkpointed_and_resumes_exactly(tmp_path, name, sets):
     trainer.train(preset, name, tmp_path / "split", should_stop=lambda: next(calls) >= 3)
     trainer.train(preset, name, tmp_path / "split", resume=True)
     a, b = read_checkpoint(tmp_path / "whole" / "ckpt.pt"), read_checkpoint(tmp_path / "split" / "ckpt.pt")
-    assert set(a["critic"]) == {"network", "optimizer"}
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for key in a["critic"]["network"]:
-        assert torch.equal(a["critic"]["network"][key], b["critic"]["network"][key]), key
+    critic_a, critic_b = a.state.critic, b.state.critic
+    assert set(critic_a) == {"network", "optimizer"}
+    for key in a.model:
+        assert torch.equal(a.model[key], b.model[key]), key
+    for key in critic_a["network"]:
+        assert torch.equal(critic_a["network"][key], critic_b["network"][key]), key
     record = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(record["critic_loss"])
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import jvae_cli
-from jvae_cli.checkpoint import build_model
-from jvae_cli.critics import build_critic
+from jvae_cli.builder import build_model
+from jvae_cli.kinds import build_critic
 from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
 from jvae_cli.steps import Objective, critic_step, vae_step
 

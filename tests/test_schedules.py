@@ -170,8 +170,8 @@ def test_capacity_weight_ramps_from_gamma_start_to_gamma_and_holds():
 
 def test_the_loss_uses_the_ramped_weight():
     """|KL - C| enters the JointVAE loss with the step's weight: the same codes cost more as gamma rises."""
-    from jvae_cli.checkpoint import build_model
-    from jvae_cli.losses import jointvae_loss
+    from jvae_cli.builder import build_model
+    from jvae_cli.kinds import objective
 
     preset = preset_with(
         "data.image_size=32",
@@ -188,7 +188,7 @@ def test_the_loss_uses_the_ramped_weight():
     with torch.no_grad():
         posterior = model.encode(x)
         logits = model.decode_logits(posterior.mode())
-        terms = {s: jointvae_loss(logits, x, posterior, s, preset.loss) for s in (1, 50, 100, 400)}
+        terms = {s: objective(logits, x, posterior, s, preset.loss) for s in (1, 50, 100, 400)}
     gap = {s: abs(float(t.kl_cont.sum()) - t.capacity_cont) for s, t in terms.items()}
     for s, t in terms.items():
         expected = float(t.recon) + preset.loss.continuous_capacity.weight(s) * gap[s]

@@ -56,7 +56,7 @@ def edit(
         None, "--sweep", help="Also write a GIF moving from the original code to the edit."
     ),
     frames: int = typer.Option(12, "--frames", min=2, max=500, help="Frames of --sweep."),
-    label: int = class_option(),
+    label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Edit IMAGE by moving latent units: --NAME +d adds d, --NAME -d subtracts, --NAME =v sets."""
@@ -83,7 +83,7 @@ def edit(
             )
     with user_errors():
         loaded, torch_device = load(find_checkpoint(ckpt), device)
-        model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        model, names = loaded.model, loaded.unit_names
         set_class(model, label)
         changes = [parse_change(parse_unit(unit, model, names), value, model) for unit, value in requested]
         result = edit_image(loaded, image, changes, torch_device, frames if sweep is not None else 0)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, set_class
 from jvae_cli.cli.console import err, fail, out, user_errors
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def encode(
@@ -29,12 +33,13 @@ def encode(
     ),
     data: str = typer.Option(None, "--data", help="Dataset location, when INPUT is a dataset name."),
     limit: int = typer.Option(None, "--limit", min=1, help="Encode only the first N images of a dataset."),
-    label: int = class_option(),
+    label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Infer codes: per image its path, continuous means and log-variances, discrete probabilities and argmax."""
     from jvae_cli.codes import CodeWriter
     from jvae_cli.data import open_dataset
+    from jvae_cli.data.capabilities import labels_of
     from jvae_cli.images import image_files
     from jvae_cli.inference import encode_dataset, encode_files
     from jvae_cli.presets import DataConfig
@@ -54,13 +59,13 @@ def encode(
                 else DataConfig(dataset=inputs[0], image_size=own.image_size, channels=own.channels)
             )
             source = open_dataset(config, data)
-            if getattr(source, "labels", None) is not None and loaded.model.classes and label is not None:
+            if labels_of(source) is not None and loaded.model.classes and label is not None:
                 raise fail(f"{inputs[0]} has its own labels, which the model reads; leave out --class", 2)
         else:
             paths = image_files(Path(p) for p in inputs)
             if not paths:
                 raise fail(f"no images found in {', '.join(inputs)}", 1)
-        has_labels = as_dataset and getattr(source, "labels", None) is not None
+        has_labels = as_dataset and labels_of(source) is not None
         set_class(loaded.model, label, needed=not has_labels)
         writer = CodeWriter(out_path, loaded.model.continuous, loaded.model.discrete)
         with _Progress() as progress:
@@ -107,7 +112,7 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         self.bar = Progress("encode", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
-        self.task = None
+        self.task: TaskID | None = None  # added on the first report, when the total is known
         if err.is_terminal:
             self.bar.start()
         return self

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.table import Table
 
 from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load
 from jvae_cli.cli.console import err, fail, out, user_errors
+
+if TYPE_CHECKING:
+    from jvae_cli.data.capabilities import GroundTruth
 
 
 def evaluate(
@@ -109,7 +113,7 @@ def evaluate(
                 [report.unit_kl[str(i)] for i in range(model.continuous)],
                 [report.unit_kl[f"d{i}"] for i in range(len(model.discrete))],
             )
-            names = loaded.payload.get("unit_names") or {}
+            names = loaded.unit_names
             write_ranked_traversal(
                 model,
                 source,
@@ -125,7 +129,7 @@ def evaluate(
         if report.mi_matrix is not None:
             mi_heatmap(
                 report,
-                list(source.factor_names),
+                list(cast("GroundTruth", source).factor_names),  # an MI matrix means ground truth
                 [u.label for u in all_units(model)],
                 target / "mi_heatmap.png",
             )

@@ -30,12 +30,12 @@ def official(
     if out_path.exists() and not force:
         raise fail(f"{out_path} exists; choose another --out or pass --force", 1)
     with user_errors():
-        payload = import_official(folder, out_path, data_path=data)
-    preset = payload["preset"]
+        checkpoint = import_official(folder, out_path, data_path=data)
+    preset, imported = checkpoint.preset, checkpoint.imported or {}
     model = preset["model"]
     out.print(
-        f"imported {payload['imported']['name']} ({preset['data']['dataset']} "
+        f"imported {imported['name']} ({preset['data']['dataset']} "
         f"{preset['data']['image_size']}x{preset['data']['image_size']}, {model['continuous']} continuous, "
-        f"discrete {model['discrete']}; sha256 {payload['imported']['sha256'][:12]}) to {out_path}",
+        f"discrete {model['discrete']}; sha256 {imported['sha256'][:12]}) to {out_path}",
         markup=False,
     )

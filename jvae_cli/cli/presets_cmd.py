@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from jvae_cli.cli.console import out, user_errors
-from jvae_cli.presets import load_preset, preset_names, preset_to_dict, preset_to_toml
 
 app = typer.Typer(help="List presets, or show one.", no_args_is_help=False)
 
@@ -26,6 +25,8 @@ def list_presets(ctx: typer.Context) -> None:
     """List every preset: name, dataset, model kind, description."""
     if ctx.invoked_subcommand is not None:
         return
+    from jvae_cli.presets import load_preset, preset_names, preset_to_dict
+
     table = Table(title="jvae presets")
     table.add_column("name", no_wrap=True)  # names are what users copy, never cut
     for column in ("dataset", "model", "description"):
@@ -44,6 +45,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print exactly the preset's fields as JSON."),
 ) -> None:
     """Show a preset resolved (after --set overrides and validation)."""
+    from jvae_cli.presets import load_preset, preset_to_dict, preset_to_toml
+
     with user_errors():
         _, preset = load_preset(name, overrides)
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import typer
 from rich.table import Table
@@ -10,6 +11,15 @@ from rich.table import Table
 from jvae_cli.cli.console import out, user_errors
 
 app = typer.Typer(help="List pretrained models, or fetch one ahead of use.", no_args_is_help=False)
+
+
+class _Row(TypedDict):
+    """One pretrained model as the list prints it, typed so the table's cells are known to be text."""
+
+    name: str
+    model: str
+    cached: bool
+    path: str
 
 
 @app.callback(invoke_without_command=True)
@@ -22,7 +32,7 @@ def list_pretrained(
         return
     from jvae_cli.pretrained import PREFIX, RELEASED, checkpoint_path
 
-    rows = [
+    rows: list[_Row] = [
         {
             "name": PREFIX + name,
             "model": model.summary,

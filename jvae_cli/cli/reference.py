@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import typer
+
+if TYPE_CHECKING:
+    import click
 
 BLOCKS = {
     "commands": "command reference",
@@ -69,7 +72,7 @@ def _command_block(path: str, command: Any) -> list[str]:
 def command_reference() -> str:
     from jvae_cli.cli import app
 
-    root = typer.main.get_command(app)
+    root = cast("click.Group", typer.main.get_command(app))  # the app has subcommands, so it is a group
     blocks: list[str] = []
     for name, command in root.commands.items():
         for sub, leaf in getattr(command, "commands", {None: command}).items():

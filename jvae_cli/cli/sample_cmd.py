@@ -35,7 +35,7 @@ def sample(
     variable: str = typer.Option("d0", "--variable", help="The discrete variable --per-category lays out."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prior samples."),
     scale: int = scale_option(),
-    label: int = class_option(),
+    label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Decode samples of the prior (the paper's figure 4a with --per-category)."""
@@ -48,7 +48,7 @@ def sample(
     output_path(out_path, {".png"})
     with user_errors():
         loaded, torch_device = load(ckpt, device)
-        model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        model, names = loaded.model, loaded.unit_names
         set_class(model, label)
         fixed = []
         for text in categories:

@@ -80,9 +80,9 @@ def train(
                 raise fail(
                     f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}", 2
                 )
-            payload = read_checkpoint(resume / trainer.CHECKPOINT)
-            name = str(payload.get("preset_name", resume.name))
-            resolved = validate_preset(apply_overrides(payload["preset"], overrides), f"{resume} preset")
+            checkpoint = read_checkpoint(resume / trainer.CHECKPOINT)
+            name = checkpoint.preset_name
+            resolved = validate_preset(apply_overrides(checkpoint.preset, overrides), f"{resume} preset")
             run_dir = resume
         else:
             if preset is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -34,7 +35,7 @@ def traverse(
     duration: int = typer.Option(100, "--duration", min=10, help="GIF milliseconds per frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of --samples."),
     scale: int = scale_option(),
-    label: int = class_option(),
+    label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Decode codes while one latent unit moves across its range (the paper's figures 2, 3, 5 and 7b)."""
@@ -55,9 +56,9 @@ def traverse(
         raise fail("--from and --samples choose the base code two ways; pass one", 2)
     with user_errors():
         loaded, torch_device = load(ckpt, device)
-        model, names = loaded.model, loaded.payload.get("unit_names") or {}
+        model, names = loaded.model, loaded.unit_names
         set_class(model, label)
-        stored = loaded.payload.get("unit_kl")
+        stored = loaded.unit_kl
         kl = UnitKL(stored["continuous"], stored["discrete"]) if stored else None
         if all_units:
             chosen = ranked_units(model, kl) if kl else every_unit(model)
@@ -75,7 +76,8 @@ def traverse(
         if frames is None:
             only_discrete = all(u.kind == "discrete" for u in chosen)
             frames = max(model.discrete[u.index] for u in chosen) if only_discrete else 10
-        limits = tuple(value_range) if value_range else DEFAULT_RANGE
+        # --range takes exactly two numbers, LO and HI
+        limits = cast(tuple[float, float], tuple(value_range)) if value_range else DEFAULT_RANGE
         if limits[0] >= limits[1]:
             raise fail(f"--range {limits[0]} {limits[1]}: LO must be below HI", 2)
         labels = [unit_label(u, names, kl) for u in chosen]

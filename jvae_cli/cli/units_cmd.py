@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypedDict, cast
 
 import typer
 from rich.table import Table
 
 from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load, unit_assignment
 from jvae_cli.cli.console import err, out, user_errors
+
+
+class _UnitRow(TypedDict):
+    """One unit as the table and the JSON show it."""
+
+    unit: str
+    kind: str
+    name: str | None
+    kl: float | None
 
 
 def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
@@ -49,24 +59,28 @@ def units(
             updates: dict[str, str | None] = {}
             for text in name:
                 address, new = unit_assignment("--name", text, "UNIT=NAME, e.g. 3=azimuth")
-                unit = parse_unit(address, model, loaded.payload.get("unit_names") or {})
+                unit = parse_unit(address, model, loaded.unit_names)
                 updates[unit_address(unit)] = new.strip() or None
             stored = set_unit_names(ckpt, updates)
             out.print(
                 f"names in {ckpt}: " + (", ".join(f"{a}={n}" for a, n in sorted(stored.items())) or "none")
             )
             return
+        kl: tuple[list[float], list[float]] | None  # None when neither the checkpoint nor its log has it
         try:
             measured = measure_unit_kl(model, open_dataset(loaded.preset.data, data), torch_device)
             kl, source = (measured.continuous, measured.discrete), "data sample (1024 images)"
         except (DataNotFoundError, DataError) as exc:
-            stored_kl = loaded.payload.get("unit_kl")
-            recorded = stored_kl.get("measured_on", "end of training") if stored_kl else "training log"
+            stored_kl = loaded.unit_kl
+            # measured_on, where an import wrote it, is the one text entry beside the KL lists
+            recorded = (
+                cast(str, stored_kl.get("measured_on", "end of training")) if stored_kl else "training log"
+            )
             err.print(f"note: {exc}; KL as recorded: {recorded}", markup=False)
             kl = (stored_kl["continuous"], stored_kl["discrete"]) if stored_kl else _training_log_kl(ckpt)
             source = recorded
-    names = loaded.payload.get("unit_names") or {}
-    rows = []
+    names = loaded.unit_names
+    rows: list[_UnitRow] = []
     for unit in all_units(model):
         values = (kl[0] if unit.kind == "continuous" else kl[1]) if kl else None
         rows.append(
@@ -76,7 +90,7 @@ def units(
                 if unit.kind == "continuous"
                 else f"discrete ({model.discrete[unit.index]}-way)",
                 "name": names.get(unit_address(unit)),
-                "kl": None if not kl else values[unit.index],  # type: ignore[index]
+                "kl": None if not kl else cast(list[float], values)[unit.index],  # values is set when kl is
             }
         )
     if as_json:

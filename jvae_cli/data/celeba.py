@@ -8,17 +8,27 @@ Decoded once into the preprocessing cache.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from jvae_cli.data.folder import cached_crops
-from jvae_cli.data.locations import not_found
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
 
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
+
 CROP = (15, 40, 163, 188)
 PARTITIONS = {"train": 0, "test": 2}
+LAYOUT = Layout(
+    "celeba",
+    "img_align_celeba/*.jpg (optionally list_attr_celeba.txt, list_eval_partition.txt)",
+    "download it from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
+)
 
 
 def _table(path: Path, skip_header: int) -> dict[str, list[int]]:
@@ -31,11 +41,12 @@ def _table(path: Path, skip_header: int) -> dict[str, list[int]]:
 
 
 def load_celeba(root: Path, channels: int, image_size: int, split: str) -> TensorImages:
+    folder: Path | None  # None when neither root nor its img_align_celeba folder holds the images
     folder = root / "img_align_celeba"
     if not folder.is_dir():
         folder = root if root.name == "img_align_celeba" and root.is_dir() else None
     if folder is None:
-        raise not_found("celeba", root)
+        raise not_found(LAYOUT, root)
     base = folder.parent
     files = sorted(folder.glob("*.jpg"))
     if not files:
@@ -57,3 +68,11 @@ def load_celeba(root: Path, channels: int, image_size: int, split: str) -> Tenso
         values = np.array([table.get(f.name, [-1] * len(source.attribute_names)) for f in files])
         source.attributes = torch.from_numpy((values > 0).astype(np.int64))
     return source
+
+
+def open_celeba(config: DataConfig, data_path: str | None) -> TensorImages:
+    root = data_root(LAYOUT, data_path, config.path)
+    return load_celeba(root, config.channels, config.image_size, config.split)
+
+
+DATASET = Dataset("celeba", LAYOUT, open_celeba, attributes=True, splits=True)

@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from jvae_cli.data.capabilities import uniform_factors
 from jvae_cli.data.folder import cached_crops
-from jvae_cli.data.groundtruth import uniform_factors
-from jvae_cli.data.locations import not_found
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
 
 PATTERN = re.compile(r"image_(\d+)_p(\d+)_t(\d+)_r(\d+)\.png$")
 CROP = (100, 100, 500, 500)
 HELD_OUT_EVERY = 10
+LAYOUT = Layout(
+    "chairs",
+    "rendered_chairs/<chair>/renders/image_KKK_pPPP_tTTT_rRRR.png",
+    "download rendered_chairs.tar from https://www.di.ens.fr/willow/research/seeing3Dchairs/",
+)
 
 
 class ChairsSource:
@@ -33,7 +43,11 @@ class ChairsSource:
     factor_names = ["chair", "elevation", "azimuth"]
 
     def __init__(
-        self, images: TensorImages, factors: np.ndarray, values: dict[str, list[int]], description: str
+        self,
+        images: TensorImages,
+        factors: np.ndarray,
+        values: dict[str, list[str] | list[int]],
+        description: str,
     ) -> None:
         self.inner = images
         self.factors_of = factors  # (N, 3) class indices
@@ -65,10 +79,11 @@ def load_chairs(root: Path, channels: int, image_size: int, split: str) -> Chair
     base = root / "rendered_chairs" if (root / "rendered_chairs").is_dir() else root
     chairs = sorted(p for p in base.iterdir() if (p / "renders").is_dir()) if base.is_dir() else []
     if not chairs:
-        raise not_found("chairs", root)
+        raise not_found(LAYOUT, root)
     if split != "all":
         chairs = [c for i, c in enumerate(chairs) if (i % HELD_OUT_EVERY == 0) == (split == "test")]
-    files, parsed = [], []
+    files: list[Path] = []
+    parsed: list[tuple[str, int, int]] = []  # (chair folder, elevation, azimuth)
     for chair in chairs:
         for path in sorted((chair / "renders").glob("*.png")):
             match = PATTERN.search(path.name)
@@ -77,7 +92,7 @@ def load_chairs(root: Path, channels: int, image_size: int, split: str) -> Chair
                 parsed.append((chair.name, int(match.group(2)), int(match.group(3))))
     if not files:
         raise DataError(f"no renders named image_KKK_pPPP_tTTT_rRRR.png under {base}")
-    values = {
+    values: dict[str, list[str] | list[int]] = {
         "chair": sorted({p[0] for p in parsed}),
         "elevation": sorted({p[1] for p in parsed}),
         "azimuth": sorted({p[2] for p in parsed}),
@@ -91,3 +106,11 @@ def load_chairs(root: Path, channels: int, image_size: int, split: str) -> Chair
     )
     description = f"3D Chairs ({base}, {split}: {len(values['chair'])} chairs, {len(files)} renders)"
     return ChairsSource(images, factors, values, description)
+
+
+def open_chairs(config: DataConfig, data_path: str | None) -> ChairsSource:
+    root = data_root(LAYOUT, data_path, config.path)
+    return load_chairs(root, config.channels, config.image_size, config.split)
+
+
+DATASET = Dataset("chairs", LAYOUT, open_chairs, labels=True, factors=True, splits=True)

@@ -3,10 +3,17 @@ need no download, upscaled once to the preset's size. Small enough to live in me
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
+from jvae_cli.data.locations import Layout
+from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
 
 MAX_VALUE = 16.0  # the bundled images hold integer intensities 0..16
 
@@ -21,3 +28,11 @@ def load_digits(channels: int, image_size: int) -> TensorImages:
     source = TensorImages(data, "digits (scikit-learn, 1797 images)", channels, image_size)
     source.labels = torch.from_numpy(digits.target).long()
     return source
+
+
+def open_digits(config: DataConfig, data_path: str | None) -> TensorImages:
+    return load_digits(config.channels, config.image_size)
+
+
+LAYOUT = Layout("digits", "nothing: scikit-learn ships it", "pip install scikit-learn")
+DATASET = Dataset("digits", LAYOUT, open_digits, classes=10, labels=True)

@@ -11,19 +11,30 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from jvae_cli.data.groundtruth import uniform_factors
-from jvae_cli.data.sources import fit_images
-from jvae_cli.errors import DataError
+from jvae_cli.data.capabilities import uniform_factors
+from jvae_cli.data.download import download
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
+from jvae_cli.data.sources import ImageSource, fit_images
+from jvae_cli.errors import DataError, DataNotFoundError
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = "https://github.com/deepmind/dsprites-dataset/raw/master/" + FILE_NAME
 MD5 = "7da33b31b13a06f4b04a70402ce90c2e"  # of the published file
+LAYOUT = Layout(
+    "dsprites",
+    FILE_NAME,
+    "--set data.download=true fetches it, or use --set data.source=generated",
+)
 FACTOR_NAMES = ["shape", "scale", "orientation", "posX", "posY"]
 FACTOR_SIZES = [3, 6, 40, 32, 32]
 SHAPES = ["square", "ellipse", "heart"]
@@ -178,9 +189,7 @@ def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def _read_npy_member(
-    archive: zipfile.ZipFile, name: str
-) -> tuple[zipfile.ZipExtFile, tuple[int, ...], np.dtype]:
+def _read_npy_member(archive: zipfile.ZipFile, name: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype]:
     handle = archive.open(name)
     shape, dtype = read_npy_header(handle)
     return handle, shape, dtype
@@ -215,9 +224,7 @@ class FileDSprites(_DSpritesBase):
         self.position[index] = np.arange(len(index))
 
     @staticmethod
-    def _read_packed(
-        handle: zipfile.ZipExtFile, shape: tuple[int, ...], dtype: np.dtype, path: Path
-    ) -> np.ndarray:
+    def _read_packed(handle: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, path: Path) -> np.ndarray:
         if len(shape) != 3 or shape[1:] != (SIDE, SIDE):
             raise DataError(f"{path}: imgs has shape {shape}, expected (N, 64, 64)")
         packed = np.empty((shape[0], SIDE, SIDE // 8), dtype=np.uint8)
@@ -250,3 +257,30 @@ class FileDSprites(_DSpritesBase):
         if (rows < 0).any():
             raise DataError("this dSprites file does not hold every factor combination asked for")
         return self._unpack(rows, device)
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+
+def _published_file(root: Path) -> Path:
+    for candidate in (root, root / FILE_NAME, root / "dsprites" / FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise not_found(LAYOUT, root)
+
+
+def open_dsprites(config: DataConfig, data_path: str | None) -> ImageSource:
+    if config.source == "generated":
+        return GeneratedDSprites(config.channels, config.image_size)
+    root = data_root(LAYOUT, data_path, config.path, config.download)
+    try:
+        path = _published_file(root)
+    except DataNotFoundError:
+        if not config.download:
+            raise
+        target = root if root.suffix == ".npz" else root / FILE_NAME
+        path = download(URL, target, MD5)
+    return FileDSprites(path, config.channels, config.image_size)
+
+
+DATASET = Dataset("dsprites", LAYOUT, open_dsprites, factors=True, generated=True)

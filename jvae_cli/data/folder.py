@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jvae_cli.data.cache import cached_images
-from jvae_cli.data.locations import not_found
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
 from jvae_cli.images import ImageReadError, image_files, load_image
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
+
+LAYOUT = Layout("folder", "a directory tree of images", "pass --data DIR")
 
 
 def uint8_decoder(
@@ -35,7 +42,7 @@ def uint8_decoder(
 
 def load_folder(root: Path, channels: int, image_size: int, on_unreadable: str = "fail") -> TensorImages:
     if not root.is_dir():
-        raise not_found("folder", root)
+        raise not_found(LAYOUT, root)
     paths = image_files([root])
     if not paths:
         raise DataError(
@@ -72,3 +79,11 @@ def cached_crops(
             f"{len(meta['skipped'])} {kind} image(s) cannot be read; the first: {meta['reasons'][0]}"
         )
     return array
+
+
+def open_folder(config: DataConfig, data_path: str | None) -> TensorImages:
+    root = data_root(LAYOUT, data_path, config.path)
+    return load_folder(root, config.channels, config.image_size, config.on_unreadable)
+
+
+DATASET = Dataset("folder", LAYOUT, open_folder)

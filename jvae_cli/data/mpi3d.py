@@ -12,23 +12,33 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from jvae_cli.data.cache import cached_array
+from jvae_cli.data.capabilities import uniform_factors
 from jvae_cli.data.dsprites import read_npy_header
-from jvae_cli.data.groundtruth import uniform_factors
-from jvae_cli.data.locations import not_found
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
 
 VARIANTS = ("toy", "realistic", "real")
 FACTOR_NAMES = ["colour", "shape", "size", "height", "background", "horizontal", "vertical"]
 FACTOR_SIZES = [6, 6, 2, 3, 3, 40, 40]
 STRIDES = np.cumprod([1, *FACTOR_SIZES[::-1]])[:-1][::-1].astype(np.int64)  # vertical fastest
 COUNT = int(np.prod(FACTOR_SIZES))
+LAYOUT = Layout(
+    "mpi3d",
+    "mpi3d_toy.npz (or mpi3d_realistic.npz, mpi3d_real.npz)",
+    "download it from https://github.com/rr-learning/disentanglement_dataset",
+)
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -80,7 +90,7 @@ def _file(root: Path, variant: str | None) -> Path:
         for candidate in (root / name, root / "mpi3d" / name):
             if candidate.is_file():
                 return candidate
-    raise not_found("mpi3d", root)
+    raise not_found(LAYOUT, root)
 
 
 def load_mpi3d(root: Path, channels: int, image_size: int) -> MPI3DSource:
@@ -123,3 +133,10 @@ def load_mpi3d(root: Path, channels: int, image_size: int) -> MPI3DSource:
         raise DataError(f"{path}: cannot read as an MPI3D npz ({exc})") from None
     images = array_source(array, "mpi3d", channels, image_size)
     return MPI3DSource(images, f"MPI3D ({path.name}, {shape[0]} images)")
+
+
+def open_mpi3d(config: DataConfig, data_path: str | None) -> MPI3DSource:
+    return load_mpi3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
+
+
+DATASET = Dataset("mpi3d", LAYOUT, open_mpi3d, factors=True)

@@ -46,6 +46,11 @@ def fit_images(images: Tensor, channels: int, image_size: int) -> Tensor:
 class TensorImages:
     """A whole dataset held as one uint8 tensor (N, C, H, W), copied to the training device on first use."""
 
+    # Declared, not set: only a dataset with named binary attributes (CelebA, where its annotation file is
+    # present) gives its images these.
+    attribute_names: list[str]
+    attributes: Tensor  # (N, len(attribute_names)) int64, 1 where the image has the attribute
+
     def __init__(self, data: Tensor, description: str, channels: int, image_size: int) -> None:
         if data.dtype != torch.uint8 or data.dim() != 4:
             raise ValueError(f"expected uint8 (N, C, H, W), got {data.dtype} {tuple(data.shape)}")
