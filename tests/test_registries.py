@@ -194,3 +194,20 @@ def test_the_preset_schema_takes_its_dataset_names_from_the_registry():
         assert _config(name).dataset == name
     with pytest.raises(PresetError, match="data.dataset"):
         load_preset("digits", ["data.dataset=imagenet"])
+
+
+def test_checkpoints_written_before_the_kinds_had_their_own_sections_still_load(tmp_path):
+    """Older checkpoints store one flat loss section: every kind's field, the unused ones null."""
+    from jvae_cli.builder import build_model
+    from jvae_cli.checkpoint import Checkpoint, load_checkpoint
+
+    name, preset = load_preset("dsprites-beta-tcvae", ["data.source=generated"])
+    payload = Checkpoint.new(name, preset, build_model(preset).state_dict()).to_payload()
+    flat = dict.fromkeys(
+        ["continuous_capacity", "discrete_capacity", "specific_capacity", "adversary_lr", "adversary_weight"]
+        + ["classifier_reads", "groups"]
+    )
+    payload["preset"]["loss"] = {**flat, **payload["preset"]["loss"], "estimator": None}
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.preset.loss.kind == "beta-tcvae" and loaded.preset.loss.estimator == "mws"
