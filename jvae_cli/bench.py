@@ -23,6 +23,7 @@ from jvae_cli.builder import build_model
 from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
 from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
+from jvae_cli.errors import UsageError
 from jvae_cli.kinds import build_critic, model_objective
 from jvae_cli.losses import stock_loss_kernels
 from jvae_cli.model import as_stock_layers
@@ -224,6 +225,8 @@ def run_bench(
 ) -> BenchReport:
     say = status or (lambda text: None)
     batch = preset.train.batch_size
+    if batch > len(source):
+        raise UsageError(f"batch size {batch} is larger than the dataset ({len(source)} images)")
     say("jvae training step and reference training loop, in alternation")
     stepper, jvae_run, jvae_state = jvae_training(preset, source, device)
     images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)

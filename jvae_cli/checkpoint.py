@@ -21,7 +21,7 @@ from torch import Tensor
 
 from jvae_cli import __version__
 from jvae_cli.builder import build_model
-from jvae_cli.errors import CheckpointError, PresetError
+from jvae_cli.errors import CheckpointError, PresetError, UsageError
 from jvae_cli.files import write_via
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset, validate_preset
@@ -44,6 +44,7 @@ class RunState:
     ]  # torch: the global generator's state; noise: the sampling generator's; device: its type
     total_steps: int
     critic: dict[str, Any] | None = None  # the kind's second network and its optimiser
+    interval: dict[str, Any] | None = None  # {"count", "sums"} of the log interval the checkpoint fell in
 
 
 @dataclass
@@ -89,6 +90,8 @@ class Checkpoint:
             )
             if self.state.critic is not None:
                 payload["critic"] = self.state.critic
+            if self.state.interval is not None:
+                payload["interval"] = self.state.interval
         if self.imported is not None:
             payload["imported"] = self.imported
         return payload
@@ -146,7 +149,15 @@ def _typed(path: Path, payload: dict[str, Any]) -> Checkpoint:
         critic = payload.get("critic")
         if critic is not None and not isinstance(critic, dict):
             raise bad("critic", "a table")
-        state = RunState(payload["optimizer"], rng, total, critic)
+        interval = payload.get("interval")
+        if interval is not None and not (
+            isinstance(interval, dict)
+            and isinstance(interval.get("count"), int)
+            and isinstance(interval.get("sums"), dict)
+            and all(isinstance(v, Tensor) for v in interval["sums"].values())
+        ):
+            raise bad("interval", "a step count and a table of tensors")
+        state = RunState(payload["optimizer"], rng, total, critic, interval)
     return Checkpoint(
         preset_name=str(payload.get("preset_name", path.stem)),
         preset=payload["preset"],
@@ -295,13 +306,13 @@ def set_unit_names(path: Path, names: Mapping[str, str | None]) -> dict[str, str
             or name in RESERVED_NAMES
             or re.fullmatch(r"z?\d+|d\d+", name)
         ):
-            raise CheckpointError(
+            raise UsageError(
                 f"cannot name a unit {name!r}: use letters, digits, _ or -, starting with a letter, and not "
                 f"a unit address or one of {', '.join(sorted(RESERVED_NAMES))}"
             )
         taken = [a for a, n in current.items() if n == name and a != address]
         if taken:
-            raise CheckpointError(
+            raise UsageError(
                 f"the name {name!r} is already unit {taken[0]}'s; remove it first with {taken[0]}="
             )
         current[address] = name

@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from jvae_cli.errors import JvaeError
-from jvae_cli.files import commit, temporary_beside
+from jvae_cli.files import WriteError, check_target, commit, temporary_beside
 from jvae_cli.model import Posterior
 
 FORMATS = (".npz", ".csv", ".jsonl")
@@ -38,7 +38,11 @@ class CodeWriter:
         if self.suffix not in FORMATS:
             raise JvaeError(f"{self.path}: unknown codes format; use one of {', '.join(FORMATS)}")
         self.continuous, self.discrete = continuous, discrete
-        self.tmp = temporary_beside(self.path)
+        check_target(self.path)
+        try:
+            self.tmp = temporary_beside(self.path)
+        except OSError as exc:
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         self.rows = 0
         self._arrays: dict[str, list[np.ndarray]] = {"path": [], "mean": [], "logvar": []}
         for j in range(len(discrete)):
@@ -78,6 +82,13 @@ class CodeWriter:
                 self._handle.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
+        try:
+            self._finish()
+        except OSError as exc:
+            self.abort()
+            raise WriteError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def _finish(self) -> None:
         if self.suffix == ".npz":
             # Any: np.savez types its named arrays alongside its bool allow_pickle, which no column is named.
             arrays: dict[str, Any] = {

@@ -13,6 +13,12 @@ class JvaeError(Exception):
     exit_code = 1
 
 
+class UsageError(JvaeError):
+    """A command-line value that cannot be used (an unknown device, a value out of range)."""
+
+    exit_code = 2
+
+
 class PresetError(JvaeError):
     """A preset name, file, key or value that does not validate."""
 

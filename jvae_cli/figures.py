@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from jvae_cli.data.sources import ImageSource
+from jvae_cli.errors import UsageError
 from jvae_cli.latents import (
     DEFAULT_RANGE,
     Unit,
@@ -37,6 +38,21 @@ def unit_label(unit: Unit, names: dict[str, str], kl: UnitKL | None) -> str:
     return f"{head}\nKL {kl.of(unit):.2f}" if kl is not None else head
 
 
+TRAVERSAL_MEMORY_LIMIT = 2 * 2**30  # bytes of decoded and drawn frames one traversal may hold
+
+
+def check_traversal_size(model: JointVAE, frames: int, units: int, bases: int, scale: int) -> None:
+    """Refuse, before decoding anything, a traversal whose images would not fit in memory."""
+    side = model.image_size
+    pixels = frames * units * bases * side * side
+    needed = pixels * (4 * model.channels + 3 * scale * scale)  # float decodes, then uint8 RGB tiles
+    if needed > TRAVERSAL_MEMORY_LIMIT:
+        raise UsageError(
+            f"this traversal would hold {needed / 2**30:.1f} GiB of images ({frames} frames x {units} units x "
+            f"{bases} codes at {side * scale} px); ask for fewer --frames, --samples or units, or a smaller --scale"
+        )
+
+
 def traversal_frames(
     model: JointVAE,
     bases: Tensor,
@@ -47,6 +63,7 @@ def traversal_frames(
     scale: int = 1,
 ) -> list[np.ndarray]:
     """GIF frames (frame f sets each row's unit to its f-th value); one unit puts its base codes in rows."""
+    check_traversal_size(model, frames, len(units), bases.shape[0], scale)
     images = traversal_images(model, bases, units, frames, value_range)  # (F, R, B, C, H, W)
     if len(units) == 1 and bases.shape[0] > 1:
         images = images.transpose(1, 2)  # (F, B, 1, C, H, W)
@@ -64,6 +81,7 @@ def traversal_grid(
     scale: int = 1,
 ) -> np.ndarray:
     """One PNG: a row per (unit, base) pair, a column per traversal value."""
+    check_traversal_size(model, frames, len(units), bases.shape[0], scale)
     images = traversal_images(model, bases, units, frames, value_range)  # (F, R, B, C, H, W)
     rows = images.permute(1, 2, 0, 3, 4, 5).flatten(0, 1)  # (R * B, F, C, H, W)
     row_labels = [label for label in labels for _ in range(bases.shape[0])]

@@ -4,10 +4,15 @@ Preprocessing comes from the checkpoint's preset (channels and size), so command
 again: the image is converted to greyscale or RGB (16-bit images scaled to 8 bits, an alpha channel
 dropped), centre-cropped to a square and resized with a box filter (area averaging, as the datasets are
 downsized). Animated images use their first frame.
+
+Decoding is bounded before it starts: an image file above MAX_FILE_BYTES or an image whose header promises
+more than MAX_PIXELS pixels is refused with one line (a few hundred bytes of PNG can promise gigabytes of
+pixels), so a hostile or mistaken file cannot exhaust memory.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from jvae_cli.errors import JvaeError
 
+MAX_PIXELS = 40_000_000  # 40 megapixels: a 7300x5500 photograph; about 0.5 GB at most while converting
+MAX_FILE_BYTES = 256 * 1024 * 1024
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -41,10 +48,19 @@ def image_files(inputs: Iterable[Path]) -> list[Path]:
 def _to_8bit(picture: Image.Image) -> Image.Image:
     """16- and 32-bit greyscale scaled to 0..255 (PIL's own conversion would clip everything above 255)."""
     if picture.mode.startswith("I;16") or picture.mode in ("I", "F"):
-        array = np.asarray(picture, dtype=np.float64)
+        array = np.asarray(picture, dtype=np.float32)
         top = 65535.0 if picture.mode.startswith("I;16") else max(float(array.max()), 1.0)
         return Image.fromarray(np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8), mode="L")
     return picture
+
+
+def _check_pixels(path: Path, opened: Image.Image) -> None:
+    width, height = opened.size
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(
+            f"{path} is {width}x{height} ({width * height / 1e6:.0f} megapixels); jvae reads images up to "
+            f"{MAX_PIXELS // 1_000_000} megapixels: downscale it first"
+        )
 
 
 def load_image(
@@ -55,12 +71,24 @@ def load_image(
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageReadError(
+            f"{path} is {size / 2**20:.0f} MiB; jvae reads image files up to {MAX_FILE_BYTES // 2**20} MiB"
+        )
     try:
-        with Image.open(path) as opened:
-            opened.seek(0)
-            opened.load()
-            picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+        with warnings.catch_warnings():  # the size is checked below, in jvae's words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                _check_pixels(path, opened)
+                opened.seek(0)
+                opened.load()
+                picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
+    except Image.DecompressionBombError:
+        raise ImageReadError(
+            f"{path} is larger than {MAX_PIXELS // 1_000_000} megapixels, jvae's limit per image"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
     if crop is None:
         side = min(picture.size)

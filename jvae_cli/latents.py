@@ -19,6 +19,7 @@ from torch import Tensor
 from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import JvaeError
+from jvae_cli.limits import VALUE_LIMIT
 from jvae_cli.losses import kl_normal, kl_uniform_categorical
 from jvae_cli.model import JointVAE, Posterior
 
@@ -177,6 +178,11 @@ def traversal_images(
     value_range: tuple[float, float] = DEFAULT_RANGE,
 ) -> Tensor:
     """Decoded traversals (frames, units, bases, C, H, W): frame f sets each row's unit to its f-th value."""
+    low, high = value_range
+    if not (math.isfinite(low) and math.isfinite(high) and -VALUE_LIMIT <= low < high <= VALUE_LIMIT):
+        raise UnitError(
+            f"traversal range {low} {high}: give LO < HI, both between -{VALUE_LIMIT} and {VALUE_LIMIT}"
+        )
     rows = []
     for unit in units:
         values = traversal_values(model, unit, frames, value_range)
@@ -245,8 +251,10 @@ def parse_change(unit: Unit, text: str, model: JointVAE) -> Change:
         value = float(body)
     except ValueError:
         raise UnitError(f"{unit_address(unit)}: {text!r} is not +d, -d, =v or a number") from None
-    if not math.isfinite(value):
-        raise UnitError(f"{unit_address(unit)}: {text!r} is not a finite number")
+    if not math.isfinite(value) or abs(value) > VALUE_LIMIT:
+        raise UnitError(
+            f"{unit_address(unit)}: {text!r} is not a number between -{VALUE_LIMIT} and {VALUE_LIMIT}"
+        )
     if unit.kind == "discrete":
         categories = model.discrete[unit.index]
         if op == "add" or value != int(value) or not 0 <= value < categories:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -54,8 +53,16 @@ def write_gif(frames: Sequence[np.ndarray], path: Path, duration_ms: int = 100, 
     sequence = list(frames)
     if bounce and len(sequence) > 2:
         sequence = sequence + sequence[-2:0:-1]
-    stack = np.stack(sequence).astype(np.uint8)
-    write_via(path, lambda tmp: iio.imwrite(tmp, stack, extension=".gif", duration=duration_ms, loop=0))
+    pictures = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in sequence]
+
+    def save(
+        temporary: Path,
+    ) -> None:  # Pillow directly: a failed write leaves no writer to flush again later
+        pictures[0].save(
+            temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0
+        )
+
+    write_via(path, save)
 
 
 def write_png(image: np.ndarray, path: Path) -> None:

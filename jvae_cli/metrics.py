@@ -326,16 +326,21 @@ def sap(
     device: torch.device | str = "cpu",
 ) -> float:
     """Kumar et al.'s Separated Attribute Predictability with disentanglement_lib's classifier settings."""
-    return sap_from_codes(*train_test_codes(encode, dataset, seed, num_train, num_test, batch_size, device))
+    codes = train_test_codes(encode, dataset, seed, num_train, num_test, batch_size, device)
+    return sap_from_codes(*codes, seed=seed)
 
 
-def sap_from_codes(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+def sap_from_codes(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
+) -> float:
+    """The classifiers are seeded: liblinear shuffles its coordinates from the global random state otherwise,
+    so the same --seed would not repeat across processes."""
     from sklearn.svm import LinearSVC
 
     scores = np.zeros((x_train.shape[1], y_train.shape[1]))
     for i in range(x_train.shape[1]):
         for j in range(y_train.shape[1]):
-            classifier = LinearSVC(C=0.01, class_weight="balanced")
+            classifier = LinearSVC(C=0.01, class_weight="balanced", random_state=seed)
             classifier.fit(x_train[:, i : i + 1], y_train[:, j])
             scores[i, j] = np.mean(classifier.predict(x_test[:, i : i + 1]) == y_test[:, j])
     return sap_from_scores(scores)

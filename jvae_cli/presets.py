@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_valid
 from jvae_cli.data.registry import DATASETS
 from jvae_cli.errors import PresetError
 from jvae_cli.kinds import DEFAULT_KIND, KINDS, LossConfig, kind_of
+from jvae_cli.limits import SEED_MAX
 from jvae_cli.sections import CapacitySchedule, LossBase, Section
 
 __all__ = ["CapacitySchedule", "LossBase", "LossConfig", "Preset", "load_preset", "loss_config"]
@@ -139,7 +140,7 @@ class TrainConfig(Section):
     lr_min: float = Field(0.0, ge=0, title="cosine: the learning rate at the last step")
     epochs: int | None = Field(None, ge=1, title="Passes over the dataset (steps wins when both are set)")
     steps: int | None = Field(None, ge=1, title="Optimiser steps; one step is one batch")
-    seed: int = Field(0, ge=0, title="Seed of initialisation, data order and sampling noise")
+    seed: int = Field(0, ge=0, le=SEED_MAX, title="Seed of initialisation, data order and sampling noise")
     log_every: int = Field(100, ge=1, title="Steps between lines of metrics.jsonl")
     checkpoint_every: int = Field(5000, ge=1, title="Steps between checkpoints")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -12,6 +12,8 @@ import numpy as np
 from jvae_cli.evaluation import Report
 from jvae_cli.files import write_text, write_via
 
+REPORT_FILES = ("report.json", "report.md", "kl_per_unit.png", "top_units.gif", "mi_heatmap.png")
+
 METRIC_TITLES = {
     "factorvae": "FactorVAE score",
     "betavae": "beta-VAE score",

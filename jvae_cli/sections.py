@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
-    """Strict: an unknown key is a typo, refused with its path rather than ignored."""
+    """Strict: an unknown key is a typo, refused with its path rather than ignored; a value of the wrong type
+    (`steps = true`, `lr = "1e-3"`) or an infinite or NaN number is refused rather than converted."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 def ramp(start: float, stop: float, steps: int, step: int) -> float:

@@ -9,9 +9,9 @@ exact sequence of an uninterrupted one on the same device.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -24,11 +24,12 @@ from jvae_cli.data.capabilities import skipped_files
 from jvae_cli.distributed import Cluster, any_rank, barrier, join, leave, mean_over_ranks
 from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.figures import write_ranked_traversal
-from jvae_cli.files import write_text
+from jvae_cli.files import appending, check_target, remove_temporaries, write_text
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.kinds import kind_of
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.presets import Preset, preset_to_toml
+from jvae_cli.runlock import LOCK_FILE, RunLock
 from jvae_cli.schedules import learning_rate, temperature, total_steps
 from jvae_cli.steps import PhaseTimer, Stepper
 
@@ -100,13 +101,18 @@ def _trim_metrics(path: Path, last_step: int) -> None:
 
 
 class _Interval:
-    """Sums of the loss terms since the last log line, kept on the device to avoid a host sync per step."""
+    """Sums of the loss terms since the last log line, kept on the device to avoid a host sync per step.
+
+    They are saved with each checkpoint, so the line after a resume averages the same steps as it would
+    have without the interruption.
+    """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         self.count = 0
+        self.timed = 0  # steps taken by this process since the interval (or the resume) began
         self.sums: dict[str, torch.Tensor] = {}
         self.started = time.perf_counter()
         self.excluded = 0.0
@@ -116,6 +122,14 @@ class _Interval:
             value = value.detach()
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
         self.count += 1
+        self.timed += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "sums": {key: value.cpu() for key, value in self.sums.items()}}
+
+    def restore(self, saved: dict[str, Any], device: torch.device) -> None:
+        self.count = int(saved["count"])
+        self.sums = {key: value.to(device) for key, value in saved["sums"].items()}
 
     def means(self, sums: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """Interval means, of `sums` when given (the sums averaged over processes)."""
@@ -123,7 +137,25 @@ class _Interval:
 
     def images_per_sec(self, batch_size: int) -> float:
         seconds = time.perf_counter() - self.started - self.excluded
-        return self.count * batch_size / seconds if seconds > 0 else 0.0
+        return self.timed * batch_size / seconds if seconds > 0 else 0.0
+
+
+class _Finite:
+    """Whether every loss so far was finite, tracked on the device (no host sync per step on a GPU) and read
+    before anything is logged or saved, so NaN weights are never written as a good checkpoint."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.first = torch.zeros((), dtype=torch.long, device=device)
+        self.every_step = device.type == "cpu"  # reading a CPU tensor costs nothing; a GPU read would wait
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        now = ~torch.isfinite(loss.detach())
+        self.first = torch.where(now & ~self.bad, step, self.first)
+        self.bad = self.bad | now
+
+    def diverged_at(self) -> int | None:
+        return int(self.first) if bool(self.bad) else None
 
 
 @dataclass
@@ -133,7 +165,12 @@ class _State:
 
 
 def _checkpoint(
-    preset_name: str, preset: Preset, state: _State, total: int, unit_kl: dict | None
+    preset_name: str,
+    preset: Preset,
+    state: _State,
+    total: int,
+    unit_kl: dict | None,
+    interval: dict[str, Any] | None = None,
 ) -> Checkpoint:
     stepper = state.stepper
     weights = {k: v.detach().cpu() for k, v in stepper.model.state_dict().items()}
@@ -148,6 +185,7 @@ def _checkpoint(
         },
         total_steps=total,
         critic=stepper.critic.state_dict() if stepper.critic is not None else None,
+        interval=interval,
     )
     return checkpoint
 
@@ -169,20 +207,33 @@ def train(
     Started by torchrun with several processes, it trains with DistributedDataParallel (see `distributed`).
     """
     cluster, torch_device = join(device)
+    run_dir = Path(run_dir)
+    emit = (callback or (lambda event: None)) if cluster.main else (lambda event: None)
     try:
-        with pages_kept():
-            return _train(
-                preset,
-                preset_name,
-                Path(run_dir),
-                cluster,
-                torch_device,
-                data_path,
-                resume,
-                callback,
-                should_stop,
-                profile,
-            )
+        check_run_dir(run_dir, resume)  # refused before anything is created; checked again under the lock
+        created = not run_dir.exists()
+        with pages_kept(), ExitStack() as held:
+            if cluster.main and (run_dir.is_dir() or not resume):  # rank 0 holds it for every process
+                held.enter_context(RunLock(run_dir))
+                if resume:
+                    remove_temporaries(run_dir)  # left by a write the last holder was killed in
+            try:
+                return _train(
+                    preset,
+                    preset_name,
+                    run_dir,
+                    cluster,
+                    torch_device,
+                    data_path,
+                    resume,
+                    emit,
+                    should_stop,
+                    profile,
+                )
+            except BaseException:
+                if cluster.main and created and run_dir.is_dir():
+                    _remove_if_only_the_lock(run_dir)
+                raise
     finally:
         leave(cluster)
 
@@ -201,6 +252,9 @@ def check_processes(preset: Preset, world: int) -> None:
 
 def check_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     ckpt_path = run_dir / CHECKPOINT
+    if run_dir.is_dir():  # refused now rather than after hours of training
+        for name in (CHECKPOINT, METRICS, PRESET_FILE, TRAVERSAL):
+            check_target(run_dir / name)
     if resume:
         if not ckpt_path.is_file():
             raise RunDirError(f"nothing to resume: {ckpt_path} does not exist")
@@ -214,9 +268,19 @@ def check_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
         return checkpoint
     if ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (
+        not run_dir.is_dir() or any(entry.name != LOCK_FILE for entry in run_dir.iterdir())
+    ):
         raise RunDirError(f"{run_dir} exists and is not an empty folder; pick a new or empty --out")
     return None
+
+
+def _remove_if_only_the_lock(run_dir: Path) -> None:
+    """A run that failed before writing anything leaves no folder behind, as before locking existed."""
+    entries = list(run_dir.iterdir())
+    if [entry.name for entry in entries] == [LOCK_FILE]:
+        entries[0].unlink(missing_ok=True)
+        run_dir.rmdir()
 
 
 def _train(
@@ -227,11 +291,10 @@ def _train(
     torch_device: torch.device,
     data_path: str | None,
     resume: bool,
-    callback: Callback | None,
+    emit: Callback,
     should_stop: Callable[[], bool] | None,
     profile: bool,
 ) -> TrainResult:
-    emit = (callback or (lambda event: None)) if cluster.main else (lambda event: None)
     stop = should_stop or (lambda: False)
     ckpt_path = run_dir / CHECKPOINT
     resumed = check_run_dir(run_dir, resume)
@@ -266,15 +329,47 @@ def _train(
                 f"resuming a {saved_on} run on {torch_device.type}: sampling noise is reseeded from the step"
             )
             emit(TrainEvent("status", state.step, 0, message=message))
+        if total < state.step:
+            raise PresetError(
+                f"{ckpt_path} is at step {state.step}; a run of {total} steps would end before it (set "
+                f"train.steps to at least {state.step})"
+            )
         if cluster.main:
             _trim_metrics(run_dir / METRICS, state.step)
     if cluster.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / PRESET_FILE, preset_to_toml(preset))
 
-    def save(unit_kl: dict | None = None) -> None:
+    interval = _Interval()
+    finite = _Finite(torch_device)
+    saved_step = resumed.step if resumed is not None else None
+
+    def check_finite(everywhere: bool = True) -> None:
+        """Raise when a loss since the start was not finite; `everywhere`: agree with the other processes."""
+        diverged = finite.diverged_at()
+        if everywhere and cluster.active:
+            if not any_rank(cluster, diverged is not None, torch_device):
+                return
+            diverged = diverged or state.step
+        if diverged is None:
+            return
+        last = (
+            f"the last good checkpoint is {ckpt_path} (step {saved_step})"
+            if saved_step is not None
+            else "no checkpoint was written"
+        )
+        raise JvaeError(
+            f"training diverged at step {diverged} (the loss is not finite); try a lower train.lr; {last}"
+        )
+
+    def save(unit_kl: dict | None = None, everywhere: bool = True) -> None:
+        """Write the checkpoint (rank 0); `everywhere`: every process calls this at the same step."""
+        nonlocal saved_step
+        check_finite(everywhere)
         if cluster.main:
-            _checkpoint(preset_name, preset, state, total, unit_kl).save(ckpt_path)
+            running = interval.state() if interval.count else None
+            _checkpoint(preset_name, preset, state, total, unit_kl, running).save(ckpt_path)
+            saved_step = state.step
             emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
 
     where = f"{torch_device}" + (f" x {cluster.world} processes" if cluster.active else "")
@@ -288,14 +383,15 @@ def _train(
                 "status", state.step, total, message=f"left out {len(skipped)} unreadable image(s): {listed}"
             )
         )
-    interval = _Interval()
+    if resumed is not None and resumed.state is not None and resumed.state.interval is not None:
+        interval.restore(resumed.state.interval, torch_device)
     timer = PhaseTimer(torch_device) if profile else None
     started = time.perf_counter()
     start_step = state.step
     interrupted = False
     model.train()
-    log = open(run_dir / METRICS, "a", encoding="utf-8") if cluster.main else None
-    try:
+    with ExitStack() as closing:
+        log = closing.enter_context(appending(run_dir / METRICS)) if cluster.main else None
         while state.step < total:
             # Under DDP every process must stop at the same step, so the stop request is shared at log lines.
             boundary = not cluster.active or state.step % preset.train.log_every == 0
@@ -309,7 +405,11 @@ def _train(
             interval.add(
                 loss=terms.loss, recon=terms.recon, kl_cont=terms.kl_cont, kl_disc=terms.kl_disc, **extra
             )
+            finite.add(terms.loss, state.step)
+            if finite.every_step and not cluster.active:
+                check_finite(everywhere=False)
             if state.step % preset.train.log_every == 0 or state.step == total:
+                check_finite()
                 record = {
                     "step": state.step,
                     "epoch": state.step / stepper.steps_per_epoch,
@@ -322,15 +422,6 @@ def _train(
                     temperature=temperature(preset.model, state.step),
                     images_per_sec=round(interval.images_per_sec(batch_size), 1),
                 )
-                if not math.isfinite(record["loss"]):
-                    last = (
-                        f"the last good checkpoint is {ckpt_path}"
-                        if ckpt_path.exists()
-                        else "no checkpoint was written"
-                    )
-                    raise JvaeError(
-                        f"training diverged at step {state.step} (loss is {record['loss']}); try a lower train.lr; {last}"
-                    )
                 if log is not None:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -342,9 +433,6 @@ def _train(
                 interval.excluded += time.perf_counter() - paused
             if timer is not None:
                 timer("logging")
-    finally:
-        if log is not None:
-            log.close()
 
     seconds = time.perf_counter() - started
     images_per_sec = (state.step - start_step) * batch_size / seconds if seconds > 0 else 0.0
@@ -359,12 +447,18 @@ def _train(
     if interrupted:
         save()
         return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
+    check_finite()  # the last steps, on every process, before rank 0 goes on alone
     if not cluster.main:
         return TrainResult(run_dir, state.step, total, False, traversal=None, **finished)
 
+    if stop():  # a stop request that arrived with the last step: the checkpoint, without the final figures
+        save(everywhere=False)
+        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
     emit(TrainEvent("status", state.step, total, message="measuring unit KL and drawing traversals"))
     kl = measure_unit_kl(model, source, torch_device, seed=preset.train.seed)
-    save(kl.as_dict())
+    save(kl.as_dict(), everywhere=False)
+    if stop():
+        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
     traversal = write_ranked_traversal(
         model,
         source,
@@ -377,4 +471,4 @@ def _train(
         duration_ms=120,
     )
     emit(TrainEvent("end", state.step, total, message=str(traversal)))
-    return TrainResult(run_dir, state.step, total, False, traversal=traversal, **finished)
+    return TrainResult(run_dir, state.step, total, stop(), traversal=traversal, **finished)

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from jvae_cli.files import write_text, write_via
+from jvae_cli.files import WriteError, write_text, write_via
 
 
 def test_a_write_replaces_the_file_whole_with_the_usual_mode(tmp_path):
@@ -30,7 +30,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
         temporary.write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="ckpt.pt: cannot write \\(no space left on device\\)"):
         write_via(target, broken)
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

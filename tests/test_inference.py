@@ -294,9 +294,9 @@ def test_units_lists_and_names_units_without_touching_the_rest(cli, ckpt, tmp_pa
             assert after[key] == value, key
     assert "height" in cli("units", named).stdout
     result = cli("units", named, "--name", "1=height")
-    assert result.exit_code == 1 and "already unit 2's" in result.stderr
+    assert result.exit_code == 2 and "already unit 2's" in result.stderr
     result = cli("units", named, "--name", "1=unit")
-    assert result.exit_code == 1 and "cannot name a unit 'unit'" in result.stderr
+    assert result.exit_code == 2 and "cannot name a unit 'unit'" in result.stderr
     assert cli("units", named, "--name", "d0=").exit_code == 0
     assert read_checkpoint(named).unit_names == {"2": "height"}
 

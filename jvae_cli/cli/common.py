@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from jvae_cli.cli.console import err, fail, user_errors
+from jvae_cli.limits import SEED_MAX
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +72,10 @@ def find_checkpoint(explicit: Path | None) -> Path:
         raise fail("no checkpoint given: pass --ckpt PATH, set JVAE_CKPT, or train one into runs/", 1)
     err.print(f"using checkpoint {candidates[-1]} (the most recent under runs/)", markup=False)
     return candidates[-1]
+
+
+def seed_option(help_text: str) -> int:
+    return typer.Option(0, "--seed", min=0, max=SEED_MAX, help=help_text)
 
 
 def scale_option() -> int:

@@ -38,7 +38,7 @@ def encode(
 ) -> None:
     """Infer codes: per image its path, continuous means and log-variances, discrete probabilities and argmax."""
     from jvae_cli.codes import CodeWriter
-    from jvae_cli.data import open_dataset
+    from jvae_cli.data import DATASETS, open_dataset
     from jvae_cli.data.capabilities import labels_of
     from jvae_cli.images import image_files
     from jvae_cli.inference import encode_dataset, encode_files
@@ -47,8 +47,7 @@ def encode(
     output_path(out_path, {".npz", ".csv", ".jsonl"})
     if reconstruct is not None and not reconstruct.is_dir():
         raise fail(f"--reconstruct folder does not exist: {reconstruct}", 1)
-    dataset_names = DataConfig.model_fields["dataset"].annotation.__args__  # type: ignore[union-attr]
-    as_dataset = len(inputs) == 1 and inputs[0] in dataset_names and not Path(inputs[0]).exists()
+    as_dataset = len(inputs) == 1 and inputs[0] in DATASETS and not Path(inputs[0]).exists()
     with user_errors():
         loaded, torch_device = load(ckpt, device)
         if as_dataset:
@@ -65,6 +64,8 @@ def encode(
             paths = image_files(Path(p) for p in inputs)
             if not paths:
                 raise fail(f"no images found in {', '.join(inputs)}", 1)
+            if out_path.exists() and any(path.resolve() == out_path.resolve() for path in paths):
+                raise fail(f"refusing to overwrite the input {out_path}; choose another --out", 1)
         has_labels = as_dataset and labels_of(source) is not None
         set_class(loaded.model, label, needed=not has_labels)
         writer = CodeWriter(out_path, loaded.model.continuous, loaded.model.discrete)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 import typer
 from rich.table import Table
 
-from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load
+from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load, seed_option
 from jvae_cli.cli.console import err, fail, out, user_errors
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def evaluate(
         help="Score on this part of the dataset: all, train or test (MNIST's 10000 test images, CelebA's "
         "official test partition, held-out chairs) [default: the split the model trained on].",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of every sample the metrics draw."),
+    seed: int = seed_option("Seed of every sample the metrics draw."),
     fast: bool = typer.Option(
         False, "--fast", help="A tenth of disentanglement_lib's sample counts (a quick look)."
     ),
@@ -53,9 +53,10 @@ def evaluate(
     from jvae_cli.evaluation import ALL_METRICS, names_to_store, supported
     from jvae_cli.evaluation import evaluate as run
     from jvae_cli.figures import write_ranked_traversal
+    from jvae_cli.files import check_target
     from jvae_cli.latents import UnitKL, all_units
     from jvae_cli.presets import validate_preset
-    from jvae_cli.reports import kl_bars, mi_heatmap, rows, write_json, write_markdown
+    from jvae_cli.reports import REPORT_FILES, kl_bars, mi_heatmap, rows, write_json, write_markdown
 
     unknown = [name for name in metrics if name not in ALL_METRICS]
     if unknown:
@@ -75,6 +76,8 @@ def evaluate(
     if target.exists() and not target.is_dir():
         raise fail(f"{target} is a file; --out names a folder for the report", 1)
     with user_errors():
+        for name in REPORT_FILES:  # refused before the metrics run, not after
+            check_target(target / name)
         loaded, torch_device = load(ckpt, device)
         data_config = loaded.preset.data
         if split is not None:

@@ -12,6 +12,7 @@ from jvae_cli.cli.common import (
     load,
     output_path,
     scale_option,
+    seed_option,
     set_class,
     unit_assignment,
 )
@@ -33,7 +34,7 @@ def sample(
         False, "--per-category", help="One row per category of --variable, continuous codes shared by column."
     ),
     variable: str = typer.Option("d0", "--variable", help="The discrete variable --per-category lays out."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the prior samples."),
+    seed: int = seed_option("Seed of the prior samples."),
     scale: int = scale_option(),
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),

@@ -7,7 +7,15 @@ from typing import cast
 
 import typer
 
-from jvae_cli.cli.common import DEVICE_HELP, class_option, load, output_path, scale_option, set_class
+from jvae_cli.cli.common import (
+    DEVICE_HELP,
+    class_option,
+    load,
+    output_path,
+    scale_option,
+    seed_option,
+    set_class,
+)
 from jvae_cli.cli.console import fail, out, user_errors
 
 
@@ -33,7 +41,7 @@ def traverse(
         None, "--frames", min=2, max=500, help="Traversal steps [default: 10; categories if all discrete]."
     ),
     duration: int = typer.Option(100, "--duration", min=10, help="GIF milliseconds per frame."),
-    seed: int = typer.Option(0, "--seed", help="Seed of --samples."),
+    seed: int = seed_option("Seed of --samples."),
     scale: int = scale_option(),
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,11 +79,13 @@ def cached_array(
     entry = cache_root() / f"{kind}-{key}"
     if (entry / "meta.json").is_file():
         return _open(entry / "images.npy"), json.loads((entry / "meta.json").read_text())
-    building = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    unwritable = f"cannot write the preprocessing cache under {cache_root()}"
     try:
         cache_root().mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(building, ignore_errors=True)
-        building.mkdir()
+        building = Path(tempfile.mkdtemp(dir=cache_root(), prefix=f".{entry.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise DataError(f"{unwritable} ({exc.strerror}); set JVAE_CACHE") from None
+    try:
         array = np.lib.format.open_memmap(building / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
         meta = fill(array)
         array.flush()
@@ -98,9 +101,7 @@ def cached_array(
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(building, entry)
     except OSError as exc:
-        raise DataError(
-            f"cannot write the preprocessing cache under {cache_root()} ({exc.strerror}); set JVAE_CACHE"
-        ) from None
+        raise DataError(f"{unwritable} ({exc.strerror}); set JVAE_CACHE") from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return _open(entry / "images.npy"), json.loads((entry / "meta.json").read_text())
