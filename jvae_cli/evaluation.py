@@ -22,6 +22,7 @@ from jvae_cli.data.sources import ImageSource
 from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
 from jvae_cli.model import JointVAE, Posterior
+from jvae_cli.presets import Preset
 
 GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
 LABEL_METRICS = ("cluster_accuracy", "linear_probe", "class_split")
@@ -99,26 +100,32 @@ def default_settings(fast: bool) -> dict[str, int]:
     }
 
 
-@torch.no_grad()
 def elbo_terms(
     loaded: LoadedCheckpoint, source: ImageSource, device: torch.device, n: int, seed: int
 ) -> tuple[dict, dict]:
     """Reconstruction error of the mode, sampled ELBO terms and per-unit KL on `n` images drawn by `seed`."""
-    model = loaded.model
+    return elbo_on(loaded.model, loaded.preset, source, device, n, seed)
+
+
+@torch.no_grad()
+def elbo_on(
+    model: JointVAE, preset: Preset, source: ImageSource, device: torch.device, n: int, seed: int
+) -> tuple[dict, dict]:
+    """`elbo_terms` of a live model (training evaluates with it while it trains)."""
     rng = np.random.RandomState(seed + 1)
     indices = torch.from_numpy(rng.choice(len(source), size=min(n, len(source)), replace=False))
     generator = torch.Generator(device=device).manual_seed(seed)
     sums = {"recon_mode": 0.0, "recon_sample": 0.0}
     kl_cont = torch.zeros(model.continuous, dtype=torch.float64)
     kl_disc = torch.zeros(len(model.discrete), dtype=torch.float64)
-    mode = loaded.preset.loss.reconstruction
+    mode = preset.loss.reconstruction
     for start in range(0, len(indices), 256):
         picks = indices[start : start + 256]
         x = source.images(picks, device)
         posterior = model.encode(x, labels_for(model, source, picks))
         count = x.shape[0]
         sums["recon_mode"] += reconstruction(model.decode_logits(posterior.mode()), x, mode).item() * count
-        sampled = posterior.sample(loaded.preset.model.temperature, generator)
+        sampled = posterior.sample(preset.model.temperature, generator)
         sums["recon_sample"] += reconstruction(model.decode_logits(sampled), x, mode).item() * count
         batch_cont, batch_disc = kl_sums(posterior)
         kl_cont += batch_cont

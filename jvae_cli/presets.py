@@ -21,15 +21,18 @@ from jvae_cli.errors import PresetError
 from jvae_cli.kinds import DEFAULT_KIND, KINDS, LossConfig, kind_of
 from jvae_cli.limits import SEED_MAX
 from jvae_cli.sections import CapacitySchedule, LossBase, Section
+from jvae_cli.trackers import TRACKERS
 
 __all__ = ["CapacitySchedule", "LossBase", "LossConfig", "Preset", "load_preset", "loss_config"]
 
 # ----------------------------------------------------------------------------------------------- schema
 
-if TYPE_CHECKING:
-    DatasetName = str  # the names are known only at runtime; pydantic checks them against the registry
+if TYPE_CHECKING:  # the names are known only at runtime; pydantic checks them against the registries
+    DatasetName = str
+    TrackerName = str
 else:
-    DatasetName = Literal[tuple(DATASETS)]  # the registry's names
+    DatasetName = Literal[tuple(DATASETS)]
+    TrackerName = Literal[tuple(TRACKERS)]
 ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}  # the mlp architecture takes either size
 
 
@@ -143,6 +146,27 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0, le=SEED_MAX, title="Seed of initialisation, data order and sampling noise")
     log_every: int = Field(100, ge=1, title="Steps between lines of metrics.jsonl")
     checkpoint_every: int = Field(5000, ge=1, title="Steps between checkpoints")
+    keep_checkpoints: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        title="Also keep the last N periodic checkpoints as ckpt-STEP.pt beside ckpt.pt (0: none)",
+    )
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        title="Steps between evaluations during training: held-out ELBO terms (metrics.jsonl lines with "
+        'split "eval"), a traversal snapshot in snapshots/, and MIG with eval_mig (unset: none)',
+    )
+    eval_images: int = Field(512, ge=16, le=65536, title="Images of the fixed evaluation sample")
+    eval_mig: bool = Field(
+        False, title="Also compute MIG at each evaluation (datasets with ground-truth factors)"
+    )
+    track: list[TrackerName] = Field(
+        default_factory=list,
+        title="Trackers to send the run to: tensorboard, mlflow (each an optional extra, e.g. "
+        'pip install "jvae[tensorboard]")',
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
         title="Arithmetic of the training step: bf16 autocast (weights and loss stay float32) where the "

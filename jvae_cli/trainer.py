@@ -1,6 +1,6 @@
 """The training loop: preset in, run directory out (checkpoint, metrics log, traversal GIF).
 
-It never prints: progress goes to a callback, and an external stop request (the CLI's signal handler) ends
+It never prints: progress goes to callbacks (`jvae_cli.callbacks`), and an external stop request (the CLI's signal handler) ends
 the loop after the current step with a checkpoint written. Everything random (initialisation, data order,
 sampling noise) comes from the preset's seed and is saved in the checkpoint, so a resumed run continues the
 exact sequence of an uninterrupted one on the same device.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 import torch
 
+from jvae_cli.callbacks import Callback, CallbackList, RunInfo
 from jvae_cli.checkpoint import Checkpoint, RunState, read_checkpoint
 from jvae_cli.data import open_dataset
 from jvae_cli.data.capabilities import skipped_files
@@ -28,10 +29,12 @@ from jvae_cli.files import appending, check_target, remove_temporaries, write_te
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.kinds import kind_of
 from jvae_cli.latents import measure_unit_kl
+from jvae_cli.monitor import evaluate_now
 from jvae_cli.presets import Preset, preset_to_toml
 from jvae_cli.runlock import LOCK_FILE, RunLock
 from jvae_cli.schedules import learning_rate, temperature, total_steps
 from jvae_cli.steps import PhaseTimer, Stepper
+from jvae_cli.trackers import build_trackers, check_available
 
 CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
@@ -39,17 +42,6 @@ PRESET_FILE = "preset.toml"
 TRAVERSAL = "traversals.gif"
 TRAVERSAL_FRAMES = 10
 TRAVERSAL_ENCODED = 4  # columns after the prior mode
-
-
-@dataclass
-class TrainEvent:
-    """What the loop reports: `start`, `log` (a metrics record), `checkpoint`, `status` or `end`."""
-
-    kind: str
-    step: int
-    total_steps: int
-    record: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
 
 
 @dataclass
@@ -74,9 +66,6 @@ class _Finished(TypedDict):
     main: bool
     profile: dict[str, float]
     steps_run: int
-
-
-Callback = Callable[[TrainEvent], None]
 
 
 def parse_record(line: str) -> dict[str, Any] | None:
@@ -198,17 +187,19 @@ def train(
     device: str = "auto",
     data_path: str | None = None,
     resume: bool = False,
-    callback: Callback | None = None,
+    callbacks: Sequence[Callback] = (),
     should_stop: Callable[[], bool] | None = None,
     profile: bool = False,
 ) -> TrainResult:
     """Train `preset` into `run_dir`, or continue the run there when `resume` is set.
 
+    `callbacks` (and the trackers `train.track` names) hear of the run's progress on the main process.
     Started by torchrun with several processes, it trains with DistributedDataParallel (see `distributed`).
     """
+    for name in preset.train.track:
+        check_available(name)  # a missing extra is refused before anything starts
     cluster, torch_device = join(device)
     run_dir = Path(run_dir)
-    emit = (callback or (lambda event: None)) if cluster.main else (lambda event: None)
     try:
         check_run_dir(run_dir, resume)  # refused before anything is created; checked again under the lock
         created = not run_dir.exists()
@@ -217,6 +208,10 @@ def train(
                 held.enter_context(RunLock(run_dir))
                 if resume:
                     remove_temporaries(run_dir)  # left by a write the last holder was killed in
+            emit = CallbackList([])
+            if cluster.main:
+                emit = CallbackList([*callbacks, *build_trackers(preset.train.track, run_dir)])
+                held.callback(emit.close)
             try:
                 return _train(
                     preset,
@@ -291,7 +286,7 @@ def _train(
     torch_device: torch.device,
     data_path: str | None,
     resume: bool,
-    emit: Callback,
+    emit: CallbackList,
     should_stop: Callable[[], bool] | None,
     profile: bool,
 ) -> TrainResult:
@@ -328,7 +323,7 @@ def _train(
             message = (
                 f"resuming a {saved_on} run on {torch_device.type}: sampling noise is reseeded from the step"
             )
-            emit(TrainEvent("status", state.step, 0, message=message))
+            emit.on_status(state.step, message)
         if total < state.step:
             raise PresetError(
                 f"{ckpt_path} is at step {state.step}; a run of {total} steps would end before it (set "
@@ -362,27 +357,33 @@ def _train(
             f"training diverged at step {diverged} (the loss is not finite); try a lower train.lr; {last}"
         )
 
-    def save(unit_kl: dict | None = None, everywhere: bool = True) -> None:
-        """Write the checkpoint (rank 0); `everywhere`: every process calls this at the same step."""
+    def save(unit_kl: dict | None = None, everywhere: bool = True, periodic: bool = False) -> None:
+        """Write the checkpoint (rank 0); `everywhere`: every process calls this at the same step;
+        `periodic`: a `checkpoint_every` one, which the history keeps."""
         nonlocal saved_step
         check_finite(everywhere)
         if cluster.main:
             running = interval.state() if interval.count else None
-            _checkpoint(preset_name, preset, state, total, unit_kl, running).save(ckpt_path)
+            checkpoint = _checkpoint(preset_name, preset, state, total, unit_kl, running)
+            checkpoint.save(ckpt_path)
             saved_step = state.step
-            emit(TrainEvent("checkpoint", state.step, total, message=str(ckpt_path)))
+            emit.on_checkpoint(state.step, ckpt_path)
+            if periodic and preset.train.keep_checkpoints:
+                kept = run_dir / f"ckpt-{state.step:06d}.pt"
+                checkpoint.save(kept)
+                emit.on_checkpoint(state.step, kept)
+                for old in sorted(run_dir.glob("ckpt-*.pt"))[: -preset.train.keep_checkpoints]:
+                    old.unlink(missing_ok=True)
 
     where = f"{torch_device}" + (f" x {cluster.world} processes" if cluster.active else "")
     precision = "bf16 autocast" if bf16 else "fp32"
-    emit(TrainEvent("start", state.step, total, message=f"{source.description} on {where} ({precision})"))
+    description = f"{source.description} on {where} ({precision})"
+    run = RunInfo(run_dir, preset_name, preset.model_dump(mode="json"), total, state.step, description)
+    emit.on_start(run)
     skipped = skipped_files(source)
     if skipped:
         listed = "; ".join(str(path) for path, _ in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
-        emit(
-            TrainEvent(
-                "status", state.step, total, message=f"left out {len(skipped)} unreadable image(s): {listed}"
-            )
-        )
+        emit.on_status(state.step, f"left out {len(skipped)} unreadable image(s): {listed}")
     if resumed is not None and resumed.state is not None and resumed.state.interval is not None:
         interval.restore(resumed.state.interval, torch_device)
     timer = PhaseTimer(torch_device) if profile else None
@@ -425,11 +426,20 @@ def _train(
                 if log is not None:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
-                emit(TrainEvent("log", state.step, total, record=record))
+                emit.on_log(state.step, record)
                 interval.reset()
+            every = preset.train.eval_every
+            if every is not None and state.step % every == 0 and cluster.main and log is not None:
+                paused = time.perf_counter()
+                check_finite(everywhere=False)
+                evaluation, pictures = evaluate_now(model, preset, source, torch_device, state.step, run_dir)
+                log.write(json.dumps(evaluation) + "\n")
+                log.flush()
+                emit.on_evaluation(state.step, evaluation, pictures)
+                interval.excluded += time.perf_counter() - paused
             if state.step % preset.train.checkpoint_every == 0 and state.step < total:
                 paused = time.perf_counter()
-                save()
+                save(periodic=True)
                 interval.excluded += time.perf_counter() - paused
             if timer is not None:
                 timer("logging")
@@ -444,21 +454,25 @@ def _train(
         "profile": phases,
         "steps_run": state.step - start_step,
     }
+
+    def ended(stopped: bool, traversal: Path | None = None) -> TrainResult:
+        emit.on_end(run, state.step, stopped)
+        return TrainResult(run_dir, state.step, total, stopped, traversal=traversal, **finished)
+
     if interrupted:
         save()
-        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
+        return ended(True)
     check_finite()  # the last steps, on every process, before rank 0 goes on alone
     if not cluster.main:
-        return TrainResult(run_dir, state.step, total, False, traversal=None, **finished)
-
+        return ended(False)
     if stop():  # a stop request that arrived with the last step: the checkpoint, without the final figures
         save(everywhere=False)
-        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
-    emit(TrainEvent("status", state.step, total, message="measuring unit KL and drawing traversals"))
+        return ended(True)
+    emit.on_status(state.step, "measuring unit KL and drawing traversals")
     kl = measure_unit_kl(model, source, torch_device, seed=preset.train.seed)
     save(kl.as_dict(), everywhere=False)
     if stop():
-        return TrainResult(run_dir, state.step, total, True, traversal=None, **finished)
+        return ended(True)
     traversal = write_ranked_traversal(
         model,
         source,
@@ -470,5 +484,4 @@ def _train(
         encoded=TRAVERSAL_ENCODED,
         duration_ms=120,
     )
-    emit(TrainEvent("end", state.step, total, message=str(traversal)))
-    return TrainResult(run_dir, state.step, total, stop(), traversal=traversal, **finished)
+    return ended(stop(), traversal)

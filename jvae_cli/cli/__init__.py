@@ -10,13 +10,16 @@ import typer
 from jvae_cli import __version__
 from jvae_cli.cli import (
     bench_cmd,
+    compare_cmd,
     edit_cmd,
     encode_cmd,
     evaluate_cmd,
     import_cmd,
+    plot_cmd,
     presets_cmd,
     pretrained_cmd,
     sample_cmd,
+    sweep_cmd,
     train_cmd,
     traverse_cmd,
     units_cmd,
@@ -40,6 +43,9 @@ app.command("encode")(encode_cmd.encode)
 app.command("edit", context_settings=edit_cmd.CONTEXT)(edit_cmd.edit)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("bench")(bench_cmd.bench)
+app.command("plot")(plot_cmd.plot)
+app.command("sweep")(sweep_cmd.sweep)
+app.command("compare")(compare_cmd.compare)
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from jvae_cli.callbacks import Callback, RunInfo
 from jvae_cli.cli.console import err
 
 
@@ -27,13 +28,14 @@ def summary(record: dict[str, Any]) -> str:
     )
 
 
-class TrainDisplay:
-    """A callback for the trainer's events."""
+class TrainDisplay(Callback):
+    """The trainer's progress on stderr: a bar on a terminal, a line per log step otherwise."""
 
     def __init__(self) -> None:
         self.interactive = err.is_terminal
         self.progress: Progress | None = None
         self.task: Any = None
+        self.total = 0
 
     def __enter__(self) -> TrainDisplay:
         if self.interactive:
@@ -55,20 +57,28 @@ class TrainDisplay:
     def message(self, text: str) -> None:
         err.print(text, markup=False, highlight=False)
 
-    def __call__(self, event: Any) -> None:
-        if event.kind == "start":
-            self.message(f"training on {event.message}, steps {event.step}/{event.total_steps}")
-            if self.progress is not None:
-                self.task = self.progress.add_task(
-                    "train", total=event.total_steps, completed=event.step, stats=""
-                )
-        elif event.kind == "log":
-            if self.progress is not None:
-                self.progress.update(self.task, completed=event.step, stats=compact(event.record))
-            else:
-                self.message(f"step {event.step}/{event.total_steps}  {summary(event.record)}")
-        elif event.kind == "status":
-            self.message(event.message)
+    def on_start(self, run: RunInfo) -> None:
+        self.total = run.total_steps
+        self.message(f"training on {run.description}, steps {run.start_step}/{run.total_steps}")
+        if self.progress is not None:
+            self.task = self.progress.add_task(
+                "train", total=run.total_steps, completed=run.start_step, stats=""
+            )
+
+    def on_log(self, step: int, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, stats=compact(record))
+        else:
+            self.message(f"step {step}/{self.total}  {summary(record)}")
+
+    def on_evaluation(self, step: int, record: dict[str, Any], images: dict[str, Any]) -> None:
+        mig = f", MIG {record['mig']:.3f}" if "mig" in record else ""
+        self.message(
+            f"evaluation at step {step}: ELBO {record['elbo']:.2f}{mig}; snapshot {record['snapshot']}"
+        )
+
+    def on_status(self, step: int, message: str) -> None:
+        self.message(message)
 
 
 def profile_table(seconds: dict[str, float], steps: int) -> str:

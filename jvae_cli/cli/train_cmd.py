@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from jvae_cli.cli.console import err, fail, out, user_errors
 
+if TYPE_CHECKING:
+    from jvae_cli.presets import Preset
+
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-RESUMABLE = {"train.steps", "train.epochs", "train.log_every", "train.checkpoint_every"}
+RESUMABLE = {  # what a resume may change without changing the weights it trains
+    "train.steps",
+    "train.epochs",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.eval_every",
+    "train.eval_images",
+    "train.eval_mig",
+    "train.track",
+}
 
 
 class StopOnSignal:
@@ -56,6 +71,9 @@ def train(
     nproc: int = typer.Option(
         1, "--nproc", min=1, help="Train with N processes (GPUs, or CPU processes) via torchrun."
     ),
+    track: list[str] = typer.Option(
+        [], "--track", help="Also send the run to a tracker: tensorboard or mlflow (repeatable)."
+    ),
     profile: bool = typer.Option(
         False,
         "--profile",
@@ -89,6 +107,9 @@ def train(
                 raise fail("pass --preset NAME (see `jvae presets`) or --resume RUN_DIR", 2)
             name, resolved = load_preset(preset, overrides)
             run_dir = out_dir if out_dir is not None else Path("runs") / name
+        if track:
+            resolved = _tracked(resolved, track)
+            overrides = [*overrides, "train.track=" + json.dumps(resolved.train.track)]
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
             trainer.check_run_dir(run_dir, resume is not None)
             trainer.check_processes(resolved, nproc)
@@ -102,7 +123,7 @@ def train(
                 device=device,
                 data_path=data,
                 resume=resume is not None,
-                callback=display,
+                callbacks=[display],
                 should_stop=stopper,
                 profile=profile,
             )
@@ -122,6 +143,16 @@ def train(
         f"run directory {run_dir}: {trainer.CHECKPOINT}, {trainer.METRICS}, {trainer.TRAVERSAL}",
         markup=False,
     )
+
+
+def _tracked(preset: Preset, track: list[str]) -> Preset:
+    """`preset` also sending the run to the trackers `--track` names."""
+    from jvae_cli.presets import validate_preset
+
+    tracked = list(preset.train.track)
+    tracked += [name for name in track if name not in tracked]
+    train_section = {**preset.train.model_dump(mode="json"), "track": tracked}
+    return validate_preset({**preset.model_dump(mode="json"), "train": train_section}, "--track")
 
 
 def _torchrun(

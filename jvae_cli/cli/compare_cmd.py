@@ -1,0 +1,64 @@
+"""`jvae compare`: one table of many runs, summaries per group and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from jvae_cli.cli.console import fail, out, user_errors
+
+
+def compare(
+    paths: list[Path] = typer.Argument(..., help="Study folders, run folders or report folders."),
+    by: str = typer.Option("kind", "--by", help="Group by kind, preset, seed or a grid key (loss.beta)."),
+    metric: str = typer.Option(
+        None, "--metric", help="The metric summarised [default: factorvae, else the first]."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out", "-o", help="Write runs.csv/.json, summary.csv/.json and a plot here."
+    ),
+) -> None:
+    """Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
+    median, mean and spread of --metric with collapsed runs flagged and left out."""
+    from jvae_cli.comparison import FIXED_COLUMNS, collect, columns, summarise, write_outputs
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise fail(f"not found: {missing[0]}", 1)
+    with user_errors():
+        rows = collect(paths)
+        metric_names = [c for c in columns(rows) if c not in FIXED_COLUMNS]
+        chosen = metric or (
+            "factorvae" if "factorvae" in metric_names else (metric_names or ["final_loss"])[0]
+        )
+        if chosen not in metric_names and chosen != "final_loss":
+            raise fail(f"--metric {chosen!r}: these runs have {', '.join(metric_names) or 'no metrics'}", 2)
+        summary = summarise(rows, chosen, by)
+        written = write_outputs(rows, summary, chosen, by, out_dir) if out_dir is not None else []
+    shown = [c for c in ["run", "kind", "seed", "overrides", chosen, "final_loss", "seconds", "collapsed"]]
+    table = Table(title=f"{len(rows)} runs")
+    for column in shown:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in shown))
+    out.print(table)
+    groups = Table(title=f"{chosen} by {by} (collapsed runs left out)")
+    for column in [by, "runs", "collapsed", "n", "median", "mean", "std"]:
+        groups.add_column(column)
+    for entry in summary:
+        groups.add_row(
+            *(_cell(entry.get(c)) for c in [by, "runs", "collapsed", "n", "median", "mean", "std"])
+        )
+    out.print(groups)
+    if written:
+        out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -1,0 +1,27 @@
+"""`jvae plot`: training curves of one or more runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from jvae_cli.cli.common import output_path
+from jvae_cli.cli.console import fail, out, user_errors
+
+
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run folders (each holding metrics.jsonl)."),
+    out_path: Path = typer.Option(Path("curves.png"), "--out", "-o", help="Output .png."),
+) -> None:
+    """Loss, reconstruction, KL against capacity, KL per unit, throughput and evaluation ELBO over steps;
+    several runs overlaid, one colour each."""
+    from jvae_cli.curves import plot_runs
+
+    output_path(out_path, {".png"})
+    missing = [run for run in runs if not run.is_dir()]
+    if missing:
+        raise fail(f"not a run folder: {missing[0]}", 1)
+    with user_errors():
+        curves = plot_runs(runs, out_path)
+    out.print(f"wrote {out_path}: curves of {', '.join(curves)}")

@@ -1,0 +1,230 @@
+"""One table for many runs: what `jvae compare` reads from study folders, run folders and report folders,
+and the summaries and plots it makes of them (the JointVAE paper's figure 6 from one command).
+
+A run counts as collapsed, and is left out of the summaries as the paper leaves out runs that "collapsed to
+the mean", when its code carries almost nothing: a total KL below COLLAPSED_NATS on held-out images (the
+evaluation report's), or in its last training line when it has no report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jvae_cli.errors import JvaeError
+from jvae_cli.files import write_text, write_via
+from jvae_cli.study import MANIFEST, REPORT, RUN_RECORD, load_study
+from jvae_cli.trainer import METRICS, PRESET_FILE, parse_record
+
+COLLAPSED_NATS = 0.5
+HEADLINE = {  # the number a metric's dict is known by
+    "factorvae": "eval_accuracy",
+    "betavae": "eval_accuracy",
+    "dci": "disentanglement",
+    "elbo": "elbo",
+}
+FIXED_COLUMNS = ["run", "preset", "kind", "seed", "overrides", "final_loss", "seconds", "collapsed"]
+
+
+@dataclass
+class Found:
+    run_dir: Path | None
+    report: Path | None
+    preset: str = ""
+    seed: int | None = None
+    overrides: str = ""
+
+
+def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """report.json's metrics as flat columns: `factorvae` (its eval accuracy), `dci` (disentanglement),
+    `dci.completeness`, `mic.posX`, ..."""
+    flat: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+                    flat[name if HEADLINE.get(name) == key else f"{name}.{key}"] = float(inner)
+    return flat
+
+
+def _runs_in(path: Path) -> list[Found]:
+    if (path / MANIFEST).is_file():
+        study, runs = load_study(path)
+        fixed = set(study.sets)
+        return [
+            Found(
+                path / spec.name,
+                path / spec.name / REPORT / "report.json",
+                spec.preset,
+                spec.seed,
+                " ".join(o for o in spec.overrides if o not in fixed),
+            )
+            for spec in runs
+        ]
+    if (path / "report.json").is_file():
+        settings = json.loads((path / "report.json").read_text()).get("settings", {})
+        checkpoint = Path(str(settings.get("checkpoint", "")))
+        run_dir = checkpoint.parent if (checkpoint.parent / METRICS).is_file() else None
+        return [Found(run_dir, path / "report.json", seed=settings.get("seed"))]
+    if (path / METRICS).is_file():
+        return [Found(path, path / REPORT / "report.json")]
+    raise JvaeError(f"{path}: not a study folder ({MANIFEST}), a run folder ({METRICS}) or a report folder")
+
+
+def _row(found: Found) -> dict[str, Any]:
+    row: dict[str, Any] = {"run": "", "preset": found.preset, "kind": "", "seed": found.seed}
+    row["overrides"] = found.overrides
+    kl_total = None
+    if found.run_dir is not None:
+        row["run"] = found.run_dir.name
+        preset_file = found.run_dir / PRESET_FILE
+        if preset_file.is_file():
+            preset = tomllib.loads(preset_file.read_text())
+            row["kind"] = preset.get("loss", {}).get("kind", "jointvae")
+            row["seed"] = row["seed"] if row["seed"] is not None else preset.get("train", {}).get("seed")
+        lines = (
+            (found.run_dir / METRICS).read_text(errors="replace").splitlines()
+            if (found.run_dir / METRICS).is_file()
+            else []
+        )
+        train = [r for r in map(parse_record, lines) if r is not None and r.get("split", "train") == "train"]
+        if train:
+            row["final_loss"] = train[-1]["loss"]
+            kl_total = sum(train[-1]["kl_cont"]) + sum(train[-1]["kl_disc"])
+        record = found.run_dir / RUN_RECORD
+        if record.is_file():
+            row["seconds"] = json.loads(record.read_text()).get("seconds")
+    if found.report is not None and found.report.is_file():
+        report = json.loads(found.report.read_text())
+        metrics = report.get("metrics", {})
+        row.update(flatten_metrics(metrics))
+        elbo = metrics.get("elbo")
+        if isinstance(elbo, dict) and "kl_continuous" in elbo:
+            kl_total = elbo["kl_continuous"] + elbo["kl_discrete"]
+        if not row["run"]:
+            row["run"] = found.report.parent.name
+    row["collapsed"] = kl_total is not None and kl_total < COLLAPSED_NATS
+    return row
+
+
+def collect(paths: list[Path]) -> list[dict[str, Any]]:
+    rows = [_row(found) for path in paths for found in _runs_in(Path(path))]
+    if not rows:
+        raise JvaeError("no runs found in " + ", ".join(str(p) for p in paths))
+    return rows
+
+
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    metric_names = sorted({key for row in rows for key in row} - set(FIXED_COLUMNS))
+    return FIXED_COLUMNS[:5] + metric_names + FIXED_COLUMNS[5:]
+
+
+def group_key(row: dict[str, Any], by: str) -> str:
+    if by in ("kind", "preset", "seed", "run"):
+        return str(row.get(by, ""))
+    for text in str(row.get("overrides", "")).split():  # a grid key: loss.beta
+        key, _, value = text.partition("=")
+        if key == by:
+            return value
+    return "-"
+
+
+def summarise(rows: list[dict[str, Any]], metric: str, by: str) -> list[dict[str, Any]]:
+    """Per group: runs, collapsed, and median, mean, spread, min, max of `metric` over the others."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row, by), []).append(row)
+    summary = []
+    for name, members in groups.items():
+        kept = [r[metric] for r in members if not r["collapsed"] and isinstance(r.get(metric), float)]
+        entry: dict[str, Any] = {
+            by: name,
+            "runs": len(members),
+            "collapsed": sum(bool(r["collapsed"]) for r in members),
+            "n": len(kept),
+        }
+        if kept:
+            entry.update(
+                median=statistics.median(kept),
+                mean=statistics.fmean(kept),
+                std=statistics.pstdev(kept) if len(kept) > 1 else 0.0,
+                min=min(kept),
+                max=max(kept),
+            )
+        summary.append(entry)
+    return summary
+
+
+def _csv(rows: list[dict[str, Any]], header: list[str]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in header})
+    return buffer.getvalue()
+
+
+def write_outputs(
+    rows: list[dict[str, Any]], summary: list[dict[str, Any]], metric: str, by: str, folder: Path
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    header = columns(rows)
+    summary_header = [by, "runs", "collapsed", "n", "median", "mean", "std", "min", "max"]
+    written = [folder / "runs.csv", folder / "runs.json", folder / "summary.csv", folder / "summary.json"]
+    write_text(written[0], _csv(rows, header))
+    write_text(written[1], json.dumps(rows, indent=2, default=_finite) + "\n")
+    write_text(written[2], _csv(summary, summary_header))
+    write_text(written[3], json.dumps({"metric": metric, "by": by, "groups": summary}, indent=2) + "\n")
+    plot = folder / f"{metric.replace('/', '_')}-by-{by.replace('/', '_')}.png"
+    _plot(rows, metric, by, plot)
+    return [*written, plot]
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+
+
+def _plot(rows: list[dict[str, Any]], metric: str, by: str, path: Path) -> None:
+    """A box per group over its kept runs, every run a dot (collapsed runs hollow, not in the box)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(dict.fromkeys(group_key(r, by) for r in rows))
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(names) + 1.5), 4))
+    kept = [
+        [
+            r[metric]
+            for r in rows
+            if group_key(r, by) == n and not r["collapsed"] and isinstance(r.get(metric), float)
+        ]
+        for n in names
+    ]
+    ax.boxplot(kept, positions=range(len(names)), widths=0.5, showfliers=False)
+    jitter = np.random.RandomState(0)
+    for i, name in enumerate(names):
+        for row in (r for r in rows if group_key(r, by) == name and isinstance(r.get(metric), float)):
+            x = i + jitter.uniform(-0.12, 0.12)
+            if row["collapsed"]:
+                ax.scatter(x, row[metric], facecolors="none", edgecolors="grey", zorder=3)
+            else:
+                ax.scatter(x, row[metric], color="#4C72B0", zorder=3)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel(by)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by {by} (hollow: collapsed, left out)")
+    fig.tight_layout()
+    write_via(path, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
+    plt.close(fig)

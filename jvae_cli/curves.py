@@ -1,0 +1,72 @@
+"""Training curves from runs' metrics.jsonl: what `jvae plot` draws, several runs overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jvae_cli.errors import JvaeError
+from jvae_cli.files import write_via
+from jvae_cli.trainer import METRICS, parse_record
+
+PANELS = (  # (title, what is drawn)
+    ("loss", "training loss per image"),
+    ("reconstruction", "reconstruction (nats per image)"),
+    ("kl", "KL against capacity (nats; dashed: capacity)"),
+    ("kl_units", "KL per continuous unit (nats)"),
+    ("throughput", "images/s"),
+    ("eval", "evaluation ELBO (fixed sample)"),
+)
+
+
+def read_run(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training lines, evaluation lines) of a run folder's metrics.jsonl."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise JvaeError(f"{run_dir}: no {METRICS} (not a jvae run folder)")
+    records = [r for r in map(parse_record, path.read_text(errors="replace").splitlines()) if r is not None]
+    train = [r for r in records if r.get("split", "train") == "train"]
+    evaluations = [r for r in records if r.get("split") == "eval"]
+    if not train:
+        raise JvaeError(f"{path} holds no training lines yet")
+    return train, evaluations
+
+
+def plot_runs(runs: list[Path], out: Path, labels: list[str] | None = None) -> list[str]:
+    """One figure of six panels, a colour per run; returns the legend's entries, one per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = [read_run(run) for run in runs]
+    names = labels or [Path(run).resolve().name for run in runs]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    panels = dict(zip((key for key, _ in PANELS), axes.flat))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ((train, evaluations), name) in enumerate(zip(data, names)):
+        colour = colours[i % len(colours)]
+        steps = [r["step"] for r in train]
+        panels["loss"].plot(steps, [r["loss"] for r in train], color=colour, label=name)
+        panels["reconstruction"].plot(steps, [r["recon"] for r in train], color=colour)
+        panels["kl"].plot(steps, [sum(r["kl_cont"]) + sum(r["kl_disc"]) for r in train], color=colour)
+        capacity = [r.get("capacity_cont", 0.0) + r.get("capacity_disc", 0.0) for r in train]
+        if any(capacity):
+            panels["kl"].plot(steps, capacity, color=colour, linestyle="--", linewidth=1)
+        for unit in range(len(train[-1]["kl_cont"])):
+            panels["kl_units"].plot(steps, [r["kl_cont"][unit] for r in train], color=colour, linewidth=0.8)
+        panels["throughput"].plot(steps, [r["images_per_sec"] for r in train], color=colour)
+        if evaluations:
+            panels["eval"].plot(
+                [r["step"] for r in evaluations], [r["elbo"] for r in evaluations], "o-", color=colour
+            )
+    for key, title in PANELS:
+        panels[key].set_title(title)
+        panels[key].set_xlabel("step")
+    if not any(evaluations for _, evaluations in data):
+        panels["eval"].text(0.5, 0.5, "no evaluations\n(set train.eval_every)", ha="center", va="center")
+    legend = fig.legend(loc="lower center", ncol=min(len(names), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    write_via(out, lambda temporary: fig.savefig(temporary, dpi=100, format="png"))
+    plt.close(fig)
+    return [text.get_text() for text in legend.get_texts()]

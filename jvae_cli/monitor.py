@@ -1,0 +1,93 @@
+"""Looking at a model while it trains: every `train.eval_every` steps, the ELBO terms on a fixed sample of
+images, a traversal snapshot and, for ground-truth datasets, optionally MIG.
+
+Everything here draws from its own seeded generators and restores the model's training mode, so a run with
+evaluations trains exactly the weights of a run without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jvae_cli.data.capabilities import ground_truth
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.evaluation import elbo_on, representation
+from jvae_cli.figures import traversal_grid, unit_label, write_ranked_traversal
+from jvae_cli.latents import UnitKL, encode_from, prior_mode, ranked_units
+from jvae_cli.media import grid, to_uint8
+from jvae_cli.model import JointVAE
+from jvae_cli.presets import Preset
+
+SNAPSHOTS = "snapshots"
+EVAL_SEED_OFFSET = 104729  # the evaluation sample's seed, apart from every seed training draws from
+SNAPSHOT_UNITS = 6  # continuous units in a snapshot, ranked by KL
+MIG_POINTS = 2000
+RECONSTRUCTIONS = 8
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / SNAPSHOTS / f"step-{step:06d}.gif"
+
+
+def evaluate_now(
+    model: JointVAE, preset: Preset, source: ImageSource, device: torch.device, step: int, run_dir: Path
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The `split: "eval"` record of metrics.jsonl at `step`, and the pictures trackers show."""
+    was_training = model.training
+    model.eval()
+    seed = preset.train.seed + EVAL_SEED_OFFSET
+    try:
+        terms, per_unit = elbo_on(model, preset, source, device, preset.train.eval_images, seed)
+        record: dict[str, Any] = {"step": step, "split": "eval", **terms}
+        record["kl_cont"] = [per_unit[str(i)] for i in range(model.continuous)]
+        record["kl_disc"] = [per_unit[f"d{i}"] for i in range(len(model.discrete))]
+        factors = ground_truth(source)
+        if preset.train.eval_mig and factors is not None:
+            from jvae_cli import metrics
+
+            with torch.no_grad():
+                codes, values = metrics.factor_codes(
+                    representation(model), factors, MIG_POINTS, np.random.RandomState(seed), device=device
+                )
+            record["mig"] = metrics.mig(codes, values)
+        kl = UnitKL(record["kl_cont"], record["kl_disc"])
+        snapshot = snapshot_path(run_dir, step)
+        snapshot.parent.mkdir(exist_ok=True)
+        with torch.no_grad():
+            write_ranked_traversal(model, source, device, kl, snapshot, seed, max_continuous=SNAPSHOT_UNITS)
+            images = {
+                "traversal": _traversal_picture(model, kl),
+                "reconstruction": _reconstructions(model, source, device, seed),
+            }
+        record["snapshot"] = str(snapshot.relative_to(run_dir))
+    finally:
+        model.train(was_training)
+    return record, images
+
+
+def _traversal_picture(model: JointVAE, kl: UnitKL) -> np.ndarray:
+    """A row per ranked unit, a column per value, from the prior mode (class 0 for conditional models)."""
+    chosen = model.default_class
+    if model.classes and chosen is None:
+        model.default_class = 0
+    try:
+        ranked = ranked_units(model, kl)
+        units = ranked[: min(SNAPSHOT_UNITS, model.continuous)] + ranked[model.continuous :]
+        labels = [unit_label(unit, {}, kl) for unit in units]
+        bases = prior_mode(model, 1, next(model.parameters()).device)
+        return traversal_grid(model, bases, units, 8, labels, scale=2 if model.image_size <= 32 else 1)
+    finally:
+        model.default_class = chosen
+
+
+def _reconstructions(model: JointVAE, source: ImageSource, device: torch.device, seed: int) -> np.ndarray:
+    picks = torch.randint(len(source), (RECONSTRUCTIONS,), generator=torch.Generator().manual_seed(seed))
+    originals = source.images(picks, device)
+    posterior = encode_from(model, source, picks, device)
+    rebuilt = model.decode(posterior.mode())
+    tiles = to_uint8(torch.stack([originals, rebuilt]))  # (2, N, H, W, 3)
+    return grid(tiles, scale=2 if model.image_size <= 32 else 1)

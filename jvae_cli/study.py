@@ -1,0 +1,375 @@
+"""Studies: many runs of presets x seeds x a grid of `--set` values, each in its own run folder, run by
+local processes or a Slurm job array, and resumable.
+
+A study folder holds `study.json` (what the study is: presets, seeds, grid, fixed overrides, evaluation)
+and one run folder per combination. Running the study again skips finished runs, resumes interrupted ones
+from their checkpoints and starts failed ones over; a different study is never mixed into the folder.
+Each run is the plain `jvae train` (and `jvae evaluate`) command line in a child process, so a study's runs
+are exactly what a user would get by typing them, and one crashing run cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jvae_cli.errors import CheckpointError, PresetError, UsageError
+from jvae_cli.files import write_text
+from jvae_cli.limits import SEED_MAX
+from jvae_cli.presets import load_preset
+
+MANIFEST = "study.json"
+RUN_RECORD = "run.json"  # per run: how its last attempt went
+REPORT = "report"  # the evaluation folder inside a run
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str  # the run folder's name inside the study
+    preset: str
+    seed: int
+    overrides: tuple[str, ...]  # the grid's values for this run, then the study's fixed --set values
+
+    def train_args(self, run_dir: Path, resume: bool) -> list[str]:
+        if resume:
+            return ["train", "--resume", str(run_dir)]
+        sets = [item for text in (*self.overrides, f"train.seed={self.seed}") for item in ("--set", text)]
+        return ["train", "--preset", self.preset, *sets, "--out", str(run_dir)]
+
+
+@dataclass
+class Study:
+    presets: list[str]
+    seeds: list[int]
+    grid: dict[str, list[str]]
+    sets: list[str] = field(default_factory=list)
+    evaluate: bool = False
+    metrics: list[str] = field(default_factory=list)
+
+    def definition(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def runs(self) -> list[RunSpec]:
+        keys = list(self.grid)
+        specs = []
+        for preset in self.presets:
+            for values in itertools.product(*(self.grid[k] for k in keys)):
+                assigned = tuple(f"{k}={v}" for k, v in zip(keys, values))
+                for seed in self.seeds:
+                    name = _folder_name(preset, assigned, seed)
+                    specs.append(RunSpec(name, preset, seed, (*assigned, *self.sets)))
+        return specs
+
+
+def _folder_name(preset: str, assigned: tuple[str, ...], seed: int) -> str:
+    parts = [Path(preset).stem, *(text.split(".")[-1] for text in assigned), f"seed{seed}"]
+    return re.sub(r"[^A-Za-z0-9=._-]+", "_", "-".join(parts))
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-4`, `0,3,7` or a mix (`0-2,9`)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise UsageError(f"--seeds {text!r}: expected a range 0-4 or a list 0,3,7")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low or high > SEED_MAX:
+            raise UsageError(f"--seeds {text!r}: {part} is not a range of seeds from 0 to {SEED_MAX}")
+        seeds += [s for s in range(low, high + 1) if s not in seeds]
+    return seeds
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """`--grid loss.beta=1,4,16` (repeatable): every value of every key, combined."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        listed = [v.strip() for v in values.split(",")]
+        if not sep or not key:
+            raise UsageError(f"--grid {item!r}: expected section.key=v1,v2,..., e.g. loss.beta=1,4,16")
+        if any(not v for v in listed):
+            raise UsageError(f"--grid {item!r}: an empty value; list values separated by commas")
+        if key in grid:
+            raise UsageError(f"--grid {key} given twice; list all its values in one --grid")
+        grid[key] = listed
+    return grid
+
+
+def check_study(study: Study) -> None:
+    """Every run's preset resolves, so a typo in a key or a value is one line before anything starts."""
+    if not study.presets:
+        raise UsageError("choose at least one --preset")
+    for spec in study.runs():
+        try:
+            load_preset(spec.preset, [*spec.overrides, f"train.seed={spec.seed}"])
+        except PresetError as exc:
+            raise UsageError(f"run {spec.name}: {str(exc).splitlines()[0]}") from None
+
+
+def prepare(folder: Path, study: Study) -> list[RunSpec]:
+    """Write (or check) the study's manifest; refuse a folder that holds a different study."""
+    manifest = folder / MANIFEST
+    definition = study.definition()
+    if manifest.is_file():
+        try:
+            existing = json.loads(manifest.read_text())["study"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"{manifest} is not a jvae study manifest; pick another --out") from None
+        if existing != definition:
+            changed = sorted(
+                k for k in set(existing) | set(definition) if existing.get(k) != definition.get(k)
+            )
+            raise UsageError(
+                f"{folder} holds another study (its {', '.join(changed)} differ); pick another --out or repeat "
+                "the same options"
+            )
+    elif folder.exists() and any(folder.iterdir()):
+        raise UsageError(f"{folder} exists and is not a study folder; pick a new or empty --out")
+    runs = study.runs()
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"study": definition, "runs": [asdict(spec) for spec in runs]}
+    write_text(manifest, json.dumps(body, indent=2) + "\n")
+    return runs
+
+
+def load_study(folder: Path) -> tuple[Study, list[RunSpec]]:
+    manifest = Path(folder) / MANIFEST
+    try:
+        body = json.loads(manifest.read_text())
+        study = Study(**body["study"])
+        runs = [RunSpec(r["name"], r["preset"], r["seed"], tuple(r["overrides"])) for r in body["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{folder}: no readable {MANIFEST} (not a jvae study folder)") from None
+    return study, runs
+
+
+# ----------------------------------------------------------------------------------------------- state
+
+
+def run_state(run_dir: Path, study: Study) -> str:
+    """finished, evaluate (trained, report missing), interrupted (a checkpoint to resume) or pending."""
+    from jvae_cli.checkpoint import read_checkpoint
+
+    checkpoint = run_dir / "ckpt.pt"
+    if not checkpoint.is_file():
+        return "pending"
+    try:
+        state = read_checkpoint(checkpoint)
+    except CheckpointError:
+        return "pending"
+    total = state.state.total_steps if state.state is not None else state.step
+    if state.step < total or not (run_dir / "traversals.gif").is_file():
+        return "interrupted"
+    if study.evaluate and not (run_dir / REPORT / "report.json").is_file():
+        return "evaluate"
+    return "finished"
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def jvae_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "jvae_cli", *args]
+
+
+def _stop_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the sweep dies, however it dies, so its runs checkpoint and
+    stop instead of running on unwatched (Linux; elsewhere they run to their end)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
+    """Wait while another process (a dying earlier attempt) holds the run's lock; True once it is free."""
+    from jvae_cli.runlock import LOCK_FILE
+
+    lock = run_dir / LOCK_FILE
+    deadline = time.monotonic() + seconds
+    while lock.is_file():
+        with open(lock, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def run_one(
+    spec: dict[str, Any], folder: str, definition: dict[str, Any], threads: int = 0, gpu: str | None = None
+) -> dict[str, Any]:
+    """Bring one run to finished: train (or resume), then evaluate; a plain function of plain values, so a
+    Slurm job (submitit pickles it) runs exactly what a local process runs."""
+    run = RunSpec(spec["name"], spec["preset"], spec["seed"], tuple(spec["overrides"]))
+    study = Study(**definition)
+    run_dir = Path(folder) / run.name
+    env = dict(os.environ)
+    if threads:
+        env["JVAE_THREADS"] = str(threads)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if run_dir.is_dir() and not _wait_for_lock(run_dir):
+        return {"name": run.name, "started_as": "busy", "returncode": 1, "seconds": 0.0, "state": "busy"}
+    state = run_state(run_dir, study)
+    started = time.perf_counter()
+    log = Path(folder) / "logs" / f"{run.name}.log"
+    log.parent.mkdir(exist_ok=True)
+    code = 0
+    with open(log, "a", encoding="utf-8") as output:
+        if state == "pending" and run_dir.exists():
+            shutil.rmtree(run_dir)  # a failed start: nothing worth keeping
+        if state in ("pending", "interrupted"):
+            args = run.train_args(run_dir, resume=state == "interrupted")
+            code = subprocess.run(
+                jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
+            ).returncode
+        if code == 0 and study.evaluate and run_state(run_dir, study) == "evaluate":
+            chosen = [item for name in study.metrics for item in ("--metrics", name)]
+            args = ["evaluate", str(run_dir / "ckpt.pt"), "--fast", "--seed", str(run.seed), *chosen]
+            args += ["--out", str(run_dir / REPORT)]
+            code = subprocess.run(
+                jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
+            ).returncode
+    record: dict[str, Any] = {
+        "name": run.name,
+        "started_as": state,
+        "returncode": code,
+        "seconds": time.perf_counter() - started,
+        "state": run_state(run_dir, study) if run_dir.is_dir() else "pending",
+    }
+    if run_dir.is_dir() and state != "finished":
+        previous = _read_record(run_dir)
+        record["seconds"] += previous.get("seconds", 0.0) if previous.get("state") != "pending" else 0.0
+        write_text(run_dir / RUN_RECORD, json.dumps(record) + "\n")
+    return record
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads((run_dir / RUN_RECORD).read_text())
+        return loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def cpu_share(jobs: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def run_local(
+    folder: Path, study: Study, runs: list[RunSpec], jobs: int, report: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """Every unfinished run, `jobs` at a time, each process given its share of the cores (and, with several
+    GPUs, a GPU of its own)."""
+    import torch
+
+    todo = [spec for spec in runs if run_state(folder / spec.name, study) != "finished"]
+    gpus = torch.cuda.device_count()
+    threads = cpu_share(jobs)
+
+    def work(index: int, spec: RunSpec) -> dict[str, Any]:
+        gpu = str(index % gpus) if gpus > 1 else None
+        result = run_one(asdict(spec), str(folder), study.definition(), threads, gpu)
+        report(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(work, range(len(todo)), todo))
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    partition: str | None
+    time: str  # HH:MM:SS or minutes
+    gpus_per_job: int
+    cpus_per_job: int
+    cluster: str = "slurm"  # "local": submitit's local executor, the same submission as processes here
+
+
+def _minutes(text: str) -> int:
+    parts = [int(p) for p in text.split(":")] if re.fullmatch(r"\d+(:\d+){0,2}", text) else None
+    if not parts:
+        raise UsageError(f"--time {text!r}: expected minutes or HH:MM:SS")
+    if len(parts) == 1:
+        return parts[0]
+    hours, minutes, *seconds = parts
+    return hours * 60 + minutes + (1 if seconds and seconds[0] else 0)
+
+
+def run_slurm(
+    folder: Path,
+    study: Study,
+    runs: list[RunSpec],
+    settings: SlurmSettings,
+    report: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """The unfinished runs as one Slurm job array through submitit; waits for it, reporting each run."""
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError('--slurm needs the slurm extra: pip install "jvae[slurm]"') from None
+    todo = [spec for spec in runs if run_state(folder / spec.name, study) != "finished"]
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(folder=str(folder / "slurm" / "%j"), cluster=settings.cluster)
+    parameters: dict[str, Any] = {
+        "timeout_min": _minutes(settings.time),
+        "cpus_per_task": settings.cpus_per_job,
+        "name": f"jvae-{folder.name}",
+    }
+    if settings.cluster == "slurm":
+        parameters["slurm_array_parallelism"] = len(todo)
+        if settings.partition:
+            parameters["slurm_partition"] = settings.partition
+        if settings.gpus_per_job:
+            parameters["gpus_per_node"] = settings.gpus_per_job
+    executor.update_parameters(**parameters)
+    threads = settings.cpus_per_job
+    jobs = executor.map_array(
+        run_one,
+        [asdict(spec) for spec in todo],
+        [str(folder)] * len(todo),
+        [study.definition()] * len(todo),
+        [threads] * len(todo),
+    )
+    results = []
+    for job in jobs:
+        try:
+            result = job.result()
+        except Exception as exc:  # noqa: BLE001 - a job that died is reported, the others still collected
+            result = {
+                "name": "?",
+                "returncode": 1,
+                "state": "failed",
+                "error": str(exc).splitlines()[0][:200],
+            }
+        report(result)
+        results.append(result)
+    return results
