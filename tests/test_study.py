@@ -272,3 +272,22 @@ def test_a_study_folder_refuses_another_grid_and_a_missing_submitit(cli, tmp_pat
     )
     missing = cli("sweep", *base, "--slurm")
     assert missing.exit_code == 2 and 'pip install "jvae[slurm]"' in missing.stderr
+
+
+def test_evaluate_gives_one_row_per_checkpoint_of_a_run(cli, tmp_path):
+    name, preset = load_preset(
+        "digits", ["train.steps=30", "train.checkpoint_every=10", "train.keep_checkpoints=5"]
+    )
+    trainer.train(preset, name, tmp_path / "run")
+    result = cli("evaluate", tmp_path / "run", "--metrics", "elbo", "--fast", "--out", tmp_path / "history")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads((tmp_path / "history" / "checkpoints.json").read_text())
+    assert [row["step"] for row in rows] == [10, 20, 30]
+    assert all(row["elbo"] < 0 for row in rows)
+    assert (tmp_path / "history" / "run-ckpt-000010" / "report.json").is_file()
+    assert (
+        (tmp_path / "history" / "checkpoints.csv")
+        .read_text()
+        .splitlines()[0]
+        .startswith("checkpoint,step,elbo")
+    )

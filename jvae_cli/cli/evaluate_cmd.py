@@ -13,11 +13,14 @@ from jvae_cli.cli.console import err, fail, out, user_errors
 
 if TYPE_CHECKING:
     from jvae_cli.data.capabilities import GroundTruth
+    from jvae_cli.evaluation import Report
 
 
 def evaluate(
-    ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+    ckpts: list[Path] = typer.Argument(
+        ...,
+        help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME); several checkpoints, or a run "
+        "folder (its ckpt-STEP.pt history and ckpt.pt), give one row per checkpoint.",
     ),
     data: str = typer.Option(
         None, "--data", help="Dataset location [default: as the checkpoint's preset says]."
@@ -47,20 +50,89 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Score a model: FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL."""
+    from jvae_cli.evaluation import ALL_METRICS
 
+    unknown = [name for name in metrics if name not in ALL_METRICS]
+    if unknown:
+        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+    expanded = [found for given in ckpts for found in _checkpoints(given)]
+    if len(expanded) == 1:
+        _evaluate_one(expanded[0], data, metrics, out_dir, split, seed, fast, name_units, device)
+        return
+    if name_units:
+        raise fail("--name-units names one checkpoint's units; give one checkpoint", 2)
+    _evaluate_history(expanded, data, metrics, out_dir, split, seed, fast, device)
+
+
+def _checkpoints(given: Path) -> list[Path]:
+    """A run folder stands for its checkpoint history, oldest first, then its ckpt.pt."""
+    if given.is_dir():
+        found = sorted(given.glob("ckpt-*.pt")) + (
+            [given / "ckpt.pt"] if (given / "ckpt.pt").is_file() else []
+        )
+        if not found:
+            raise fail(f"{given}: a folder without ckpt.pt or ckpt-STEP.pt checkpoints", 1)
+        return found
+    return [given]
+
+
+def _evaluate_history(
+    checkpoints: list[Path],
+    data: str | None,
+    metrics: list[str],
+    out_dir: Path | None,
+    split: str | None,
+    seed: int,
+    fast: bool,
+    device: str,
+) -> None:
+    """A report per checkpoint under one folder, and checkpoints.csv/.json: one row per checkpoint."""
+    import json
+
+    from jvae_cli.checkpoint import read_checkpoint
+    from jvae_cli.comparison import flatten_metrics
+    from jvae_cli.files import write_text
+
+    target = out_dir if out_dir is not None else checkpoints[-1].parent / "report-history"
+    if not target.parent.is_dir():
+        raise fail(f"output folder does not exist: {target.parent}", 1)
+    rows = []
+    for path in checkpoints:
+        folder = target / f"{path.parent.name}-{path.stem}"
+        target.mkdir(exist_ok=True)
+        report = _evaluate_one(path, data, metrics, folder, split, seed, fast, False, device)
+        with user_errors():
+            step = read_checkpoint(path).step
+        rows.append({"checkpoint": str(path), "step": step, **flatten_metrics(report.metrics)})
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    lines = [",".join(header)] + [",".join(str(row.get(k, "")) for k in header) for row in rows]
+    with user_errors():
+        write_text(target / "checkpoints.csv", "\n".join(lines) + "\n")
+        write_text(target / "checkpoints.json", json.dumps(rows, indent=2) + "\n")
+    out.print(f"wrote {target / 'checkpoints.csv'}: {len(rows)} checkpoints", markup=False)
+
+
+def _evaluate_one(
+    ckpt: Path,
+    data: str | None,
+    metrics: list[str],
+    out_dir: Path | None,
+    split: str | None,
+    seed: int,
+    fast: bool,
+    name_units: bool,
+    device: str,
+) -> Report:
     from jvae_cli.checkpoint import set_unit_names
     from jvae_cli.data import open_dataset
-    from jvae_cli.evaluation import ALL_METRICS, names_to_store, supported
     from jvae_cli.evaluation import evaluate as run
+    from jvae_cli.evaluation import names_to_store, supported
     from jvae_cli.figures import write_ranked_traversal
     from jvae_cli.files import check_target
     from jvae_cli.latents import UnitKL, all_units
     from jvae_cli.presets import validate_preset
     from jvae_cli.reports import REPORT_FILES, kl_bars, mi_heatmap, rows, write_json, write_markdown
 
-    unknown = [name for name in metrics if name not in ALL_METRICS]
-    if unknown:
-        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
     named = str(ckpt)
     ckpt = checkpoint_file(ckpt)
     if not ckpt.is_file():
@@ -159,3 +231,4 @@ def evaluate(
     out.print(
         f"wrote {target / 'report.json'}, {target / 'report.md'} and {len(figures)} figure(s)", markup=False
     )
+    return report
