@@ -43,6 +43,8 @@ def compare(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in shown))
+    if not out.is_terminal:
+        out.width = max(out.width, 200)  # a pipe or a file gets whole rows, not folded cells
     out.print(table)
     groups = Table(title=f"{chosen} by {by} (collapsed runs left out)")
     for column in [by, "runs", "collapsed", "n", "median", "mean", "std"]:
