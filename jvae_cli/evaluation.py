@@ -19,14 +19,14 @@ from jvae_cli import metrics as m
 from jvae_cli.checkpoint import LoadedCheckpoint, file_sha256
 from jvae_cli.data.capabilities import ground_truth, labels_of
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.latents import Unit, all_units, kl_sums, labels_for, unit_address
+from jvae_cli.latents import Unit, all_units, encode_from, kl_sums, labels_for, unit_address
 from jvae_cli.losses import reconstruction
 from jvae_cli.model import JointVAE, Posterior
 from jvae_cli.presets import Preset
 
 GROUND_TRUTH_METRICS = ("factorvae", "betavae", "mig", "dci", "sap", "mic")
 LABEL_METRICS = ("cluster_accuracy", "linear_probe", "class_split")
-ALWAYS = ("elbo",)
+ALWAYS = ("elbo", "unsupervised")
 ALL_METRICS = GROUND_TRUTH_METRICS + LABEL_METRICS + ALWAYS
 
 Status = Callable[[str], None]
@@ -118,15 +118,17 @@ def elbo_on(
     sums = {"recon_mode": 0.0, "recon_sample": 0.0}
     kl_cont = torch.zeros(model.continuous, dtype=torch.float64)
     kl_disc = torch.zeros(len(model.discrete), dtype=torch.float64)
-    mode = preset.loss.reconstruction
+    mode, scale = preset.loss.reconstruction, preset.loss.noise_scale
     for start in range(0, len(indices), 256):
         picks = indices[start : start + 256]
         x = source.images(picks, device)
         posterior = model.encode(x, labels_for(model, source, picks))
         count = x.shape[0]
-        sums["recon_mode"] += reconstruction(model.decode_logits(posterior.mode()), x, mode).item() * count
+        sums["recon_mode"] += (
+            reconstruction(model.decode_logits(posterior.mode()), x, mode, scale).item() * count
+        )
         sampled = posterior.sample(preset.model.temperature, generator)
-        sums["recon_sample"] += reconstruction(model.decode_logits(sampled), x, mode).item() * count
+        sums["recon_sample"] += reconstruction(model.decode_logits(sampled), x, mode, scale).item() * count
         batch_cont, batch_disc = kl_sums(posterior)
         kl_cont += batch_cont
         kl_disc += batch_disc
@@ -189,6 +191,17 @@ def evaluate(
         report.metrics["elbo"], report.unit_kl = elbo_terms(
             loaded, source, device, counts["heldout_points"], seed
         )
+
+    if "unsupervised" in names and model.continuous:
+        say("unsupervised scores of the encoder means")
+        rng = np.random.RandomState(seed + 2)
+        picks = rng.choice(len(source), size=min(len(source), counts["num_train"]), replace=False)
+        batches = [torch.from_numpy(picks[i : i + 256]) for i in range(0, len(picks), 256)]
+        with torch.no_grad():
+            means = np.concatenate(
+                [encode_from(model, source, batch, device).mean.float().cpu().numpy() for batch in batches]
+            )
+        report.metrics["unsupervised"] = m.unsupervised_scores(means)
 
     factors_source = ground_truth(source)
     if factors_source is not None:

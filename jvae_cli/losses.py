@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from jvae_cli.model import Posterior
+from jvae_cli.sections import LossBase
 
 # ----------------------------------------------------------------------------------------------- terms
 
@@ -83,14 +84,32 @@ def bernoulli_nll_sum(logits: Tensor, target: Tensor) -> Tensor:
     return _BernoulliNLL.apply(logits, target)
 
 
-def reconstruction(logits: Tensor, target: Tensor, mode: str = "bce-sum") -> Tensor:
-    """Bernoulli negative log-likelihood of the batch, averaged over images.
+GAUSSIAN_SCALE = math.sqrt(0.5)  # sigma with which the Gaussian data term is the plain sum of squared errors
+LAPLACE_SCALE = 1.0  # b with which the Laplace data term is the plain sum of absolute errors
 
-    bce-sum sums the pixel BCE over C*H*W; bce-official is the official code's mean BCE times H*W, which is
-    the same for greyscale and the per-image sum divided by C for RGB (kept to reproduce its CelebA runs).
+
+def reconstruction(
+    logits: Tensor, target: Tensor, mode: str = "bce-sum", scale: float | None = None
+) -> Tensor:
+    """Negative log-likelihood of the batch under the decoder, averaged over images.
+
+    The decoder's output is the pixel mean through a sigmoid. bce-sum: Bernoulli, the pixel BCE summed over
+    C*H*W; bce-official: the official code's mean BCE times H*W (the per-image sum divided by C for RGB, kept
+    to reproduce its CelebA runs). gaussian: N(x; mean, scale^2) per pixel, fixed variance, so
+    sum (x - mean)^2 / (2 scale^2) + D/2 log(2 pi scale^2); laplace: sum |x - mean| / scale + D log(2 scale).
+    Both include their normalising constants, so ELBOs of different likelihoods are both log-likelihood bounds.
     """
-    per_pixel_sum = bernoulli_nll_sum(logits, target)
     batch = target.shape[0]
+    if mode in ("gaussian", "laplace"):
+        mean = torch.sigmoid(logits.float())
+        pixels = target[0].numel()
+        if mode == "gaussian":
+            sigma = scale if scale is not None else GAUSSIAN_SCALE
+            squared = (target.float() - mean).pow(2).sum() / (2 * sigma * sigma)
+            return squared / batch + 0.5 * pixels * math.log(2 * math.pi * sigma * sigma)
+        b = scale if scale is not None else LAPLACE_SCALE
+        return (target.float() - mean).abs().sum() / (b * batch) + pixels * math.log(2 * b)
+    per_pixel_sum = bernoulli_nll_sum(logits, target)
     if mode == "bce-sum":
         return per_pixel_sum / batch
     if mode == "bce-official":
@@ -143,11 +162,12 @@ class LossInputs:
     def continuous(self) -> int:
         return self.posterior.mean.shape[1]
 
-    def terms(self, mode: str) -> tuple[Tensor, Tensor, Tensor]:
-        """Reconstruction (`mode` as `reconstruction` takes it) of one decode of the latent, per-unit KL (D,)
-        and per-variable KL (V,), batch means."""
+    def terms(self, config: LossBase) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction (the likelihood `config` names) of one decode of the latent, per-unit KL (D,) and
+        per-variable KL (V,), batch means."""
         logits = self.decode(self.latent)
-        return (reconstruction(logits.float(), self.target.float(), mode), *self.kls())
+        nll = reconstruction(logits.float(), self.target.float(), config.reconstruction, config.noise_scale)
+        return (nll, *self.kls())
 
     def kls(self) -> tuple[Tensor, Tensor]:
         """Per-unit KL (D,) and per-variable KL (V,), batch means over the global batch."""

@@ -53,6 +53,52 @@ def mutual_information_matrix(codes: np.ndarray, factors: np.ndarray, bins: int 
     )
 
 
+# ----------------------------------------------------------------------------------------------- unsupervised
+
+
+def gaussian_total_correlation(means: np.ndarray) -> float:
+    """Total correlation of a Gaussian with the encoder means' covariance (disentanglement_lib's unsupervised
+    score): 0.5 (sum_i log C_ii - log det C); 0 for independent units. Units that never vary are left out."""
+    varying = means[:, np.var(means, axis=0) > 1e-12]
+    if varying.shape[1] < 2:
+        return 0.0
+    covariance = np.cov(varying, rowvar=False)
+    sign, logdet = np.linalg.slogdet(covariance)
+    if sign <= 0:
+        return float("inf")
+    return float(0.5 * (np.sum(np.log(np.diag(covariance))) - logdet))
+
+
+def mutual_information_between_units(means: np.ndarray, bins: int = 20) -> float:
+    """Mean mutual information (nats) between pairs of distinct units of the histogram-discretised means
+    (disentanglement_lib's unsupervised mutual_info_score); 0 for independent units."""
+    units = means.shape[1]
+    if units < 2:
+        return 0.0
+    discrete = histogram_discretize(np.asarray(means, dtype=np.float64), bins)
+    total = sum(
+        _mutual_info_score(discrete[:, i], discrete[:, j])
+        for i in range(units)
+        for j in range(units)
+        if i != j
+    )
+    return float(total / (units * units - units))
+
+
+def active_units(means: np.ndarray, threshold: float = 0.01) -> int:
+    """Units whose mean varies across the data by more than `threshold` (Burda et al. 2016's criterion)."""
+    return int(np.sum(np.var(means, axis=0) > threshold))
+
+
+def unsupervised_scores(means: np.ndarray) -> dict[str, float]:
+    """Scores that need no factors or labels, on encoder means (N, D)."""
+    return {
+        "gaussian_total_correlation": gaussian_total_correlation(means),
+        "mutual_information": mutual_information_between_units(means),
+        "active_units": float(active_units(means)),
+    }
+
+
 def factor_entropy(factor: np.ndarray) -> float:
     return _mutual_info_score(factor, factor)
 

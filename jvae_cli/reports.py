@@ -25,6 +25,7 @@ METRIC_TITLES = {
     "linear_probe": "linear probe accuracy",
     "class_split": "label accuracy from (class-conditional table 1)",
     "elbo": "held-out ELBO terms",
+    "unsupervised": "unsupervised (encoder means)",
 }
 
 

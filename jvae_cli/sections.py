@@ -62,7 +62,21 @@ class LossBase(Section):
         "H*W, as the official JointVAE code does (Adam ignores the scale except through its epsilon, which "
         "then damps the smallest gradients)",
     )
-    reconstruction: Literal["bce-sum", "bce-official"] = Field(
+    reconstruction: Literal["bce-sum", "bce-official", "gaussian", "laplace"] = Field(
         "bce-sum",
-        title="bce-sum: per-image sum of pixel BCE; bce-official: the official code's mean BCE times H*W",
+        title="The decoder's likelihood. bce-sum: Bernoulli, per-image sum of pixel BCE (binary or near-binary "
+        "images: dSprites, MNIST); bce-official: the official code's mean BCE times H*W; gaussian: fixed "
+        "variance, squared error (colour images); laplace: absolute error, robust to outlying pixels",
     )
+    noise_scale: float | None = Field(
+        None,
+        gt=0,
+        title="gaussian: sigma (unset: 1/sqrt(2), so the data term is the sum of squared errors); laplace: b "
+        "(unset: 1, the sum of absolute errors)",
+    )
+
+    @model_validator(mode="after")
+    def _scale_needs_a_continuous_likelihood(self) -> LossBase:
+        if self.noise_scale is not None and self.reconstruction not in ("gaussian", "laplace"):
+            raise ValueError("loss.noise_scale is for reconstruction = gaussian or laplace")
+        return self

@@ -136,8 +136,28 @@ def _folder(root):
     return root
 
 
+def _shapes3d(root):
+    import h5py
+
+    root.mkdir(parents=True)
+    with h5py.File(root / "3dshapes.h5", "w") as handle:
+        handle["images"] = np.full((30, 64, 64, 3), 128, np.uint8)
+        handle["labels"] = np.zeros((30, 6))
+    return root
+
+
+def _painting(root):
+    root.mkdir(parents=True)
+    Image.fromarray(np.full((274, 350, 3), 90, np.uint8)).save(root / "The_Scream.jpg")
+    return root
+
+
 BUILDERS = {  # a small copy of each dataset in its publisher's layout; None: nothing to put on disk
     "dsprites": None,
+    "color-dsprites": None,
+    "noisy-dsprites": None,
+    "scream-dsprites": _painting,
+    "shapes3d": _shapes3d,
     "digits": None,
     "mnist": _mnist,
     "fashion-mnist": lambda root: _mnist(root, "FashionMNIST"),

@@ -2,7 +2,7 @@
 
 A kind is a loss section (its own pydantic config, with its own defaults), the loss it computes and, where it
 has one, the second network it trains in alternation (its critic). Each module in this package defines
-`KIND`; the preset schema, the training step, the trainer and the benchmarks ask this registry and never name
+`KIND` (or `KINDS`, for a family of kinds that differ in one detail); the preset schema, the training step, the trainer and the benchmarks ask this registry and never name
 a kind, so a new kind is one new module plus a preset.
 """
 
@@ -46,9 +46,10 @@ class Kind:
 def _discover() -> dict[str, Kind]:
     found: dict[str, Kind] = {}
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        kind = getattr(importlib.import_module(f"{__name__}.{module.name}"), "KIND", None)
-        if isinstance(kind, Kind):
-            found[kind.name] = kind
+        loaded = importlib.import_module(f"{__name__}.{module.name}")
+        for kind in getattr(loaded, "KINDS", (getattr(loaded, "KIND", None),)):
+            if isinstance(kind, Kind):
+                found[kind.name] = kind
     return {name: found[name] for name in [DEFAULT_KIND, *sorted(set(found) - {DEFAULT_KIND})]}
 
 

@@ -81,7 +81,7 @@ def beta_tcvae_loss(config: BetaTCVAELoss, batch: LossInputs) -> LossTerms:
     """
     if batch.dataset_size is None:
         raise ValueError("beta-tcvae needs the dataset size")
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     posterior, d = batch.posterior, batch.continuous
     mi, tc, dwkl = tc_decomposition(
         batch.latent[:, :d].float(),

@@ -17,7 +17,7 @@ class BetaVAELoss(LossBase):
 
 
 def beta_vae_loss(config: BetaVAELoss, batch: LossInputs) -> LossTerms:
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
     return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
 

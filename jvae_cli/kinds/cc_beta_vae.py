@@ -17,7 +17,7 @@ class CCBetaVAELoss(LossBase):
 
 
 def cc_beta_vae_loss(config: CCBetaVAELoss, batch: LossInputs) -> LossTerms:
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     c = config.continuous_capacity.capacity(batch.step)
     weight = config.continuous_capacity.weight(batch.step)
     loss = recon + weight * (kl_cont.sum() + kl_disc.sum() - c).abs()

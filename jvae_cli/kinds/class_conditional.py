@@ -78,7 +78,7 @@ def class_conditional_loss(config: ClassConditionalLoss, batch: LossInputs) -> L
     out of them; the classifier's own step minimises it."""
     if batch.critic is None or batch.labels is None:
         raise ValueError("the class-conditional loss needs its classifier and the batch's labels")
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     step, generic = batch.step, batch.generic
     c_z = config.continuous_capacity.capacity(step)
     c_w = config.specific_capacity.capacity(step)

@@ -74,7 +74,7 @@ class TCDiscriminator(CriticBase):
 def factor_vae_loss(config: FactorVAELoss, batch: LossInputs) -> LossTerms:
     if batch.critic is None:
         raise ValueError("factor-vae's loss needs its discriminator")
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     tc = batch.critic.penalty(batch.latent[:, : batch.continuous])
     loss = recon + kl_cont.sum() + kl_disc.sum() + config.gamma * tc
     return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0, {"tc": tc})

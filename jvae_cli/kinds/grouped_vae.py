@@ -29,7 +29,12 @@ class GroupedVAELoss(LossBase):
 
 
 def grouped_reconstruction(
-    decode: Callable[[Tensor], Tensor], target: Tensor, latent: Tensor, groups: list[int], mode: str
+    decode: Callable[[Tensor], Tensor],
+    target: Tensor,
+    latent: Tensor,
+    groups: list[int],
+    mode: str,
+    scale: float | None = None,
 ) -> Tensor:
     """Sum over i of the reconstruction from groups 1..i, later groups zeroed and earlier ones detached, so
     term i trains the whole decoder but, of the encoder's outputs, only group i's."""
@@ -40,7 +45,7 @@ def grouped_reconstruction(
         prefix = torch.zeros_like(latent)
         prefix[:, :start] = latent[:, :start].detach()
         prefix[:, start:end] = latent[:, start:end]
-        total = total + reconstruction(decode(prefix).float(), target.float(), mode)
+        total = total + reconstruction(decode(prefix).float(), target.float(), mode, scale)
         start = end
     return total
 
@@ -48,7 +53,7 @@ def grouped_reconstruction(
 def grouped_vae_loss(config: GroupedVAELoss, batch: LossInputs) -> LossTerms:
     kl_cont, kl_disc = batch.kls()
     recon = grouped_reconstruction(
-        batch.decode, batch.target, batch.latent, config.groups, config.reconstruction
+        batch.decode, batch.target, batch.latent, config.groups, config.reconstruction, config.noise_scale
     )
     loss = recon + config.beta * (kl_cont.sum() + kl_disc.sum())
     return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)

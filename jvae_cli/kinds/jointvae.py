@@ -29,7 +29,7 @@ class JointVAELoss(LossBase):
 
 
 def jointvae_loss(config: JointVAELoss, batch: LossInputs) -> LossTerms:
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     max_disc = sum(math.log(lg.shape[-1]) for lg in batch.posterior.logits)
     c_cont = config.continuous_capacity.capacity(batch.step)
     c_disc = config.discrete_capacity.capacity(batch.step, ceiling=max_disc)

@@ -16,7 +16,7 @@ class VAELoss(LossBase):
 
 
 def vae_loss(config: VAELoss, batch: LossInputs) -> LossTerms:
-    recon, kl_cont, kl_disc = batch.terms(config.reconstruction)
+    recon, kl_cont, kl_disc = batch.terms(config)
     return LossTerms(recon + (kl_cont.sum() + kl_disc.sum()), recon, kl_cont, kl_disc, 0.0, 0.0)
 
 

@@ -1,0 +1,137 @@
+"""3D Shapes (Burgess & Kim 2018): 480000 RGB 64x64 renders of a shape in a room, from six independent factors
+in the published order, the last one fastest: floor hue 10, wall hue 10, object hue 10, scale 8, shape 4,
+orientation 15.
+
+The publisher's 3dshapes.h5 holds `images` (480000, 64, 64, 3) uint8 and `labels` (480000, 6); it is read
+in chunks once into jvae's preprocessing cache (uint8, channels first) and memory-mapped after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jvae_cli.data.cache import cached_array
+from jvae_cli.data.capabilities import uniform_factors
+from jvae_cli.data.locations import Layout, data_root, not_found
+from jvae_cli.data.registry import Dataset
+from jvae_cli.data.sources import TensorImages, array_source
+from jvae_cli.errors import DataError
+
+if TYPE_CHECKING:
+    from jvae_cli.presets import DataConfig
+
+FILE_NAME = "3dshapes.h5"
+FACTOR_NAMES = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+FACTOR_SIZES = [10, 10, 10, 8, 4, 15]
+STRIDES = np.cumprod([1, *FACTOR_SIZES[::-1]])[:-1][::-1].astype(np.int64)  # orientation fastest
+COUNT = int(np.prod(FACTOR_SIZES))
+GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+CHUNK = 4096
+LAYOUT = Layout(
+    "shapes3d",
+    f"{FILE_NAME} (HDF5 with images (480000, 64, 64, 3) and labels (480000, 6))",
+    "download it from https://github.com/deepmind/3d-shapes (the 3dshapes.h5 of its storage bucket)",
+)
+
+
+def factors_to_index(factors: np.ndarray) -> np.ndarray:
+    return np.asarray(factors, dtype=np.int64) @ STRIDES
+
+
+def index_to_factors(index: np.ndarray) -> np.ndarray:
+    index = np.asarray(index, dtype=np.int64)
+    return np.stack([(index // s) % n for s, n in zip(STRIDES, FACTOR_SIZES)], axis=1)
+
+
+class Shapes3DSource:
+    """The renders as an ImageSource with the ground-truth interface."""
+
+    factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
+
+    def __init__(self, images: TensorImages, description: str) -> None:
+        self.inner = images
+        self.description = description
+        self.channels, self.image_size = images.channels, images.image_size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def images(self, indices: Tensor, device: torch.device) -> Tensor:
+        return self.inner.images(indices, device)
+
+    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
+        if len(self) < COUNT:  # a partial file: draw among the combinations it holds
+            draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+            return index_to_factors(draw(0, len(self), size=n))
+        return uniform_factors(self.factor_sizes, n, rng)
+
+    def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:
+        rows = factors_to_index(factors)
+        if rows.max(initial=0) >= len(self):
+            raise DataError(f"this 3D Shapes file holds {len(self)} of the {COUNT} factor combinations")
+        return self.images(torch.from_numpy(rows), device)
+
+
+def _file(root: Path) -> Path:
+    for candidate in (root, root / FILE_NAME, root / "shapes3d" / FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise not_found(LAYOUT, root)
+
+
+def load_shapes3d(root: Path, channels: int, image_size: int) -> Shapes3DSource:
+    import h5py
+
+    path = _file(root)
+    try:
+        with h5py.File(path, "r") as handle:
+            if "images" not in handle or "labels" not in handle:
+                raise DataError(f"{path}: not a 3D Shapes file (it needs 'images' and 'labels')")
+            shape, dtype = handle["images"].shape, handle["images"].dtype
+            labels = handle["labels"].shape
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read as HDF5 ({str(exc).splitlines()[0][:120]})") from None
+    if len(shape) != 4 or shape[1:] != (64, 64, 3) or dtype != np.uint8 or labels != (shape[0], 6):
+        raise DataError(
+            f"{path}: images {shape} {dtype} and labels {labels}; expected (N, 64, 64, 3) uint8, (N, 6)"
+        )
+    if shape[0] > COUNT:
+        raise DataError(f"{path}: {shape[0]} images, more than the {COUNT} factor combinations")
+    stat = path.stat()
+    key = hashlib.sha256(
+        f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{channels}".encode()
+    ).hexdigest()[:20]
+
+    def fill(array: np.ndarray) -> dict:
+        try:
+            with h5py.File(path, "r") as handle:
+                images = handle["images"]
+                for start in range(0, shape[0], CHUNK):
+                    block = np.asarray(images[start : start + CHUNK])
+                    count = block.shape[0]
+                    if channels == 1:
+                        grey = (block.astype(np.float32) @ GREY).round().clip(0, 255).astype(np.uint8)
+                        array[start : start + count, 0] = grey
+                    else:
+                        array[start : start + count] = block.transpose(0, 3, 1, 2)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read its images ({str(exc).splitlines()[0][:120]})") from None
+        return {"count": shape[0], "file": str(path)}
+
+    array, _ = cached_array("shapes3d", key, (shape[0], channels, 64, 64), fill)
+    images = array_source(array, "shapes3d", channels, image_size)
+    return Shapes3DSource(images, f"3D Shapes ({path.name}, {shape[0]} images)")
+
+
+def open_shapes3d(config: DataConfig, data_path: str | None) -> Shapes3DSource:
+    return load_shapes3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
+
+
+DATASET = Dataset("shapes3d", LAYOUT, open_shapes3d, factors=True)
