@@ -211,3 +211,103 @@ def test_scream_dsprites_says_where_to_get_the_painting(tmp_path):
     (tmp_path / "The_Scream.jpg").write_bytes(b"not a picture")
     with pytest.raises(DataError, match="cannot read the painting"):
         DATASETS["scream-dsprites"].open(_config("scream-dsprites", source="generated"), str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------------- smallNORB, Cars3D
+
+
+def _norb_matrix(path, array: np.ndarray) -> None:
+    magic = 0x1E3D4C55 if array.dtype == np.uint8 else 0x1E3D4C54
+    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+    header = np.array([magic - 2**32 if magic >= 2**31 else magic, array.ndim, *dims], dtype="<i4")
+    path.write_bytes(header.tobytes() + array.astype(array.dtype.newbyteorder("<")).tobytes())
+
+
+def write_smallnorb(root, per_part: int = 6) -> np.ndarray:
+    """Both halves in the publisher's layout, a few images each; returns every image's factor row."""
+    from jvae_cli.data.smallnorb import PARTS
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p, stem in enumerate(PARTS.values()):
+        categories = np.arange(per_part, dtype=np.int32) % 5
+        info = np.stack(
+            [
+                np.full(per_part, 4 + p),
+                np.arange(per_part) % 9,
+                2 * (np.arange(per_part) % 18),
+                np.arange(per_part) % 6,
+            ],
+            1,
+        ).astype(np.int32)
+        images = np.zeros((per_part, 2, 96, 96), np.uint8)
+        images[:, 0] = (info[:, 1] * 25)[:, None, None]  # the first camera's brightness encodes the elevation
+        _norb_matrix(root / f"{stem}-dat.mat", images)
+        _norb_matrix(root / f"{stem}-cat.mat", categories)
+        _norb_matrix(root / f"{stem}-info.mat", info)
+        rows.append(np.stack([categories, info[:, 0], info[:, 1], info[:, 2] // 2, info[:, 3]], 1))
+    return np.concatenate(rows)
+
+
+def test_smallnorb_reads_the_binary_matrix_files(tmp_path):
+    factors = write_smallnorb(tmp_path / "norb")
+    source = DATASETS["smallnorb"].open(
+        DataConfig(dataset="smallnorb", image_size=64, channels=1), str(tmp_path / "norb")
+    )
+    assert len(source) == 12 and source.factor_names == [
+        "category",
+        "instance",
+        "elevation",
+        "azimuth",
+        "lighting",
+    ]
+    images = source.images(torch.arange(12), torch.device("cpu"))
+    assert torch.allclose(images[:, 0, 10, 10] * 255, torch.from_numpy(factors[:, 2] * 25).float(), atol=0.5)
+    drawn = source.sample_factors(5, np.random.RandomState(0))
+    observed = source.observations(drawn, torch.device("cpu"))
+    assert torch.allclose(observed[:, 0, 0, 0] * 255, torch.from_numpy(drawn[:, 2] * 25).float(), atol=0.5)
+
+
+def test_smallnorb_missing_or_truncated_is_one_line(tmp_path):
+    with pytest.raises(DataNotFoundError, match="training-"):
+        DATASETS["smallnorb"].open(DataConfig(dataset="smallnorb", image_size=64, channels=1), str(tmp_path))
+    write_smallnorb(tmp_path / "norb")
+    dat = next((tmp_path / "norb").glob("*training-dat.mat"))
+    dat.write_bytes(dat.read_bytes()[:5000])
+    with pytest.raises(DataError, match="ends after"):
+        DATASETS["smallnorb"].open(
+            DataConfig(dataset="smallnorb", image_size=64, channels=1), str(tmp_path / "norb")
+        )
+
+
+def write_cars(root, cars: int = 3) -> None:
+    from scipy.io import savemat
+
+    folder = root / "cars"
+    folder.mkdir(parents=True)
+    for car in range(cars):
+        renders = np.zeros((32, 32, 3, 24, 4), np.uint8)
+        renders[:, :, 0] = (np.arange(24) * 10)[None, None, :, None]  # red encodes the azimuth
+        renders[:, :, 1] = car * 50
+        savemat(folder / f"car_{car:03d}_mesh.mat", {"im": renders})
+
+
+def test_cars3d_reads_one_mat_file_per_car(tmp_path):
+    write_cars(tmp_path / "data")
+    source = DATASETS["cars3d"].open(
+        DataConfig(dataset="cars3d", image_size=64, channels=3), str(tmp_path / "data")
+    )
+    assert len(source) == 4 * 24 * 3 and source.factor_sizes == [4, 24, 3]
+    factors = np.array([[0, 5, 2], [3, 23, 0]])
+    observed = source.observations(factors, torch.device("cpu"))
+    assert observed[:, 0, 0, 0].mul(255).round().tolist() == [50.0, 230.0]
+    assert observed[:, 1, 0, 0].mul(255).round().tolist() == [100.0, 0.0]
+
+
+def test_cars3d_missing_or_damaged_is_one_line(tmp_path):
+    with pytest.raises(DataNotFoundError, match="car_NNN_mesh.mat"):
+        DATASETS["cars3d"].open(DataConfig(dataset="cars3d", image_size=64, channels=3), str(tmp_path))
+    (tmp_path / "cars").mkdir()
+    (tmp_path / "cars" / "car_000_mesh.mat").write_bytes(b"MATLAB 5.0 nonsense")
+    with pytest.raises(DataError, match="not a Cars3D render file"):
+        DATASETS["cars3d"].open(DataConfig(dataset="cars3d", image_size=64, channels=3), str(tmp_path))

@@ -152,12 +152,40 @@ def _painting(root):
     return root
 
 
+def _smallnorb(root):
+    import struct as packing
+
+    from jvae_cli.data.smallnorb import PARTS
+
+    root.mkdir(parents=True)
+    for stem in PARTS.values():
+        for kind, magic, values in (
+            ("dat", 0x1E3D4C55, np.full((2, 2, 96, 96), 100, np.uint8)),
+            ("cat", 0x1E3D4C54, np.array([0, 1], np.int32)),
+            ("info", 0x1E3D4C54, np.array([[4, 0, 0, 0], [6, 1, 2, 3]], np.int32)),
+        ):
+            dims = list(values.shape) + [1] * (3 - values.ndim)
+            header = packing.pack("<Ii" + "i" * len(dims), magic, values.ndim, *dims)
+            (root / f"{stem}-{kind}.mat").write_bytes(header + values.tobytes())
+    return root
+
+
+def _cars3d(root):
+    from scipy.io import savemat
+
+    (root / "cars").mkdir(parents=True)
+    savemat(root / "cars" / "car_000_mesh.mat", {"im": np.full((16, 16, 3, 24, 4), 90, np.uint8)})
+    return root
+
+
 BUILDERS = {  # a small copy of each dataset in its publisher's layout; None: nothing to put on disk
     "dsprites": None,
     "color-dsprites": None,
     "noisy-dsprites": None,
     "scream-dsprites": _painting,
     "shapes3d": _shapes3d,
+    "smallnorb": _smallnorb,
+    "cars3d": _cars3d,
     "digits": None,
     "mnist": _mnist,
     "fashion-mnist": lambda root: _mnist(root, "FashionMNIST"),

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from jvae_cli.data.cache import cached_array
-from jvae_cli.data.capabilities import uniform_factors
+from jvae_cli.data.grid import GridSource, strides
 from jvae_cli.data.locations import Layout, data_root, not_found
 from jvae_cli.data.registry import Dataset
-from jvae_cli.data.sources import TensorImages, array_source
+from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -29,7 +27,7 @@ if TYPE_CHECKING:
 FILE_NAME = "3dshapes.h5"
 FACTOR_NAMES = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
 FACTOR_SIZES = [10, 10, 10, 8, 4, 15]
-STRIDES = np.cumprod([1, *FACTOR_SIZES[::-1]])[:-1][::-1].astype(np.int64)  # orientation fastest
+STRIDES = strides(FACTOR_SIZES)  # orientation fastest
 COUNT = int(np.prod(FACTOR_SIZES))
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 CHUNK = 4096
@@ -40,43 +38,9 @@ LAYOUT = Layout(
 )
 
 
-def factors_to_index(factors: np.ndarray) -> np.ndarray:
-    return np.asarray(factors, dtype=np.int64) @ STRIDES
-
-
 def index_to_factors(index: np.ndarray) -> np.ndarray:
     index = np.asarray(index, dtype=np.int64)
     return np.stack([(index // s) % n for s, n in zip(STRIDES, FACTOR_SIZES)], axis=1)
-
-
-class Shapes3DSource:
-    """The renders as an ImageSource with the ground-truth interface."""
-
-    factor_names = FACTOR_NAMES
-    factor_sizes = FACTOR_SIZES
-
-    def __init__(self, images: TensorImages, description: str) -> None:
-        self.inner = images
-        self.description = description
-        self.channels, self.image_size = images.channels, images.image_size
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def images(self, indices: Tensor, device: torch.device) -> Tensor:
-        return self.inner.images(indices, device)
-
-    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
-        if len(self) < COUNT:  # a partial file: draw among the combinations it holds
-            draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
-            return index_to_factors(draw(0, len(self), size=n))
-        return uniform_factors(self.factor_sizes, n, rng)
-
-    def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:
-        rows = factors_to_index(factors)
-        if rows.max(initial=0) >= len(self):
-            raise DataError(f"this 3D Shapes file holds {len(self)} of the {COUNT} factor combinations")
-        return self.images(torch.from_numpy(rows), device)
 
 
 def _file(root: Path) -> Path:
@@ -86,7 +50,7 @@ def _file(root: Path) -> Path:
     raise not_found(LAYOUT, root)
 
 
-def load_shapes3d(root: Path, channels: int, image_size: int) -> Shapes3DSource:
+def load_shapes3d(root: Path, channels: int, image_size: int) -> GridSource:
     import h5py
 
     path = _file(root)
@@ -127,10 +91,10 @@ def load_shapes3d(root: Path, channels: int, image_size: int) -> Shapes3DSource:
 
     array, _ = cached_array("shapes3d", key, (shape[0], channels, 64, 64), fill)
     images = array_source(array, "shapes3d", channels, image_size)
-    return Shapes3DSource(images, f"3D Shapes ({path.name}, {shape[0]} images)")
+    return GridSource(images, f"3D Shapes ({path.name}, {shape[0]} images)", FACTOR_NAMES, FACTOR_SIZES)
 
 
-def open_shapes3d(config: DataConfig, data_path: str | None) -> Shapes3DSource:
+def open_shapes3d(config: DataConfig, data_path: str | None) -> GridSource:
     return load_shapes3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 
