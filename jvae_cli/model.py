@@ -31,8 +31,10 @@ from jvae_cli.convolutions import DownConv, UpConv
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64]}  # encoder outputs, after the image's C channels
-DECONV_CHANNELS = {32: [64, 32, 32], 64: [64, 64, 32, 32]}  # decoder inputs, before the image's C channels
+# Encoder outputs after the image's C channels, and decoder inputs before them; 128x128 adds one layer each
+# side in the same pattern (conv128), so every network ends its encoder at 4x4.
+CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64], 128: [32, 32, 64, 64, 64]}
+DECONV_CHANNELS = {32: [64, 32, 32], 64: [64, 64, 32, 32], 128: [64, 64, 64, 32, 32]}
 FEATURE_SIDE = 4  # every architecture halves the image down to 4x4 feature maps
 AnyModule = TypeVar("AnyModule", bound=nn.Module)
 

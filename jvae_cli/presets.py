@@ -33,12 +33,12 @@ if TYPE_CHECKING:  # the names are known only at runtime; pydantic checks them a
 else:
     DatasetName = Literal[tuple(DATASETS)]
     TrackerName = Literal[tuple(TRACKERS)]
-ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64}  # the mlp architecture takes either size
+ARCHITECTURE_SIZES = {"conv32": 32, "conv64": 64, "conv128": 128}  # the mlp architecture takes either size
 
 
 class DataConfig(Section):
     dataset: DatasetName = Field(title="Dataset registry name")
-    image_size: Literal[32, 64] = Field(title="Side of the square images the model sees, in pixels")
+    image_size: Literal[32, 64, 128] = Field(title="Side of the square images the model sees, in pixels")
     channels: Literal[1, 3] = Field(title="1 for greyscale, 3 for RGB")
     source: Literal["file", "generated"] = Field(
         "file", title="Read the dataset's files, or generate it (dsprites only)"
@@ -72,8 +72,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    architecture: Literal["conv32", "conv64", "mlp"] = Field(
-        title="Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64; mlp: fully connected, "
+    architecture: Literal["conv32", "conv64", "conv128", "mlp"] = Field(
+        title="Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64; conv128: conv64 with one more "
+        "layer each side, for 128x128; mlp: fully connected, "
         "ReLU encoder and tanh decoder of width `hidden` (Grouped-VAE's dSprites setting)"
     )
     continuous: int = Field(ge=0, le=4096, title="Number of Gaussian latent units")

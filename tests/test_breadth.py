@@ -311,3 +311,23 @@ def test_cars3d_missing_or_damaged_is_one_line(tmp_path):
     (tmp_path / "cars" / "car_000_mesh.mat").write_bytes(b"MATLAB 5.0 nonsense")
     with pytest.raises(DataError, match="not a Cars3D render file"):
         DATASETS["cars3d"].open(DataConfig(dataset="cars3d", image_size=64, channels=3), str(tmp_path))
+
+
+def test_celeba_128_trains_with_the_conv128_network(cli, tmp_path):
+    folder = tmp_path / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray((np.random.RandomState(i).rand(218, 178, 3) * 255).astype(np.uint8)).save(
+            folder / f"{i + 1:06d}.jpg"
+        )
+    sets = ["--set", "train.steps=2", "--set", "train.batch_size=2", "--set", "train.log_every=1"]
+    result = cli(
+        "train", "--preset", "celeba-128", *sets, "--data", tmp_path / "celeba", "--out", tmp_path / "run"
+    )
+    assert result.exit_code == 0, result.stderr
+    from jvae_cli.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert loaded.preset.model.architecture == "conv128"
+    assert loaded.model.decode(torch.zeros(1, loaded.model.latent_dim)).shape == (1, 3, 128, 128)
+    assert len(loaded.model.encoder[0]) == 10  # five convolutions, each with its ReLU
