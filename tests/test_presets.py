@@ -117,7 +117,10 @@ def test_presets_show_applies_overrides_and_prints_toml(cli):
             "loss.continuous_capacity.gama=3",
             "loss.continuous_capacity.gama: unknown key; allowed here: start, stop, steps, gamma",
         ),
-        ("model.architecture=resnet", "model.architecture: Input should be 'conv32', 'conv64', 'conv128' or 'mlp'"),
+        (
+            "model.architecture=resnet",
+            "model.architecture: Input should be 'conv32', 'conv64', 'conv128' or 'mlp'",
+        ),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
         ("model.discrete=[1]", "at least 2 categories"),
         ("data.image_size=48", "data.image_size: Input should be 32, 64 or 128"),
