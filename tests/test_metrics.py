@@ -249,7 +249,7 @@ def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_pa
 
 def test_label_metrics_on_a_labelled_dataset(tmp_path):
     from jvae_cli.builder import build_model
-    from jvae_cli.checkpoint import LoadedCheckpoint
+    from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
     from jvae_cli.data.dsprites import render
     from jvae_cli.data.sources import TensorImages
     from jvae_cli.evaluation import evaluate, representation
@@ -264,9 +264,9 @@ def test_label_metrics_on_a_labelled_dataset(tmp_path):
     model = build_model(preset).eval()
     checkpoint_file = tmp_path / "ckpt.pt"  # only hashed into the report's settings
     checkpoint_file.write_bytes(b"weights")
-    loaded = LoadedCheckpoint(checkpoint_file, {"unit_names": {}}, preset, model)
+    loaded = LoadedCheckpoint(checkpoint_file, Checkpoint.new("sprites", preset, {}), preset, model)
     report = evaluate(loaded, checkpoint_file, source, torch.device("cpu"), fast=True)
-    assert set(report.metrics) == {"cluster_accuracy", "linear_probe", "elbo"}
+    assert set(report.metrics) == {"cluster_accuracy", "linear_probe", "elbo", "unsupervised"}
     codes = representation(model)(source.images(torch.arange(600), torch.device("cpu")))
     expected = m.cluster_accuracy(codes[:, 6], factors[:, 0])  # the whole set, in another order
     assert report.metrics["cluster_accuracy"]["d0"] == pytest.approx(expected)
