@@ -162,7 +162,8 @@ def summarise(rows: list[dict[str, Any]], metric: str, by: str) -> list[dict[str
     return summary
 
 
-def _csv(rows: list[dict[str, Any]], header: list[str]) -> str:
+def csv_text(rows: list[dict[str, Any]], header: list[str]) -> str:
+    """Rows as CSV (quoted where a value needs it; a missing value empty)."""
     import csv
     import io
 
@@ -181,9 +182,9 @@ def write_outputs(
     header = columns(rows)
     summary_header = [by, "runs", "collapsed", "n", "median", "mean", "std", "min", "max"]
     written = [folder / "runs.csv", folder / "runs.json", folder / "summary.csv", folder / "summary.json"]
-    write_text(written[0], _csv(rows, header))
+    write_text(written[0], csv_text(rows, header))
     write_text(written[1], json.dumps(rows, indent=2, default=_finite) + "\n")
-    write_text(written[2], _csv(summary, summary_header))
+    write_text(written[2], csv_text(summary, summary_header))
     write_text(written[3], json.dumps({"metric": metric, "by": by, "groups": summary}, indent=2) + "\n")
     plot = folder / f"{metric.replace('/', '_')}-by-{by.replace('/', '_')}.png"
     _plot(rows, metric, by, plot)

@@ -89,25 +89,21 @@ def _evaluate_history(
     """A report per checkpoint under one folder, and checkpoints.csv/.json: one row per checkpoint."""
     import json
 
-    from jvae_cli.checkpoint import read_checkpoint
-    from jvae_cli.comparison import flatten_metrics
+    from jvae_cli.comparison import csv_text, flatten_metrics
     from jvae_cli.files import write_text
 
     target = out_dir if out_dir is not None else checkpoints[-1].parent / "report-history"
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
+    target.mkdir(exist_ok=True)
     rows = []
     for path in checkpoints:
         folder = target / f"{path.parent.name}-{path.stem}"
-        target.mkdir(exist_ok=True)
-        report = _evaluate_one(path, data, metrics, folder, split, seed, fast, False, device)
-        with user_errors():
-            step = read_checkpoint(path).step
+        report, step = _evaluate_one(path, data, metrics, folder, split, seed, fast, False, device)
         rows.append({"checkpoint": str(path), "step": step, **flatten_metrics(report.metrics)})
     header = list(dict.fromkeys(key for row in rows for key in row))
-    lines = [",".join(header)] + [",".join(str(row.get(k, "")) for k in header) for row in rows]
     with user_errors():
-        write_text(target / "checkpoints.csv", "\n".join(lines) + "\n")
+        write_text(target / "checkpoints.csv", csv_text(rows, header))
         write_text(target / "checkpoints.json", json.dumps(rows, indent=2) + "\n")
     out.print(f"wrote {target / 'checkpoints.csv'}: {len(rows)} checkpoints", markup=False)
 
@@ -122,7 +118,8 @@ def _evaluate_one(
     fast: bool,
     name_units: bool,
     device: str,
-) -> Report:
+) -> tuple[Report, int]:
+    """Score one checkpoint into its report folder; returns the report and the checkpoint's step."""
     from jvae_cli.checkpoint import set_unit_names
     from jvae_cli.data import open_dataset
     from jvae_cli.evaluation import evaluate as run
@@ -231,4 +228,4 @@ def _evaluate_one(
     out.print(
         f"wrote {target / 'report.json'}, {target / 'report.md'} and {len(figures)} figure(s)", markup=False
     )
-    return report
+    return report, loaded.checkpoint.step

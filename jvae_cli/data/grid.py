@@ -17,6 +17,12 @@ def strides(sizes: list[int]) -> np.ndarray:
     return np.cumprod([1, *sizes[::-1]])[:-1][::-1].astype(np.int64)
 
 
+def index_to_factors(index: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Factor class indices (n, K) of grid rows `index`, the last factor fastest."""
+    index = np.asarray(index, dtype=np.int64)
+    return np.stack([(index // s) % n for s, n in zip(strides(sizes), sizes)], axis=1)
+
+
 class GridSource:
     """Images (in factor order) with the ground-truth interface; a partial file holds the first rows."""
 
@@ -34,14 +40,14 @@ class GridSource:
     def images(self, indices: Tensor, device: torch.device) -> Tensor:
         return self.inner.images(indices, device)
 
-    def index_to_factors(self, index: np.ndarray) -> np.ndarray:
-        index = np.asarray(index, dtype=np.int64)
-        return np.stack([(index // s) % n for s, n in zip(self.strides, self.factor_sizes)], axis=1)
+    def factors(self, indices: np.ndarray) -> np.ndarray:
+        """Factor class indices of dataset rows `indices`."""
+        return index_to_factors(indices, self.factor_sizes)
 
     def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
         if len(self) < self.count:  # a partial file: draw among the combinations it holds
             draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
-            return self.index_to_factors(draw(0, len(self), size=n))
+            return self.factors(draw(0, len(self), size=n))
         return uniform_factors(self.factor_sizes, n, rng)
 
     def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:

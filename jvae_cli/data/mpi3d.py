@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from jvae_cli.data.cache import cached_array
-from jvae_cli.data.capabilities import uniform_factors
 from jvae_cli.data.dsprites import read_npy_header
+from jvae_cli.data.grid import GridSource, strides
+from jvae_cli.data.grid import index_to_factors as grid_factors
 from jvae_cli.data.locations import Layout, data_root, not_found
 from jvae_cli.data.registry import Dataset
-from jvae_cli.data.sources import TensorImages, array_source
+from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 VARIANTS = ("toy", "realistic", "real")
 FACTOR_NAMES = ["colour", "shape", "size", "height", "background", "horizontal", "vertical"]
 FACTOR_SIZES = [6, 6, 2, 3, 3, 40, 40]
-STRIDES = np.cumprod([1, *FACTOR_SIZES[::-1]])[:-1][::-1].astype(np.int64)  # vertical fastest
+STRIDES = strides(FACTOR_SIZES)  # vertical fastest
 COUNT = int(np.prod(FACTOR_SIZES))
 LAYOUT = Layout(
     "mpi3d",
@@ -47,39 +46,7 @@ def factors_to_index(factors: np.ndarray) -> np.ndarray:
 
 
 def index_to_factors(index: np.ndarray) -> np.ndarray:
-    index = np.asarray(index, dtype=np.int64)
-    return np.stack([(index // s) % n for s, n in zip(STRIDES, FACTOR_SIZES)], axis=1)
-
-
-class MPI3DSource:
-    factor_names = FACTOR_NAMES
-    factor_sizes = FACTOR_SIZES
-
-    def __init__(self, images: TensorImages, description: str) -> None:
-        self.inner = images
-        self.description = description
-        self.channels, self.image_size = images.channels, images.image_size
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def images(self, indices: Tensor, device: torch.device) -> Tensor:
-        return self.inner.images(indices, device)
-
-    def factors(self, indices: np.ndarray) -> np.ndarray:
-        return index_to_factors(indices)
-
-    def sample_factors(self, n: int, rng: np.random.Generator | np.random.RandomState) -> np.ndarray:
-        if len(self) < COUNT:  # a partial file: draw among the combinations it holds
-            draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
-            return index_to_factors(draw(0, len(self), size=n))
-        return uniform_factors(self.factor_sizes, n, rng)
-
-    def observations(self, factors: np.ndarray, device: torch.device) -> Tensor:
-        rows = factors_to_index(factors)
-        if rows.max(initial=0) >= len(self):
-            raise DataError(f"this MPI3D file holds {len(self)} of the {COUNT} factor combinations")
-        return self.inner.images(torch.from_numpy(rows), device)
+    return grid_factors(index, FACTOR_SIZES)
 
 
 def _file(root: Path, variant: str | None) -> Path:
@@ -93,7 +60,7 @@ def _file(root: Path, variant: str | None) -> Path:
     raise not_found(LAYOUT, root)
 
 
-def load_mpi3d(root: Path, channels: int, image_size: int) -> MPI3DSource:
+def load_mpi3d(root: Path, channels: int, image_size: int) -> GridSource:
     path = _file(root, None)
     stat = path.stat()
     key = hashlib.sha256(
@@ -132,10 +99,10 @@ def load_mpi3d(root: Path, channels: int, image_size: int) -> MPI3DSource:
     except (zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read as an MPI3D npz ({exc})") from None
     images = array_source(array, "mpi3d", channels, image_size)
-    return MPI3DSource(images, f"MPI3D ({path.name}, {shape[0]} images)")
+    return GridSource(images, f"MPI3D ({path.name}, {shape[0]} images)", FACTOR_NAMES, FACTOR_SIZES)
 
 
-def open_mpi3d(config: DataConfig, data_path: str | None) -> MPI3DSource:
+def open_mpi3d(config: DataConfig, data_path: str | None) -> GridSource:
     return load_mpi3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 

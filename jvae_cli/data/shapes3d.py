@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jvae_cli.data.cache import cached_array
-from jvae_cli.data.grid import GridSource, strides
+from jvae_cli.data.grid import GridSource
+from jvae_cli.data.grid import index_to_factors as grid_factors
 from jvae_cli.data.locations import Layout, data_root, not_found
 from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import array_source
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 FILE_NAME = "3dshapes.h5"
 FACTOR_NAMES = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
 FACTOR_SIZES = [10, 10, 10, 8, 4, 15]
-STRIDES = strides(FACTOR_SIZES)  # orientation fastest
 COUNT = int(np.prod(FACTOR_SIZES))
 GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 CHUNK = 4096
@@ -39,8 +39,7 @@ LAYOUT = Layout(
 
 
 def index_to_factors(index: np.ndarray) -> np.ndarray:
-    index = np.asarray(index, dtype=np.int64)
-    return np.stack([(index // s) % n for s, n in zip(STRIDES, FACTOR_SIZES)], axis=1)
+    return grid_factors(index, FACTOR_SIZES)
 
 
 def _file(root: Path) -> Path:
