@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -137,6 +139,17 @@ class PhaseTimer:
         self.last = now
 
 
+@dataclass
+class MemberState:
+    """What one run saves of its training: weights and optimiser state in the single model's layout (so a
+    stacked member's checkpoint is a single run's), its noise generator and its critic's state."""
+
+    weights: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    noise: torch.Generator
+    critic: dict[str, Any] | None
+
+
 class Stepper:
     """Runs global step k of a run: the k-th batch of the seeded data order, this process's share of it, the
     VAE update and, for kinds that have one, the critic update."""
@@ -215,3 +228,17 @@ class Stepper:
             )
             mark("critic")
         return terms, extra
+
+    # The trainer drives a single run and a stack of runs (`stacking.StackedStepper`) through these.
+    count = 1
+
+    def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
+        return [self(index, mark)]
+
+    def member_model(self, member: int) -> JointVAE:
+        return self.model
+
+    def member_state(self, member: int) -> MemberState:
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        critic = self.critic.state_dict() if self.critic is not None else None
+        return MemberState(weights, self.optimizer.state_dict(), self.noise, critic)

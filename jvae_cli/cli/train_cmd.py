@@ -54,6 +54,10 @@ class StopOnSignal:
     def __call__(self) -> bool:
         return self.received is not None
 
+    def exit_code(self) -> int:
+        """The shell's code for a command stopped by the signal received."""
+        return EXIT_BY_SIGNAL.get(signal.Signals(self.received or signal.SIGINT), 130)
+
 
 def train(
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name or path to a preset .toml file."),
@@ -74,6 +78,12 @@ def train(
     track: list[str] = typer.Option(
         [], "--track", help="Also send the run to a tracker: tensorboard or mlflow (repeatable)."
     ),
+    seeds: str = typer.Option(
+        None,
+        "--seeds",
+        help="Train one model per seed (a range 0-7 or a list 0,3,7) as one stacked computation, each into "
+        "its own folder OUT/seed-N.",
+    ),
     profile: bool = typer.Option(
         False,
         "--profile",
@@ -85,6 +95,7 @@ def train(
     from jvae_cli.checkpoint import read_checkpoint
     from jvae_cli.cli.progress import TrainDisplay, profile_table
     from jvae_cli.presets import apply_overrides, load_preset, validate_preset
+    from jvae_cli.study import parse_seeds
 
     with user_errors():
         if resume is not None:
@@ -98,6 +109,11 @@ def train(
                 raise fail(
                     f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}", 2
                 )
+            if seeds is not None:
+                raise fail("--resume continues a stack with its own seeds; leave out --seeds", 2)
+            if trainer.is_stack(resume):
+                _resume_stack(resume, overrides, data, device, profile)
+                return
             checkpoint = read_checkpoint(resume / trainer.CHECKPOINT)
             name = checkpoint.preset_name
             resolved = validate_preset(apply_overrides(checkpoint.preset, overrides), f"{resume} preset")
@@ -110,6 +126,12 @@ def train(
         if track:
             resolved = _tracked(resolved, track)
             overrides = [*overrides, "train.track=" + json.dumps(resolved.train.track)]
+        if seeds is not None:
+            if nproc > 1:
+                raise fail("stacked models train in one process; leave out --nproc", 2)
+            members = _seeded(resolved, parse_seeds(seeds))
+            _run_stack(members, name, run_dir, data, device, False, profile)
+            return
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
             trainer.check_run_dir(run_dir, resume is not None)
             trainer.check_processes(resolved, nproc)
@@ -137,10 +159,87 @@ def train(
             f"{run_dir / trainer.CHECKPOINT}; continue with: jvae train --resume {run_dir}",
             markup=False,
         )
-        raise typer.Exit(EXIT_BY_SIGNAL.get(stopper.received or signal.SIGINT, 130))
+        raise typer.Exit(stopper.exit_code())
     out.print(
         f"trained {name} to step {result.step} in {result.seconds:.0f} s ({result.images_per_sec:.0f} images/s); "
         f"run directory {run_dir}: {trainer.CHECKPOINT}, {trainer.METRICS}, {trainer.TRAVERSAL}",
+        markup=False,
+    )
+
+
+def _seeded(preset: Preset, seeds: list[int]) -> list[tuple[str, Preset]]:
+    """(folder, preset) of each seed's model: the preset with train.seed set."""
+    from jvae_cli.presets import validate_preset
+
+    body = preset.model_dump(mode="json")
+    return [
+        (
+            f"seed-{seed}",
+            validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"--seeds {seed}"),
+        )
+        for seed in seeds
+    ]
+
+
+def _resume_stack(
+    stack_dir: Path, overrides: list[str], data: str | None, device: str, profile: bool
+) -> None:
+    """Continue every run of the stack in `stack_dir` from its own checkpoint."""
+    from jvae_cli import trainer
+    from jvae_cli.checkpoint import read_checkpoint
+    from jvae_cli.presets import apply_overrides, validate_preset
+
+    members = []
+    name = ""
+    for folder in trainer.read_stack(stack_dir):
+        checkpoint = read_checkpoint(stack_dir / folder / trainer.CHECKPOINT)
+        name = checkpoint.preset_name
+        preset = validate_preset(
+            apply_overrides(checkpoint.preset, overrides), f"{stack_dir / folder} preset"
+        )
+        members.append((folder, preset))
+    _run_stack(members, name, stack_dir, data, device, True, profile)
+
+
+def _run_stack(
+    members: list[tuple[str, Preset]],
+    name: str,
+    stack_dir: Path,
+    data: str | None,
+    device: str,
+    resume: bool,
+    profile: bool,
+) -> None:
+    """Train the stack, showing the first model's progress, and say where each run went."""
+    from jvae_cli import trainer
+    from jvae_cli.cli.progress import TrainDisplay, profile_table
+
+    with StopOnSignal() as stopper, TrainDisplay() as display:
+        results = trainer.train_stack(
+            members,
+            name,
+            stack_dir,
+            device=device,
+            data_path=data,
+            resume=resume,
+            callbacks=[display],
+            should_stop=stopper,
+            profile=profile,
+        )
+    first = results[0]
+    if profile:
+        err.print(profile_table(first.profile, first.steps_run), markup=False)
+    if any(result.interrupted for result in results):
+        err.print(
+            f"interrupted at step {first.step}/{first.total_steps}; checkpoints written in each run folder "
+            f"of {stack_dir}; continue with: jvae train --resume {stack_dir}",
+            markup=False,
+        )
+        raise typer.Exit(stopper.exit_code())
+    folders = ", ".join(result.run_dir.name for result in results)
+    out.print(
+        f"trained {len(results)} stacked {name} models to step {first.step} in {first.seconds:.0f} s "
+        f"({first.images_per_sec * len(results):.0f} images/s in all); run folders in {stack_dir}: {folders}",
         markup=False,
     )
 

@@ -1,0 +1,369 @@
+"""K models of one architecture trained as one computation: every weight gains a leading model axis.
+
+A study trains the same network many times (seeds, a grid of beta or gamma). One small model's step leaves
+most of a machine idle, paying the fixed cost of each operation (dispatch, autograd, kernel set-up) for little
+arithmetic; here each layer runs once for all K models, as a grouped convolution (K groups) or a batched
+matrix product, so that cost is paid once.
+
+Nothing else is shared. Each model has its own initialisation (its seed), data order, sampling noise, loss
+section (its own beta, gamma or capacities) and optimiser state: Adam is elementwise, so Adam over the stacked
+weights updates slice k exactly as Adam over model k alone would, and the summed loss gives slice k the
+gradient of model k's loss alone. `member_state` cuts a model's weights and optimiser state out of the stack
+in the layout a single run saves, so each model's checkpoint is a single run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jvae_cli.builder import build_model
+from jvae_cli.data.capabilities import labels_of
+from jvae_cli.data.sources import ImageSource
+from jvae_cli.devices import use_bf16
+from jvae_cli.errors import PresetError
+from jvae_cli.kinds import kind_of
+from jvae_cli.losses import LossInputs, LossTerms
+from jvae_cli.model import FEATURE_SIDE, JointVAE, Posterior
+from jvae_cli.presets import Preset
+from jvae_cli.schedules import learning_rate, temperature, total_steps
+from jvae_cli.steps import SECOND_ORDER, Mark, MemberState, epoch_order
+
+Weights = dict[str, Tensor]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")  # a ParameterDict key may not contain dots
+
+
+def _grid_to_rows(h: Tensor, models: int) -> Tensor:
+    """(B, K*C, H, W) -> (K, B, C*H*W): each model's feature maps flattened as nn.Flatten does."""
+    return h.reshape(h.shape[0], models, -1).transpose(0, 1)
+
+
+def _rows_to_grid(h: Tensor, channels: int, side: int) -> Tensor:
+    """(K, B, C*side*side) -> (B, K*C, side, side), the grouped convolutions' layout."""
+    models, batch = h.shape[0], h.shape[1]
+    return h.transpose(0, 1).reshape(batch, models * channels, side, side)
+
+
+class StackedNetwork(nn.Module):
+    """K JointVAE networks of one architecture, computed together.
+
+    Activations between convolutions are (B, K*C, H, W), model k's channels in the k-th block, which is the
+    layout grouped convolutions read; between linear layers they are (K, B, F) for batched matrix products.
+    The parameters are registered in the single model's order, so an optimiser over them holds its state
+    in the single model's order too.
+    """
+
+    def __init__(self, models: list[JointVAE]) -> None:
+        super().__init__()
+        template = models[0]
+        self.models = len(models)
+        self.names = [name for name, _ in template.named_parameters()]
+        self.stack = nn.ParameterDict(
+            {
+                _key(name): nn.Parameter(
+                    torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+                )
+                for name in self.names
+            }
+        )
+        self._template = [template]  # a list keeps it out of this module's parameters
+        self.default_classes = [m.default_class for m in models]
+
+    @property
+    def template(self) -> JointVAE:
+        return self._template[0]
+
+    def weight(self, name: str) -> Tensor:
+        return self.stack[_key(name)]
+
+    # ------------------------------------------------------------------------------- the layers, stacked
+
+    def _run(self, module: nn.Module, prefix: str, h: Tensor, weights: Callable[[str], Tensor]) -> Tensor:
+        """`module` of the single network applied to all K models' activations `h`."""
+        models = weights(f"{self.names[0]}").shape[0]
+        if isinstance(module, nn.Sequential):
+            for index, child in enumerate(module):
+                h = self._run(child, f"{prefix}.{index}", h, weights)
+            return h
+        if isinstance(module, nn.Conv2d):
+            w = weights(f"{prefix}.weight")  # (K, out, in, kh, kw)
+            b = weights(f"{prefix}.bias").reshape(-1) if module.bias is not None else None
+            w = w.reshape(-1, *w.shape[2:])
+            return F.conv2d(h, w, b, module.stride, module.padding, module.dilation, models)
+        if isinstance(module, nn.ConvTranspose2d):
+            w = weights(f"{prefix}.weight")  # (K, in, out, kh, kw)
+            b = weights(f"{prefix}.bias").reshape(-1) if module.bias is not None else None
+            w = w.reshape(-1, *w.shape[2:])
+            padding = module.padding if isinstance(module.padding, tuple) else (0, 0)
+            return F.conv_transpose2d(h, w, b, module.stride, padding, module.output_padding, models)
+        if isinstance(module, nn.Linear):
+            return self._linear(prefix, h, weights, module.bias is not None)
+        if isinstance(module, nn.ReLU):
+            return F.relu(h)
+        if isinstance(module, nn.Tanh):
+            return torch.tanh(h)
+        if isinstance(module, nn.Flatten):
+            return _grid_to_rows(h, models)
+        if isinstance(module, nn.Unflatten):
+            channels, side = module.unflattened_size[0], module.unflattened_size[-1]
+            return _rows_to_grid(h, int(channels), int(side))
+        raise TypeError(f"no stacked form of {type(module).__name__}")
+
+    @staticmethod
+    def _linear(prefix: str, h: Tensor, weights: Callable[[str], Tensor], bias: bool) -> Tensor:
+        w = weights(f"{prefix}.weight").transpose(1, 2)  # (K, in, out)
+        if not bias:
+            return torch.bmm(h, w)
+        return torch.baddbmm(weights(f"{prefix}.bias").unsqueeze(1), h, w)
+
+    def _weights(self, member: int | None) -> Callable[[str], Tensor]:
+        if member is None:
+            return self.weight
+        return lambda name: self.weight(name)[member : member + 1]
+
+    # ------------------------------------------------------------------------------- the model, stacked
+
+    def encode(self, x: Tensor, labels: list[Tensor | None]) -> list[Posterior]:
+        """Each model's posterior of its own batch; `x` is (B, K*C, H, W), model k's images in block k."""
+        template, weights = self.template, self.weight
+        hidden = self._run(template.encoder, "encoder", x, weights)  # (K, B, hidden)
+        models, batch = hidden.shape[0], hidden.shape[1]
+        if template.continuous:
+            mean = self._linear("mean_head", hidden, weights, True)
+            logvar = self._linear("logvar_head", hidden, weights, True)
+        else:
+            mean = logvar = hidden.new_zeros(models, batch, 0)
+        logits = [
+            self._linear(f"discrete_heads.{i}", hidden, weights, True) for i in range(len(template.discrete))
+        ]
+        conditions = [self._condition(k, batch, x.device, labels[k]) for k in range(models)]
+        if template.label_head is not None:
+            one_hot = torch.stack([c for c in conditions if c is not None]).to(mean.dtype)
+            shift_mean, shift_logvar = self._linear("label_head", one_hot, weights, False).chunk(2, dim=-1)
+            zeros = mean.new_zeros(models, batch, template.generic)
+            mean = mean + torch.cat([zeros, shift_mean], dim=-1)
+            logvar = logvar + torch.cat([zeros, shift_logvar], dim=-1)
+        return [
+            Posterior(mean[k], logvar[k], [logit[k] for logit in logits], conditions[k])
+            for k in range(models)
+        ]
+
+    def _condition(
+        self, member: int, batch: int, device: torch.device, labels: Tensor | None
+    ) -> Tensor | None:
+        template = self.template
+        saved, template.default_class = template.default_class, self.default_classes[member]
+        try:
+            return template.class_code(batch, device, labels)
+        finally:
+            template.default_class = saved
+
+    def decode_logits(self, latent: Tensor, member: int | None = None) -> Tensor:
+        """(K, B, C, H, W) reconstruction logits of the codes (K, B, L); with `member`, of that model alone
+        for its codes (1, B, L)."""
+        template, weights = self.template, self._weights(member)
+        features = self._run(template.latent_to_features, "latent_to_features", latent, weights)
+        if template.mlp:
+            grid = self._run(template.decoder, "decoder", features, weights)
+        else:
+            channels = features.shape[-1] // FEATURE_SIDE**2
+            grid = self._run(
+                template.decoder, "decoder", _rows_to_grid(features, channels, FEATURE_SIDE), weights
+            )
+        batch, side = grid.shape[0], grid.shape[-1]
+        return grid.view(batch, latent.shape[0], template.channels, side, side).transpose(0, 1)
+
+    # ------------------------------------------------------------------------------- one model out of K
+
+    def member_weights(self, member: int) -> Weights:
+        """Model `member`'s state dict, as the single model's `state_dict()` names it (own storage)."""
+        return {name: self.weight(name)[member].detach().clone() for name in self.names}
+
+    def load_member(self, member: int, weights: Weights) -> None:
+        with torch.no_grad():
+            for name in self.names:
+                self.weight(name)[member].copy_(weights[name])
+
+
+def stackable(presets: list[Preset]) -> None:
+    """Refuse presets that cannot train as one stack: they may differ in the seed and the loss section's
+    values, nothing else."""
+    first = presets[0]
+    kind = kind_of(first.loss)
+    if kind.critic is not None:
+        raise PresetError(
+            f"{kind.name} trains a second network (its critic) beside each model and cannot be stacked; "
+            "train its seeds one at a time (jvae sweep)"
+        )
+
+    def shape(preset: Preset) -> dict[str, Any]:
+        body = preset.model_dump(mode="json")
+        body["train"] = {k: v for k, v in body["train"].items() if k != "seed"}
+        body["loss"] = {"kind": body["loss"]["kind"]}
+        return body
+
+    for preset in presets[1:]:
+        if shape(preset) != shape(first):
+            raise PresetError(
+                "stacked models may differ only in train.seed and the values of the loss section "
+                f"(kind {first.loss.kind}); the data, model and other train settings must match"
+            )
+
+
+class StackedStepper:
+    """Runs global step k of K runs at once: each model's own k-th batch, one stacked VAE update.
+
+    It offers what the trainer asks of `steps.Stepper` for each member: its model, its state to save, and
+    restoring a member from its checkpoint.
+    """
+
+    def __init__(self, presets: list[Preset], source: ImageSource, device: torch.device) -> None:
+        stackable(presets)
+        self.presets, self.source, self.device = presets, source, device
+        self.count = len(presets)
+        first = presets[0]
+        models = []
+        self.noises = []
+        for preset in presets:  # each model initialised and seeded exactly as its single run is
+            torch.manual_seed(preset.train.seed)
+            models.append(build_model(preset).to(device))
+            self.noises.append(torch.Generator(device=device).manual_seed(preset.train.seed + 1))
+        self.network = StackedNetwork(models)
+        self._members = models  # reloaded from the stack when a member's model is asked for
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=first.train.lr, fused=True)
+        self.bf16 = use_bf16(first.train.precision, device)
+        self.kinds = [kind_of(p.loss) for p in presets]
+        self.batch_size = first.train.batch_size
+        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.total = total_steps(first, len(source))
+        self.scheduled_lr = first.train.lr_schedule != "constant" or first.train.lr_warmup_steps > 0
+        self.scales = [
+            1.0 / first.data.image_size**2 if p.loss.objective_scale == "pixel" else 1.0 for p in presets
+        ]
+        labels = labels_of(source) if self.kinds[0].labelled else None
+        self._labels = None if labels is None else labels.to(device)
+        self._epoch = -1
+        self._orders: list[Tensor] = []
+        self._seconds: list[Tensor] = []
+
+    def _batches(self, index: int) -> tuple[list[Tensor], list[Tensor]]:
+        epoch, position = divmod(index, self.steps_per_epoch)
+        if epoch != self._epoch:
+            size = len(self.source)
+            self._epoch = epoch
+            self._orders = [epoch_order(p.train.seed, epoch, size).to(self.device) for p in self.presets]
+            if self.kinds[0].second_batch:
+                self._seconds = [
+                    epoch_order(p.train.seed + SECOND_ORDER, epoch, size).to(self.device)
+                    for p in self.presets
+                ]
+        span = slice(position * self.batch_size, (position + 1) * self.batch_size)
+        rows = [order[span] for order in self._orders]
+        return rows, [self.source.images(r, self.device) for r in rows]
+
+    def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
+        """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
+        mark = mark or (lambda phase: None)
+        step = index + 1
+        rows, images = self._batches(index)
+        labels = [None if self._labels is None else self._labels[r] for r in rows]
+        x = torch.stack(images, dim=1).flatten(1, 2)  # (B, K*C, H, W)
+        mark("data")
+        if self.scheduled_lr:
+            lr = learning_rate(self.presets[0].train, step, self.total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        network = self.network
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            posteriors = network.encode(x, labels)
+            latents = [
+                posterior.sample(temperature(preset.model, step), noise)
+                for posterior, preset, noise in zip(posteriors, self.presets, self.noises)
+            ]
+            logits = network.decode_logits(torch.stack(latents))
+            results = []
+            for k, preset in enumerate(self.presets):
+                batch = LossInputs(
+                    images[k],
+                    posteriors[k],
+                    latents[k],
+                    step,
+                    self._decoder(k, latents[k], logits[k]),
+                    network.template.generic,
+                    len(self.source),
+                    None,
+                    labels[k],
+                )
+                results.append(self.kinds[k].loss(preset.loss, batch))
+        total = sum(
+            (terms.loss if scale == 1.0 else terms.loss * scale) for terms, scale in zip(results, self.scales)
+        )
+        mark("forward")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[union-attr]
+        mark("backward")
+        self.optimizer.step()
+        mark("optimizer")
+        return [(terms, dict(terms.extra)) for terms in results]
+
+    def _decoder(self, member: int, latent: Tensor, logits: Tensor) -> Callable[[Tensor], Tensor]:
+        """Model `member`'s decoder as its loss sees it: its own sample is already decoded with the others;
+        any other code (a kind that decodes parts of the code) is decoded by that model alone."""
+
+        def decode(codes: Tensor) -> Tensor:
+            if codes is latent:
+                return logits
+            return self.network.decode_logits(codes.unsqueeze(0), member)[0]
+
+        return decode
+
+    # ------------------------------------------------------------------------------- per member
+
+    def member_model(self, member: int) -> JointVAE:
+        """Model `member` as a single JointVAE holding its current weights (for evaluation and figures)."""
+        model = self._members[member]
+        model.load_state_dict(self.network.member_weights(member))
+        return model
+
+    def member_state(self, member: int) -> MemberState:
+        """What a single run of this member would save: weights, Adam state, noise; in its own storage."""
+        full = self.optimizer.state_dict()
+        single = {
+            "state": {
+                index: {
+                    key: value.clone() if key == "step" else value[member].clone()
+                    for key, value in entry.items()
+                }
+                for index, entry in full["state"].items()
+            },
+            "param_groups": copy.deepcopy(full["param_groups"]),
+        }
+        weights = {k: v.cpu() for k, v in self.network.member_weights(member).items()}
+        return MemberState(weights, single, self.noises[member], None)
+
+    def restore(self, states: list[tuple[Weights, dict[str, Any], Tensor | None]]) -> None:
+        """Every member from its checkpoint: (weights, Adam state, noise state or None to keep the seed's)."""
+        for member, (weights, _, noise) in enumerate(states):
+            self.network.load_member(member, weights)
+            if noise is not None:
+                self.noises[member].set_state(noise)
+        optimizers = [optimizer for _, optimizer, _ in states]
+        stacked = {
+            "state": {
+                index: {
+                    key: value if key == "step" else torch.stack([o["state"][index][key] for o in optimizers])
+                    for key, value in entry.items()
+                }
+                for index, entry in optimizers[0]["state"].items()
+            },
+            "param_groups": optimizers[0]["param_groups"],
+        }
+        self.optimizer.load_state_dict(stacked)
