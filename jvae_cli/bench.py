@@ -79,20 +79,26 @@ def _sync(device: torch.device) -> None:
 
 
 def _interleaved(
-    runs: list[Callable[[int], None]], steps: int, repeats: int, warmup: int, batch: int, device: torch.device
+    runs: list[Callable[[int], None]],
+    steps: int,
+    repeats: int,
+    warmup: int,
+    batch: int | list[int],
+    device: torch.device,
 ) -> list[Timing]:
-    """images/s of each `run(n)` (n steps of `batch` images) after `warmup` steps each, timed in alternation
-    repeat by repeat so that every loop meets the same machine load."""
+    """images/s of each `run(n)` (n steps of `batch` images, or of its own entry of a list) after `warmup`
+    steps each, timed in alternation repeat by repeat so that every loop meets the same machine load."""
+    batches = batch if isinstance(batch, list) else [batch] * len(runs)
     for run in runs:
         run(warmup)
     _sync(device)
     values: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        for run, collected in zip(runs, values):
+        for run, collected, images in zip(runs, values, batches):
             started = time.perf_counter()
             run(steps)
             _sync(device)
-            collected.append(steps * batch / (time.perf_counter() - started))
+            collected.append(steps * images / (time.perf_counter() - started))
     return [Timing(v, "images/s") for v in values]
 
 
@@ -286,4 +292,107 @@ def format_report(report: BenchReport) -> str:
         lines.append(row("encode", report.encode))
     if report.metrics_seconds is not None:
         lines.append(f"{'metrics (evaluate --fast)':<28}{report.metrics_seconds:>10.1f}  s")
+    return "\n".join(lines)
+
+
+@dataclass
+class StackReport:
+    """K stacked models against one model at a time and the reference loop, all in images/s in total."""
+
+    setting: dict[str, Any]
+    stacked: Timing
+    single: Timing
+    baseline: Timing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "setting": self.setting,
+            "stacked": self.stacked.summary(),
+            "single": self.single.summary(),
+            "baseline": self.baseline.summary(),
+            "stacked_over_single": self.stacked.median / self.single.median,
+            "stacked_over_baseline": self.stacked.median / self.baseline.median,
+            "single_over_baseline": self.single.median / self.baseline.median,
+        }
+
+
+def run_stack_bench(
+    preset: Preset,
+    preset_name: str,
+    source: ImageSource,
+    device: torch.device,
+    models: int,
+    *,
+    steps: int = 20,
+    repeats: int = 5,
+    warmup: int = 5,
+    status: Callable[[str], None] | None = None,
+) -> StackReport:
+    """images/s of `models` models of `preset` (seeds 0..K-1) trained as one stack (`jvae train --seeds`),
+    of one jvae run (K runs one after another train at this rate), and of the reference loop, in alternation.
+    """
+    from jvae_cli.stacking import StackedStepper, stackable
+
+    say = status or (lambda text: None)
+    batch = preset.train.batch_size
+    if batch > len(source):
+        raise UsageError(f"batch size {batch} is larger than the dataset ({len(source)} images)")
+    body = preset.model_dump(mode="json")
+    presets = [
+        Preset.model_validate({**body, "train": {**body["train"], "seed": seed}}) for seed in range(models)
+    ]
+    stackable(presets)
+    say(f"{models} stacked models, one model, and the reference loop, in alternation")
+    stacker = StackedStepper(presets, source, device)
+    position = {"step": 0}
+
+    def stacked(n: int) -> None:
+        for _ in range(n):
+            stacker.step_members(position["step"])
+            position["step"] += 1
+
+    single_stepper, single, _ = jvae_training(preset, source, device)
+    images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)
+    reference, _ = reference_training(
+        preset, images, labels if preset.model.classes else None, len(source), device
+    )
+    timings = _interleaved(
+        [stacked, single, reference], steps, repeats, warmup, [models * batch, batch, batch], device
+    )
+    setting = {
+        "preset": preset_name,
+        "dataset": source.description,
+        "image_size": preset.data.image_size,
+        "batch_size": batch,
+        "models": models,
+        "device": str(device),
+        "precision": "bf16 autocast" if single_stepper.bf16 else "fp32",
+        "threads": torch.get_num_threads(),
+        "steps_per_repeat": steps,
+        "repeats": repeats,
+        "warmup_steps": warmup,
+        "torch": str(torch.__version__),
+    }
+    return StackReport(setting, *timings)
+
+
+def format_stack_report(report: StackReport) -> str:
+    s = report.setting
+    figures = report.as_dict()
+    lines = [
+        f"jvae bench --stack {s['models']}: {s['preset']} ({s['dataset']}, {s['image_size']}x{s['image_size']}), "
+        f"batch {s['batch_size']} per model, {s['device']} with {s['threads']} threads, jvae in {s['precision']}",
+        f"{'images/s in total':<34}{'median':>10}{'min':>10}{'max':>10}",
+    ]
+    for label, timing in (
+        (f"{s['models']} stacked models", report.stacked),
+        (f"{s['models']} single runs, one after another", report.single),
+        ("reference loop", report.baseline),
+    ):
+        lines.append(
+            f"{label:<34}{timing.median:>10.1f}{min(timing.values):>10.1f}{max(timing.values):>10.1f}"
+        )
+    lines.append(f"{'stacked / single runs':<34}{figures['stacked_over_single']:>10.2f}x")
+    lines.append(f"{'stacked / reference':<34}{figures['stacked_over_baseline']:>10.2f}x")
+    lines.append(f"{'single run / reference':<34}{figures['single_over_baseline']:>10.2f}x")
     return "\n".join(lines)

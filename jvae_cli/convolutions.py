@@ -206,19 +206,27 @@ class UpConv(nn.ConvTranspose2d):
     on_convolution_kernels = True  # False makes it nn.ConvTranspose2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        routable = _routable(self, x) and tuple(self.output_padding) == (0, 0) and output_size is None
-        if not routable:
+        if output_size is not None:
             return super().forward(x, output_size)
-        x, weight, bias = _autocast(x, self.weight, self.bias)
-        padding = cast(tuple[int, ...], self.padding)  # a transposed convolution's padding is never a string
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, padding
-        size = [
-            x.shape[0],
-            self.out_channels,
-            (x.shape[2] - 1) * sh - 2 * ph + kh,
-            (x.shape[3] - 1) * sw - 2 * pw + kw,
-        ]
-        return _TransposedConvolution.apply(x, weight, bias, list(self.stride), list(self.padding), size)
+        return up_convolution(self, x, self.weight, self.bias)
+
+
+def up_convolution(layer: UpConv, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`layer`'s computation with the given weight and bias (a stacked model passes each model's slice)."""
+    padding = cast(tuple[int, ...], layer.padding)  # a transposed convolution's padding is never a string
+    if not (_routable(layer, x) and tuple(layer.output_padding) == (0, 0)):
+        return F.conv_transpose2d(
+            x, weight, bias, layer.stride, padding, layer.output_padding, layer.groups, layer.dilation
+        )
+    x, weight, bias = _autocast(x, weight, bias)
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, padding
+    size = [
+        x.shape[0],
+        layer.out_channels,
+        (x.shape[2] - 1) * sh - 2 * ph + kh,
+        (x.shape[3] - 1) * sw - 2 * pw + kw,
+    ]
+    return _TransposedConvolution.apply(x, weight, bias, list(layer.stride), list(padding), size)
 
 
 def _autocast(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -237,8 +245,13 @@ class DownConv(nn.Conv2d):
     on_convolution_kernels = True  # False makes it nn.Conv2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor) -> Tensor:
-        stride, padding = list(self.stride), list(self.padding)
-        if not (_routable(self, x) and _one_channel(self.weight, stride, padding, x)):  # type: ignore[arg-type]
-            return super().forward(x)
-        x, weight, bias = _autocast(x, self.weight, self.bias)
-        return _OneChannelConvolution.apply(x, weight, bias, stride, padding)
+        return down_convolution(self, x, self.weight, self.bias)
+
+
+def down_convolution(layer: DownConv, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`layer`'s computation with the given weight and bias (a stacked model passes each model's slice)."""
+    stride, padding = list(layer.stride), list(layer.padding)
+    if not (_routable(layer, x) and _one_channel(weight, stride, padding, x)):  # type: ignore[arg-type]
+        return layer._conv_forward(x, weight, bias)
+    x, weight, bias = _autocast(x, weight, bias)
+    return _OneChannelConvolution.apply(x, weight, bias, stride, padding)

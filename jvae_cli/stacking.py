@@ -14,15 +14,15 @@ in the layout a single run saves, so each model's checkpoint is a single run's c
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jvae_cli.builder import build_model
+from jvae_cli.convolutions import DownConv, UpConv, down_convolution, up_convolution
 from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.devices import use_bf16
@@ -32,6 +32,7 @@ from jvae_cli.losses import LossInputs, LossTerms
 from jvae_cli.model import FEATURE_SIDE, JointVAE, Posterior
 from jvae_cli.presets import Preset
 from jvae_cli.schedules import learning_rate, temperature, total_steps
+from jvae_cli.stacked_adam import StackedAdam, stack_like
 from jvae_cli.steps import SECOND_ORDER, Mark, MemberState, epoch_order
 
 Weights = dict[str, Tensor]
@@ -46,10 +47,22 @@ def _grid_to_rows(h: Tensor, models: int) -> Tensor:
     return h.reshape(h.shape[0], models, -1).transpose(0, 1)
 
 
-def _rows_to_grid(h: Tensor, channels: int, side: int) -> Tensor:
-    """(K, B, C*side*side) -> (B, K*C, side, side), the grouped convolutions' layout."""
+Activation = Tensor | list[Tensor]
+
+
+def _rows(h: Activation) -> Tensor:
+    """(K, B, F) rows for batched matrix products, from either layout of images."""
+    if isinstance(h, list):
+        return torch.stack([x.flatten(1) for x in h])
+    return h
+
+
+def _images(h: Tensor, channels: int, side: int, grouped: bool) -> Activation:
+    """(K, B, C*side*side) rows as images: one grouped (B, K*C, side, side) tensor, or K (B, C, side, side)."""
     models, batch = h.shape[0], h.shape[1]
-    return h.transpose(0, 1).reshape(batch, models * channels, side, side)
+    if grouped:
+        return h.transpose(0, 1).reshape(batch, models * channels, side, side)
+    return [row.view(batch, channels, side, side) for row in h]
 
 
 class StackedNetwork(nn.Module):
@@ -57,22 +70,19 @@ class StackedNetwork(nn.Module):
 
     Activations between convolutions are (B, K*C, H, W), model k's channels in the k-th block, which is the
     layout grouped convolutions read; between linear layers they are (K, B, F) for batched matrix products.
-    The parameters are registered in the single model's order, so an optimiser over them holds its state
-    in the single model's order too.
+    `names` keeps the single model's parameter order (a ParameterDict sorts its keys), which is the order an
+    optimiser's saved state must follow to be a single run's.
     """
 
-    def __init__(self, models: list[JointVAE]) -> None:
+    def __init__(self, models: list[JointVAE], grouped: bool) -> None:
         super().__init__()
+        self.grouped = grouped
         template = models[0]
         self.models = len(models)
         self.names = [name for name, _ in template.named_parameters()]
+        found = [dict(m.named_parameters()) for m in models]
         self.stack = nn.ParameterDict(
-            {
-                _key(name): nn.Parameter(
-                    torch.stack([dict(m.named_parameters())[name].detach() for m in models])
-                )
-                for name in self.names
-            }
+            {_key(name): nn.Parameter(stack_like([f[name].detach() for f in found])) for name in self.names}
         )
         self._template = [template]  # a list keeps it out of this module's parameters
         self.default_classes = [m.default_class for m in models]
@@ -86,43 +96,62 @@ class StackedNetwork(nn.Module):
 
     # ------------------------------------------------------------------------------- the layers, stacked
 
-    def _run(self, module: nn.Module, prefix: str, h: Tensor, weights: Callable[[str], Tensor]) -> Tensor:
-        """`module` of the single network applied to all K models' activations `h`."""
-        models = weights(f"{self.names[0]}").shape[0]
+    def _run(
+        self, module: nn.Module, prefix: str, h: Activation, weights: Callable[[str], Tensor]
+    ) -> Activation:
+        """`module` of the single network applied to all K models' activations `h`.
+
+        Between convolutions `h` is either one (B, K*C, H, W) tensor for grouped convolutions (on a GPU,
+        where one launch for K models is what pays) or a list of K (B, C, H, W) images (on the CPU, where
+        grouped convolutions are no faster than K of jvae's own convolution kernels, and those compute
+        exactly what a single run computes).
+        """
+        models = weights(self.names[0]).shape[0]
         if isinstance(module, nn.Sequential):
             for index, child in enumerate(module):
                 h = self._run(child, f"{prefix}.{index}", h, weights)
             return h
-        if isinstance(module, nn.Conv2d):
-            w = weights(f"{prefix}.weight")  # (K, out, in, kh, kw)
-            b = weights(f"{prefix}.bias").reshape(-1) if module.bias is not None else None
-            w = w.reshape(-1, *w.shape[2:])
-            return F.conv2d(h, w, b, module.stride, module.padding, module.dilation, models)
-        if isinstance(module, nn.ConvTranspose2d):
-            w = weights(f"{prefix}.weight")  # (K, in, out, kh, kw)
-            b = weights(f"{prefix}.bias").reshape(-1) if module.bias is not None else None
-            w = w.reshape(-1, *w.shape[2:])
-            padding = module.padding if isinstance(module.padding, tuple) else (0, 0)
-            return F.conv_transpose2d(h, w, b, module.stride, padding, module.output_padding, models)
+        if isinstance(module, (DownConv, UpConv)):
+            w = weights(f"{prefix}.weight")  # (K, out, in, kh, kw) or (K, in, out, kh, kw)
+            b = weights(f"{prefix}.bias") if module.bias is not None else None
+            if isinstance(h, list):
+                run = down_convolution if isinstance(module, DownConv) else up_convolution
+                biases = b.unbind(0) if b is not None else (None,) * models
+                return [run(module, x, wk, bk) for x, wk, bk in zip(h, w.unbind(0), biases)]  # type: ignore[arg-type]
+            flat, bias = w.reshape(-1, *w.shape[2:]), b.reshape(-1) if b is not None else None
+            if isinstance(module, DownConv):
+                return F.conv2d(h, flat, bias, module.stride, module.padding, module.dilation, models)
+            padding = cast(tuple[int, ...], module.padding)  # a transposed convolution's is never a string
+            return F.conv_transpose2d(
+                h, flat, bias, module.stride, padding, module.output_padding, models, module.dilation
+            )
         if isinstance(module, nn.Linear):
-            return self._linear(prefix, h, weights, module.bias is not None)
+            return self._linear(prefix, _rows(h), weights, module.bias is not None)
         if isinstance(module, nn.ReLU):
-            return F.relu(h)
+            if isinstance(h, list):
+                return [F.relu(x, inplace=module.inplace) for x in h]
+            return F.relu(h, inplace=module.inplace)
         if isinstance(module, nn.Tanh):
-            return torch.tanh(h)
+            return torch.tanh(_rows(h))
         if isinstance(module, nn.Flatten):
-            return _grid_to_rows(h, models)
+            return _grid_to_rows(h, models) if isinstance(h, Tensor) and h.dim() == 4 else _rows(h)
         if isinstance(module, nn.Unflatten):
-            channels, side = module.unflattened_size[0], module.unflattened_size[-1]
-            return _rows_to_grid(h, int(channels), int(side))
+            channels, side = int(module.unflattened_size[0]), int(module.unflattened_size[-1])
+            return _images(_rows(h), channels, side, grouped=self.grouped)
         raise TypeError(f"no stacked form of {type(module).__name__}")
 
-    @staticmethod
-    def _linear(prefix: str, h: Tensor, weights: Callable[[str], Tensor], bias: bool) -> Tensor:
-        w = weights(f"{prefix}.weight").transpose(1, 2)  # (K, in, out)
-        if not bias:
-            return torch.bmm(h, w)
-        return torch.baddbmm(weights(f"{prefix}.bias").unsqueeze(1), h, w)
+    def _linear(self, prefix: str, h: Tensor, weights: Callable[[str], Tensor], bias: bool) -> Tensor:
+        """A linear layer of K models on (K, B, F): one batched product on a GPU; on the CPU each model's own
+        product, the kernel a single run calls (so a stacked model computes bit for bit what it would alone;
+        the batched product rounds differently and is no faster at these sizes here)."""
+        w = weights(f"{prefix}.weight")  # (K, out, in)
+        b = weights(f"{prefix}.bias") if bias else None
+        if not self.grouped:
+            biases = b.unbind(0) if b is not None else (None,) * w.shape[0]
+            return torch.stack([F.linear(x, wk, bk) for x, wk, bk in zip(h.unbind(0), w.unbind(0), biases)])
+        if b is None:
+            return torch.bmm(h, w.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
 
     def _weights(self, member: int | None) -> Callable[[str], Tensor]:
         if member is None:
@@ -131,11 +160,18 @@ class StackedNetwork(nn.Module):
 
     # ------------------------------------------------------------------------------- the model, stacked
 
-    def encode(self, x: Tensor, labels: list[Tensor | None]) -> list[Posterior]:
-        """Each model's posterior of its own batch; `x` is (B, K*C, H, W), model k's images in block k."""
+    def images(self, batches: list[Tensor]) -> Activation:
+        """Each model's batch (B, C, H, W) in the layout the first convolution reads."""
+        if self.grouped:
+            return torch.stack(batches, dim=1).flatten(1, 2)  # (B, K*C, H, W)
+        return batches
+
+    def encode(self, x: Activation, labels: list[Tensor | None]) -> list[Posterior]:
+        """Each model's posterior of its own batch (`images`' layout)."""
         template, weights = self.template, self.weight
-        hidden = self._run(template.encoder, "encoder", x, weights)  # (K, B, hidden)
+        hidden = _rows(self._run(template.encoder, "encoder", x, weights))  # (K, B, hidden)
         models, batch = hidden.shape[0], hidden.shape[1]
+        device = hidden.device
         if template.continuous:
             mean = self._linear("mean_head", hidden, weights, True)
             logvar = self._linear("logvar_head", hidden, weights, True)
@@ -144,7 +180,7 @@ class StackedNetwork(nn.Module):
         logits = [
             self._linear(f"discrete_heads.{i}", hidden, weights, True) for i in range(len(template.discrete))
         ]
-        conditions = [self._condition(k, batch, x.device, labels[k]) for k in range(models)]
+        conditions = [self._condition(k, batch, device, labels[k]) for k in range(models)]
         if template.label_head is not None:
             one_hot = torch.stack([c for c in conditions if c is not None]).to(mean.dtype)
             shift_mean, shift_logvar = self._linear("label_head", one_hot, weights, False).chunk(2, dim=-1)
@@ -166,20 +202,20 @@ class StackedNetwork(nn.Module):
         finally:
             template.default_class = saved
 
-    def decode_logits(self, latent: Tensor, member: int | None = None) -> Tensor:
-        """(K, B, C, H, W) reconstruction logits of the codes (K, B, L); with `member`, of that model alone
-        for its codes (1, B, L)."""
+    def decode_logits(self, latent: Tensor, member: int | None = None) -> list[Tensor]:
+        """Each model's (B, C, H, W) reconstruction logits of its codes in (K, B, L); with `member`, that
+        model's alone for its codes (1, B, L)."""
         template, weights = self.template, self._weights(member)
         features = self._run(template.latent_to_features, "latent_to_features", latent, weights)
-        if template.mlp:
-            grid = self._run(template.decoder, "decoder", features, weights)
-        else:
-            channels = features.shape[-1] // FEATURE_SIDE**2
-            grid = self._run(
-                template.decoder, "decoder", _rows_to_grid(features, channels, FEATURE_SIDE), weights
+        if not template.mlp:
+            features = _images(
+                _rows(features), _rows(features).shape[-1] // FEATURE_SIDE**2, FEATURE_SIDE, self.grouped
             )
-        batch, side = grid.shape[0], grid.shape[-1]
-        return grid.view(batch, latent.shape[0], template.channels, side, side).transpose(0, 1)
+        out = self._run(template.decoder, "decoder", features, weights)
+        if isinstance(out, list):
+            return out
+        batch, side = out.shape[0], out.shape[-1]
+        return list(out.view(batch, latent.shape[0], template.channels, side, side).unbind(1))
 
     # ------------------------------------------------------------------------------- one model out of K
 
@@ -232,13 +268,19 @@ class StackedStepper:
         first = presets[0]
         models = []
         self.noises = []
-        for preset in presets:  # each model initialised and seeded exactly as its single run is
+        for preset in presets:  # each model initialised, laid out and seeded exactly as its single run is
             torch.manual_seed(preset.train.seed)
-            models.append(build_model(preset).to(device))
+            model = build_model(preset).to(device)
+            if first.model.architecture != "mlp":
+                model = model.to(memory_format=torch.channels_last)
+            models.append(model)
             self.noises.append(torch.Generator(device=device).manual_seed(preset.train.seed + 1))
-        self.network = StackedNetwork(models)
+        self.network = StackedNetwork(models, grouped=device.type != "cpu")
+        self.channels_last = first.model.architecture != "mlp"
         self._members = models  # reloaded from the stack when a member's model is asked for
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=first.train.lr, fused=True)
+        self.optimizer = StackedAdam(
+            [self.network.weight(name) for name in self.network.names], first.train.lr
+        )
         self.bf16 = use_bf16(first.train.precision, device)
         self.kinds = [kind_of(p.loss) for p in presets]
         self.batch_size = first.train.batch_size
@@ -267,7 +309,10 @@ class StackedStepper:
                 ]
         span = slice(position * self.batch_size, (position + 1) * self.batch_size)
         rows = [order[span] for order in self._orders]
-        return rows, [self.source.images(r, self.device) for r in rows]
+        images = [self.source.images(r, self.device) for r in rows]
+        if self.channels_last:  # as a single run lays its batch out
+            images = [x.contiguous(memory_format=torch.channels_last) for x in images]
+        return rows, images
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
         """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
@@ -275,7 +320,7 @@ class StackedStepper:
         step = index + 1
         rows, images = self._batches(index)
         labels = [None if self._labels is None else self._labels[r] for r in rows]
-        x = torch.stack(images, dim=1).flatten(1, 2)  # (B, K*C, H, W)
+        x = self.network.images(images)
         mark("data")
         if self.scheduled_lr:
             lr = learning_rate(self.presets[0].train, step, self.total)
@@ -307,7 +352,7 @@ class StackedStepper:
             (terms.loss if scale == 1.0 else terms.loss * scale) for terms, scale in zip(results, self.scales)
         )
         mark("forward")
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         total.backward()  # type: ignore[union-attr]
         mark("backward")
         self.optimizer.step()
@@ -335,17 +380,7 @@ class StackedStepper:
 
     def member_state(self, member: int) -> MemberState:
         """What a single run of this member would save: weights, Adam state, noise; in its own storage."""
-        full = self.optimizer.state_dict()
-        single = {
-            "state": {
-                index: {
-                    key: value.clone() if key == "step" else value[member].clone()
-                    for key, value in entry.items()
-                }
-                for index, entry in full["state"].items()
-            },
-            "param_groups": copy.deepcopy(full["param_groups"]),
-        }
+        single = self.optimizer.member_state(member)
         weights = {k: v.cpu() for k, v in self.network.member_weights(member).items()}
         return MemberState(weights, single, self.noises[member], None)
 
@@ -355,15 +390,4 @@ class StackedStepper:
             self.network.load_member(member, weights)
             if noise is not None:
                 self.noises[member].set_state(noise)
-        optimizers = [optimizer for _, optimizer, _ in states]
-        stacked = {
-            "state": {
-                index: {
-                    key: value if key == "step" else torch.stack([o["state"][index][key] for o in optimizers])
-                    for key, value in entry.items()
-                }
-                for index, entry in optimizers[0]["state"].items()
-            },
-            "param_groups": optimizers[0]["param_groups"],
-        }
-        self.optimizer.load_state_dict(stacked)
+        self.optimizer.load_members([optimizer for _, optimizer, _ in states])

@@ -24,10 +24,16 @@ def bench(
     data: str = typer.Option(None, "--data", help="Dataset location; else data.path, else $JVAE_DATA."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Also time evaluate --fast."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    stack: int = typer.Option(
+        None,
+        "--stack",
+        min=2,
+        help="Time K models trained as one stack (jvae train --seeds) against single runs and the reference.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Measure throughput on this machine: jvae's training step and a plain reference loop, same data."""
-    from jvae_cli.bench import format_report, run_bench
+    from jvae_cli.bench import format_report, format_stack_report, run_bench, run_stack_bench
     from jvae_cli.data import open_dataset
     from jvae_cli.devices import resolve_device
     from jvae_cli.presets import load_preset
@@ -37,6 +43,24 @@ def bench(
         name, resolved = load_preset(preset, sets)
         torch_device = resolve_device(device)
         source = open_dataset(resolved.data, data)
+        say = lambda text: err.print(f"timing {text}", markup=False)  # noqa: E731
+        if stack is not None:
+            stacked = run_stack_bench(
+                resolved,
+                name,
+                source,
+                torch_device,
+                stack,
+                steps=steps,
+                repeats=repeats,
+                warmup=warmup,
+                status=say,
+            )
+            if as_json:
+                out.print_json(json.dumps(stacked.as_dict()))
+            else:
+                out.print(format_stack_report(stacked), markup=False, highlight=False)
+            return
         report = run_bench(
             resolved,
             name,
@@ -46,7 +70,7 @@ def bench(
             repeats=repeats,
             warmup=warmup,
             with_metrics=metrics,
-            status=lambda text: err.print(f"timing {text}", markup=False),
+            status=say,
         )
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
