@@ -15,7 +15,7 @@ import copy
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 VECTOR_ALIGNMENT = 64  # floats: a multiple of every CPU vector width (AVX-512 holds 16)
 
@@ -23,7 +23,7 @@ VECTOR_ALIGNMENT = 64  # floats: a multiple of every CPU vector width (AVX-512 h
 class StackedAdam:
     """Fused Adam for `stacked` weights (each (K, ...), in the single model's parameter order)."""
 
-    def __init__(self, stacked: list[nn.Parameter], lr: float) -> None:
+    def __init__(self, stacked: list[Tensor], lr: float) -> None:
         self.stacked = stacked
         self.models = stacked[0].shape[0]
         self.wide = [i for i, p in enumerate(stacked) if p[0].numel() % VECTOR_ALIGNMENT == 0]

@@ -1,0 +1,150 @@
+"""Stacked training: K models of one preset as one computation, each equal to the model trained alone and
+written to its own run folder as a single run writes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from jvae_cli import trainer
+from jvae_cli.presets import Preset, load_preset
+
+# fp32 on the CPU, a checkpoint only at the end: what the comparison reads is the run itself.
+EXACT = ["train.precision=fp32", "train.log_every=50", "train.checkpoint_every=100000", "train.batch_size=32"]
+
+
+def _preset(*sets: str) -> Preset:
+    return load_preset("digits", [*EXACT, *sets])[1]
+
+
+def _saved(run_dir: Path) -> dict:
+    return torch.load(run_dir / trainer.CHECKPOINT, weights_only=True)
+
+
+def _assert_same_run(stacked: Path, alone: Path) -> None:
+    a, b = _saved(stacked), _saved(alone)
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for key in b["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+    saved_a, saved_b = a["optimizer"], b["optimizer"]
+    assert saved_a["param_groups"] == saved_b["param_groups"]
+    assert saved_a["state"].keys() == saved_b["state"].keys()
+    for index, entry in saved_b["state"].items():
+        for name, value in entry.items():
+            torch.testing.assert_close(saved_a["state"][index][name], value, rtol=1e-5, atol=1e-6)
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])  # the same draws were taken
+    lines_a = (stacked / trainer.METRICS).read_text().splitlines()
+    lines_b = (alone / trainer.METRICS).read_text().splitlines()
+    assert len(lines_a) == len(lines_b)
+    for line_a, line_b in zip(lines_a, lines_b):
+        record_a, record_b = json.loads(line_a), json.loads(line_b)
+        record_a.pop("images_per_sec"), record_b.pop("images_per_sec")
+        assert record_a.keys() == record_b.keys()
+        assert record_a["step"] == record_b["step"]
+        assert record_a["loss"] == pytest.approx(record_b["loss"], rel=1e-5)
+    assert (stacked / trainer.TRAVERSAL).stat().st_size > 0
+    assert (stacked / trainer.PRESET_FILE).read_text() == (alone / trainer.PRESET_FILE).read_text()
+
+
+def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_alone(tmp_path):
+    members = [
+        ("seed-3", _preset("train.steps=200", "train.seed=3")),
+        ("seed-5", _preset("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10")),
+    ]
+    results = trainer.train_stack(members, "digits", tmp_path / "stack", device="cpu")
+    assert [r.run_dir.name for r in results] == ["seed-3", "seed-5"] and all(r.step == 200 for r in results)
+    for name, preset in members:
+        trainer.train(preset, "digits", tmp_path / name, device="cpu")
+        _assert_same_run(tmp_path / "stack" / name, tmp_path / name)
+    # The comparison can fail: a model trained with another seed is far from it.
+    other, mine = _saved(tmp_path / "seed-3"), _saved(tmp_path / "seed-5")
+    assert max((other["model"][k] - mine["model"][k]).abs().max().item() for k in mine["model"]) > 1e-2
+
+
+def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_path, cli):
+    sets = ["--set", "train.precision=fp32", "--set", "train.batch_size=32", "--set", "train.log_every=20"]
+    result = cli(
+        "train",
+        "--preset",
+        "digits",
+        "--seeds",
+        "0-2",
+        "--set",
+        "train.steps=40",
+        *sets,
+        "--out",
+        tmp_path / "s",
+    )
+    assert result.exit_code == 0, result.output
+    assert "run folders in" in result.output and "seed-0, seed-1, seed-2" in result.output
+    stack = tmp_path / "s"
+    assert json.loads((stack / trainer.STACK_FILE).read_text())["members"] == ["seed-0", "seed-1", "seed-2"]
+    resumed = cli("train", "--resume", stack, "--set", "train.steps=60")
+    assert resumed.exit_code == 0, resumed.output
+    for seed in range(3):
+        name = f"seed-{seed}"
+        alone = tmp_path / name
+        preset = load_preset(
+            "digits",
+            [
+                "train.precision=fp32",
+                "train.batch_size=32",
+                "train.log_every=20",
+                "train.steps=60",
+                f"train.seed={seed}",
+            ],
+        )[1]
+        trainer.train(preset, "digits", alone, device="cpu")
+        _assert_same_run(stack / name, alone)
+
+
+def test_a_stacked_models_folder_works_with_every_command_and_resumes_alone(tmp_path, cli):
+    stack = tmp_path / "s"
+    small = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.batch_size=32"]
+    assert cli("train", "--preset", "digits", "--seeds", "4,9", *small, "--out", stack).exit_code == 0
+    ckpt = stack / "seed-9" / trainer.CHECKPOINT
+    assert _saved(stack / "seed-9")["preset"]["train"]["seed"] == 9
+    commands = [
+        ("units", ckpt),
+        ("traverse", ckpt, "--unit", "0", "--out", tmp_path / "t.gif"),
+        ("sample", ckpt, "--n", "4", "--out", tmp_path / "s.png"),
+        ("encode", ckpt, "digits", "--out", tmp_path / "codes.npz", "--limit", "64"),
+        ("evaluate", ckpt, "--fast", "--out", tmp_path / "report"),
+    ]
+    for args in commands:
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert (tmp_path / "t.gif").stat().st_size > 0 and any((tmp_path / "report").iterdir())
+    alone = cli("train", "--resume", stack / "seed-9", "--set", "train.steps=40")
+    assert alone.exit_code == 0, alone.output
+    assert _saved(stack / "seed-9")["step"] == 40 and _saved(stack / "seed-4")["step"] == 30
+    # The stack's runs now stand at different steps: resuming the stack says so and changes nothing.
+    refused = cli("train", "--resume", stack, "--set", "train.steps=50")
+    assert refused.exit_code != 0 and "different steps" in refused.output
+    assert _saved(stack / "seed-4")["step"] == 30
+
+
+def test_kinds_with_a_critic_and_mismatched_presets_refuse_to_stack(tmp_path, cli):
+    result = cli("train", "--preset", "dsprites-factor-vae", "--seeds", "0-1", "--out", tmp_path / "f")
+    assert result.exit_code != 0
+    assert "cannot be stacked" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "f").exists()
+    with pytest.raises(Exception, match="may differ only in train.seed"):
+        trainer.train_stack(
+            [("a", _preset("train.seed=0")), ("b", _preset("train.seed=1", "train.lr=0.01"))],
+            "digits",
+            tmp_path / "m",
+        )
+    assert not (tmp_path / "m").exists()
+    both = cli("train", "--preset", "digits", "--seeds", "0-1", "--nproc", "2", "--out", tmp_path / "n")
+    assert both.exit_code == 2 and "one process" in both.output
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    busy = cli("train", "--preset", "digits", "--seeds", "0-1", "--out", taken)
+    assert busy.exit_code != 0 and "not an empty folder" in busy.output
+    assert (taken / "notes.txt").read_text() == "mine"
