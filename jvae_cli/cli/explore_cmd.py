@@ -26,8 +26,7 @@ def explore(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Open a page with a slider per continuous unit and a selector per discrete variable (ranked by KL),
-    showing the decoded image as they move; start from an image's code or a prior sample."""
+    """A local web page with a control per unit, ranked by KL, and the image they decode to, live."""
     try:
         from jvae_cli.explore.server import is_loopback, listen, server, url_of
     except ImportError as exc:
