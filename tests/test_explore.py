@@ -212,6 +212,8 @@ def test_a_prior_sample_is_reproducible_by_seed(api):
         ("/api/decode?class=1", 400, "class is for class-conditional models"),
         ("/api/sample?seed=-1", 400, "seed '-1': give a whole number"),
         ("/api/sample?seed=99999999999", 400, "seed '99999999999'"),
+        ("/api/sample?seed=%C2%B2", 400, "seed '²': give a whole number"),
+        ("/api/sample?seed=" + "9" * 5000, 400, "give a whole number"),
         ("/api/images/3/code", 404, "no image 3: the explorer was given 3"),
         ("/api/images/999999999999999999999.png", 404, "no image"),
         ("/api/images/-1.png", 404, "Not Found"),
@@ -318,10 +320,9 @@ def test_every_model_kind_and_image_size(preset, digits, tmp_path):
             assert code["class"] == 2 and described["classes"] == 10
             other = request(f"{url}/api/decode?{query.replace('class=2', 'class=5')}")[2]
             assert not np.array_equal(picture(other), picture(body))
-            assert error_of(f"{url}/api/decode?class=10") == (
-                400,
-                "class '10': this model knows classes 0..9",
-            )
+            for label in ("10", "-1", "%C2%B2", "1" * 5000):
+                status, error = error_of(f"{url}/api/decode?class={label}")
+                assert status == 400 and "this model knows classes 0..9" in error
 
 
 # ----------------------------------------------------------------------------------------------- the command

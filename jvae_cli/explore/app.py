@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jvae_cli.explore.explorer import MAX_UPLOAD_BYTES, ExploreError, Explorer
+from jvae_cli.explore.explorer import MAX_UPLOAD_BYTES, ExploreError, Explorer, whole_number
 
 STATIC = {  # URL path: (file in jvae_cli/explore/static, media type)
     "/": ("page.html", "text/html; charset=utf-8"),
@@ -53,9 +53,9 @@ async def _read_upload(request: Request) -> bytes:
     """The request body, or a 413 once it passes MAX_UPLOAD_BYTES. Up to DRAIN_BYTES the rest is read and
     dropped before answering, so that a browser still sending its file receives the answer rather than a
     reset connection; a body declared or sent beyond that is answered at once."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > DRAIN_BYTES:
-        raise ExploreError(_too_large(int(declared)), 413)
+    declared = whole_number(request.headers.get("content-length", ""), 2**63)
+    if declared is not None and declared > DRAIN_BYTES:
+        raise ExploreError(_too_large(declared), 413)
     body = bytearray()
     received = 0
     async for chunk in request.stream():

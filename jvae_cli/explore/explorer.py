@@ -148,9 +148,10 @@ class Explorer:
             return None
         if text is None:
             return self.label
-        if not text.isdigit() or int(text) >= self.model.classes:
+        label = whole_number(text, self.model.classes - 1)
+        if label is None:
             raise ExploreError(f"class {text!r}: this model knows classes 0..{self.model.classes - 1}")
-        return int(text)
+        return label
 
     def _condition(self, label: int | None) -> None:
         if self.model.classes:
@@ -197,12 +198,12 @@ class Explorer:
     def prior_code(self, seed_text: str | None, label_text: str | None) -> dict[str, Any]:
         """A code drawn from the prior as `jvae sample --seed` draws its first one."""
         label = self._label(label_text)
-        seed_text = "0" if seed_text is None else seed_text
-        if not seed_text.isdigit() or int(seed_text) > SEED_MAX:
+        seed = whole_number("0" if seed_text is None else seed_text, SEED_MAX)
+        if seed is None:
             raise ExploreError(f"seed {seed_text!r}: give a whole number 0..{SEED_MAX}")
         with self._lock:
             self._condition(label)
-            codes = prior_sample(self.model, 1, torch.Generator().manual_seed(int(seed_text)), self.device)
+            codes = prior_sample(self.model, 1, torch.Generator().manual_seed(seed), self.device)
         return self._code(codes, label)
 
     def _code(self, codes: Tensor, label: int | None) -> dict[str, Any]:
@@ -217,6 +218,15 @@ class Explorer:
                 block = row[offset : offset + self.model.discrete[unit.index]]
                 out[unit_address(unit)] = int(block.argmax())
         return {"code": out, "class": label}
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """`text` as a whole number 0..most, else None. Only ASCII digits, and no more of them than `most` has:
+    int() takes other scripts' digits too, and refuses (or takes long over) thousands of digits."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    value = int(text)
+    return value if value <= most else None
 
 
 def png(picture: np.ndarray) -> bytes:
