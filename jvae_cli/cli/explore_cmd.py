@@ -31,7 +31,7 @@ def explore(
         from jvae_cli.explore.server import is_loopback, listen, server, url_of
     except ImportError as exc:
         raise fail(
-            f"jvae explore needs its web server ({exc.name}): pip install 'jvae[explore]'", 1
+            f"jvae explore needs its web server ({exc.name or exc}): pip install 'jvae[explore]'", 1
         ) from None
     from jvae_cli.explore.explorer import Explorer
     from jvae_cli.images import load_image
