@@ -7,14 +7,17 @@ downsized). Animated images use their first frame.
 
 Decoding is bounded before it starts: an image file above MAX_FILE_BYTES or an image whose header promises
 more than MAX_PIXELS pixels is refused with one line (a few hundred bytes of PNG can promise gigabytes of
-pixels), so a hostile or mistaken file cannot exhaust memory.
+pixels), so a hostile or mistaken file cannot exhaust memory. Bytes that arrive another way (an upload to
+`jvae explore`) go through the same checks under their own size limit.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -54,11 +57,11 @@ def _to_8bit(picture: Image.Image) -> Image.Image:
     return picture
 
 
-def _check_pixels(path: Path, opened: Image.Image) -> None:
+def _check_pixels(name: str, opened: Image.Image) -> None:
     width, height = opened.size
     if width * height > MAX_PIXELS:
         raise ImageReadError(
-            f"{path} is {width}x{height} ({width * height / 1e6:.0f} megapixels); jvae reads images up to "
+            f"{name} is {width}x{height} ({width * height / 1e6:.0f} megapixels); jvae reads images up to "
             f"{MAX_PIXELS // 1_000_000} megapixels: downscale it first"
         )
 
@@ -76,20 +79,45 @@ def load_image(
         raise ImageReadError(
             f"{path} is {size / 2**20:.0f} MiB; jvae reads image files up to {MAX_FILE_BYTES // 2**20} MiB"
         )
+    return _decode(path, str(path), f"image {path}", channels, image_size, crop)
+
+
+def image_from_bytes(data: bytes, name: str, channels: int, image_size: int, max_bytes: int) -> torch.Tensor:
+    """An image that arrived as bytes (an upload), read with every check a file gets, under `max_bytes`."""
+    if len(data) > max_bytes:
+        raise ImageReadError(
+            f"{name} is {len(data) / 2**20:.1f} MiB; images up to {max_bytes / 2**20:.0f} MiB are read here"
+        )
+    return _decode(io.BytesIO(data), name, f"{name} as an image", channels, image_size, None)
+
+
+def _decode(
+    source: Path | BinaryIO,
+    name: str,
+    what: str,
+    channels: int,
+    image_size: int,
+    crop: tuple[int, int, int, int] | None,
+) -> torch.Tensor:
+    """Decode, refusing more than MAX_PIXELS before any pixel is unpacked, then convert, crop and resize;
+    `name` is the file's name in messages, `what` the thing that could not be read."""
     try:
         with warnings.catch_warnings():  # the size is checked below, in jvae's words
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                _check_pixels(path, opened)
+            with Image.open(source) as opened:
+                _check_pixels(name, opened)
                 opened.seek(0)
                 opened.load()
                 picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
     except Image.DecompressionBombError:
         raise ImageReadError(
-            f"{path} is larger than {MAX_PIXELS // 1_000_000} megapixels, jvae's limit per image"
+            f"{name} is larger than {MAX_PIXELS // 1_000_000} megapixels, jvae's limit per image"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    except UnidentifiedImageError as exc:
+        detail = str(exc) if isinstance(source, Path) else "not an image format jvae reads"
+        raise ImageReadError(f"cannot read {what}: {detail}") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as exc:
+        raise ImageReadError(f"cannot read {what}: {exc}") from None
     if crop is None:
         side = min(picture.size)
         left, top = (picture.width - side) // 2, (picture.height - side) // 2

@@ -14,6 +14,7 @@ from jvae_cli.cli import (
     edit_cmd,
     encode_cmd,
     evaluate_cmd,
+    explore_cmd,
     import_cmd,
     plot_cmd,
     presets_cmd,
@@ -46,6 +47,7 @@ app.command("bench")(bench_cmd.bench)
 app.command("plot")(plot_cmd.plot)
 app.command("sweep")(sweep_cmd.sweep)
 app.command("compare")(compare_cmd.compare)
+app.command("explore")(explore_cmd.explore)
 
 
 def _version(value: bool) -> None:
