@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from jvae_cli.builder import build_model
 from jvae_cli.convolutions import DownConv, UpConv, down_convolution, up_convolution
-from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.devices import use_bf16
 from jvae_cli.errors import PresetError
@@ -85,7 +84,6 @@ class StackedNetwork(nn.Module):
             {_key(name): nn.Parameter(stack_like([f[name].detach() for f in found])) for name in self.names}
         )
         self._template = [template]  # a list keeps it out of this module's parameters
-        self.default_classes = [m.default_class for m in models]
 
     @property
     def template(self) -> JointVAE:
@@ -166,12 +164,11 @@ class StackedNetwork(nn.Module):
             return torch.stack(batches, dim=1).flatten(1, 2)  # (B, K*C, H, W)
         return batches
 
-    def encode(self, x: Activation, labels: list[Tensor | None]) -> list[Posterior]:
+    def encode(self, x: Activation) -> list[Posterior]:
         """Each model's posterior of its own batch (`images`' layout)."""
         template, weights = self.template, self.weight
         hidden = _rows(self._run(template.encoder, "encoder", x, weights))  # (K, B, hidden)
         models, batch = hidden.shape[0], hidden.shape[1]
-        device = hidden.device
         if template.continuous:
             mean = self._linear("mean_head", hidden, weights, True)
             logvar = self._linear("logvar_head", hidden, weights, True)
@@ -180,27 +177,7 @@ class StackedNetwork(nn.Module):
         logits = [
             self._linear(f"discrete_heads.{i}", hidden, weights, True) for i in range(len(template.discrete))
         ]
-        conditions = [self._condition(k, batch, device, labels[k]) for k in range(models)]
-        if template.label_head is not None:
-            one_hot = torch.stack([c for c in conditions if c is not None]).to(mean.dtype)
-            shift_mean, shift_logvar = self._linear("label_head", one_hot, weights, False).chunk(2, dim=-1)
-            zeros = mean.new_zeros(models, batch, template.generic)
-            mean = mean + torch.cat([zeros, shift_mean], dim=-1)
-            logvar = logvar + torch.cat([zeros, shift_logvar], dim=-1)
-        return [
-            Posterior(mean[k], logvar[k], [logit[k] for logit in logits], conditions[k])
-            for k in range(models)
-        ]
-
-    def _condition(
-        self, member: int, batch: int, device: torch.device, labels: Tensor | None
-    ) -> Tensor | None:
-        template = self.template
-        saved, template.default_class = template.default_class, self.default_classes[member]
-        try:
-            return template.class_code(batch, device, labels)
-        finally:
-            template.default_class = saved
+        return [Posterior(mean[k], logvar[k], [logit[k] for logit in logits]) for k in range(models)]
 
     def decode_logits(self, latent: Tensor, member: int | None = None) -> list[Tensor]:
         """Each model's (B, C, H, W) reconstruction logits of its codes in (K, B, L); with `member`, that
@@ -234,10 +211,10 @@ def stackable(presets: list[Preset]) -> None:
     values, nothing else."""
     first = presets[0]
     kind = kind_of(first.loss)
-    if kind.critic is not None:
+    if kind.critic is not None or kind.labelled or first.model.classes:
         raise PresetError(
-            f"{kind.name} trains a second network (its critic) beside each model and cannot be stacked; "
-            "train its seeds one at a time (jvae sweep)"
+            f"{kind.name} trains a second network (its critic or classifier) beside each model and cannot "
+            "be stacked; train its seeds one at a time (jvae sweep)"
         )
 
     def shape(preset: Preset) -> dict[str, Any]:
@@ -261,7 +238,11 @@ class StackedStepper:
     restoring a member from its checkpoint.
     """
 
-    def __init__(self, presets: list[Preset], source: ImageSource, device: torch.device) -> None:
+    def __init__(
+        self, presets: list[Preset], source: ImageSource, device: torch.device, grouped: bool | None = None
+    ) -> None:
+        """`grouped`: grouped convolutions and batched products (the default on a GPU) or each model's own
+        kernels (the default on the CPU)."""
         stackable(presets)
         self.presets, self.source, self.device = presets, source, device
         self.count = len(presets)
@@ -275,7 +256,7 @@ class StackedStepper:
                 model = model.to(memory_format=torch.channels_last)
             models.append(model)
             self.noises.append(torch.Generator(device=device).manual_seed(preset.train.seed + 1))
-        self.network = StackedNetwork(models, grouped=device.type != "cpu")
+        self.network = StackedNetwork(models, grouped=device.type != "cpu" if grouped is None else grouped)
         self.channels_last = first.model.architecture != "mlp"
         self._members = models  # reloaded from the stack when a member's model is asked for
         self.optimizer = StackedAdam(
@@ -290,13 +271,11 @@ class StackedStepper:
         self.scales = [
             1.0 / first.data.image_size**2 if p.loss.objective_scale == "pixel" else 1.0 for p in presets
         ]
-        labels = labels_of(source) if self.kinds[0].labelled else None
-        self._labels = None if labels is None else labels.to(device)
         self._epoch = -1
         self._orders: list[Tensor] = []
         self._seconds: list[Tensor] = []
 
-    def _batches(self, index: int) -> tuple[list[Tensor], list[Tensor]]:
+    def _batches(self, index: int) -> list[Tensor]:
         epoch, position = divmod(index, self.steps_per_epoch)
         if epoch != self._epoch:
             size = len(self.source)
@@ -312,14 +291,13 @@ class StackedStepper:
         images = [self.source.images(r, self.device) for r in rows]
         if self.channels_last:  # as a single run lays its batch out
             images = [x.contiguous(memory_format=torch.channels_last) for x in images]
-        return rows, images
+        return images
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
         """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
         mark = mark or (lambda phase: None)
         step = index + 1
-        rows, images = self._batches(index)
-        labels = [None if self._labels is None else self._labels[r] for r in rows]
+        images = self._batches(index)
         x = self.network.images(images)
         mark("data")
         if self.scheduled_lr:
@@ -328,7 +306,7 @@ class StackedStepper:
                 group["lr"] = lr
         network = self.network
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            posteriors = network.encode(x, labels)
+            posteriors = network.encode(x)
             latents = [
                 posterior.sample(temperature(preset.model, step), noise)
                 for posterior, preset, noise in zip(posteriors, self.presets, self.noises)
@@ -345,7 +323,6 @@ class StackedStepper:
                     network.template.generic,
                     len(self.source),
                     None,
-                    labels[k],
                 )
                 results.append(self.kinds[k].loss(preset.loss, batch))
         total = sum(

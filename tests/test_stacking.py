@@ -148,3 +148,28 @@ def test_kinds_with_a_critic_and_mismatched_presets_refuse_to_stack(tmp_path, cl
     busy = cli("train", "--preset", "digits", "--seeds", "0-1", "--out", taken)
     assert busy.exit_code != 0 and "not an empty folder" in busy.output
     assert (taken / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("preset_name", ["digits", "dsprites-grouped-vae", "dsprites-beta-tcvae"])
+def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(preset_name):
+    """The GPU's layout (grouped convolutions, batched products), run here on the CPU, against the CPU's."""
+    from jvae_cli.data import open_dataset
+    from jvae_cli.stacking import StackedStepper
+
+    sets = ["train.precision=fp32", "train.batch_size=16", 'data.source="generated"']
+    sets = sets if "dsprites" in preset_name else sets[:2]
+    name, preset = load_preset(preset_name, sets)
+    body = preset.model_dump(mode="json")
+    presets = [
+        Preset.model_validate({**body, "train": {**body["train"], "seed": seed}}) for seed in (0, 1, 2)
+    ]
+    source = open_dataset(preset.data, None)
+    runs = [
+        StackedStepper(presets, source, torch.device("cpu"), grouped=grouped) for grouped in (False, True)
+    ]
+    losses = [[terms.loss.item() for terms, _ in run.step_members(0)] for run in runs]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for name in runs[0].network.names:
+        own, grouped = (run.network.weight(name).grad for run in runs)
+        assert own is not None and grouped is not None
+        assert ((own - grouped).norm() / own.norm()).item() < 1e-4, name
