@@ -221,6 +221,16 @@ def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
     return True
 
 
+def _child_env(threads: int, gpu: str | None) -> dict[str, str]:
+    """A run's environment: its share of the cores and, with several GPUs, its own GPU."""
+    env = dict(os.environ)
+    if threads:
+        env["JVAE_THREADS"] = str(threads)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
 def run_one(
     spec: dict[str, Any], folder: str, definition: dict[str, Any], threads: int = 0, gpu: str | None = None
 ) -> dict[str, Any]:
@@ -229,11 +239,7 @@ def run_one(
     run = RunSpec(spec["name"], spec["preset"], spec["seed"], tuple(spec["overrides"]))
     study = Study(**definition)
     run_dir = Path(folder) / run.name
-    env = dict(os.environ)
-    if threads:
-        env["JVAE_THREADS"] = str(threads)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env = _child_env(threads, gpu)
     if run_dir.is_dir() and not _wait_for_lock(run_dir):
         return {"name": run.name, "started_as": "busy", "returncode": 1, "seconds": 0.0, "state": "busy"}
     state = run_state(run_dir, study)
@@ -270,6 +276,75 @@ def run_one(
     return record
 
 
+def stack_groups(folder: Path, study: Study, todo: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """The runs to do, as groups: runs not started yet that differ only in their seed, `size` at most per
+    group, train together as one stacked computation (`jvae train --seeds`); every other run alone (a
+    kind with a second network cannot stack; an interrupted run resumes alone, as it was saved)."""
+    from jvae_cli.stacking import stackable
+
+    groups: list[list[RunSpec]] = []
+    by_setting: dict[tuple[str, tuple[str, ...]], list[RunSpec]] = {}
+    for spec in todo:
+        fresh = run_state(folder / spec.name, study) == "pending"
+        if size > 1 and fresh:
+            by_setting.setdefault((spec.preset, spec.overrides), []).append(spec)
+        else:
+            groups.append([spec])
+    for (preset, overrides), specs in by_setting.items():
+        try:
+            stackable([load_preset(preset, [*overrides, f"train.seed={spec.seed}"])[1] for spec in specs[:2]])
+        except PresetError:
+            groups += [[spec] for spec in specs]
+            continue
+        groups += [specs[i : i + size] for i in range(0, len(specs), size)]
+    return groups
+
+
+def run_group(
+    specs: list[dict[str, Any]],
+    folder: str,
+    definition: dict[str, Any],
+    threads: int = 0,
+    gpu: str | None = None,
+) -> list[dict[str, Any]]:
+    """Bring a group of runs to finished: several new runs of one setting train as one stacked process
+    (`jvae train --seeds ... --folders ...`), then each is evaluated; a plain function of plain values, like
+    `run_one`, so a Slurm job runs exactly what a local process runs."""
+    if len(specs) == 1:
+        return [run_one(specs[0], folder, definition, threads, gpu)]
+    runs = [RunSpec(s["name"], s["preset"], s["seed"], tuple(s["overrides"])) for s in specs]
+    env = _child_env(threads, gpu)
+    for run in runs:
+        if (Path(folder) / run.name).exists():
+            shutil.rmtree(Path(folder) / run.name)  # a failed start: nothing worth keeping
+    first = runs[0]
+    sets = [item for text in first.overrides for item in ("--set", text)]
+    args = ["train", "--preset", first.preset, *sets, "--seeds", ",".join(str(run.seed) for run in runs)]
+    args += ["--folders", ",".join(run.name for run in runs), "--out", folder]
+    log = Path(folder) / "logs" / f"{first.name}.stack.log"
+    log.parent.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as output:
+        code = subprocess.run(
+            jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
+        ).returncode
+    share = (time.perf_counter() - started) / len(runs)
+    records = []
+    for run, spec in zip(runs, specs):
+        run_dir = Path(folder) / run.name
+        if code == 0 and run_dir.is_dir():  # trained: each is evaluated (and recorded) as a single run
+            record = run_one(spec, folder, definition, threads, gpu)
+            record.update(started_as="pending", seconds=record["seconds"] + share, stacked=len(runs))
+        else:
+            state = run_state(run_dir, Study(**definition)) if run_dir.is_dir() else "pending"
+            record = {"name": run.name, "started_as": "pending", "returncode": code or 1, "seconds": share}
+            record.update(state=state, stacked=len(runs))
+        if run_dir.is_dir():
+            write_text(run_dir / RUN_RECORD, json.dumps(record) + "\n")
+        records.append(record)
+    return records
+
+
 def _read_record(run_dir: Path) -> dict[str, Any]:
     try:
         loaded = json.loads((run_dir / RUN_RECORD).read_text())
@@ -284,24 +359,31 @@ def cpu_share(jobs: int) -> int:
 
 
 def run_local(
-    folder: Path, study: Study, runs: list[RunSpec], jobs: int, report: Callable[[dict[str, Any]], None]
+    folder: Path,
+    study: Study,
+    runs: list[RunSpec],
+    jobs: int,
+    report: Callable[[dict[str, Any]], None],
+    stack: int = 1,
 ) -> list[dict[str, Any]]:
-    """Every unfinished run, `jobs` at a time, each process given its share of the cores (and, with several
-    GPUs, a GPU of its own)."""
+    """Every unfinished run, `jobs` processes at a time (up to `stack` new runs of one setting in each, see
+    `stack_groups`), each process given its share of the cores (and, with several GPUs, a GPU of its own)."""
     import torch
 
     todo = [spec for spec in runs if run_state(folder / spec.name, study) != "finished"]
+    groups = stack_groups(folder, study, todo, stack)
     gpus = torch.cuda.device_count()
     threads = cpu_share(jobs)
 
-    def work(index: int, spec: RunSpec) -> dict[str, Any]:
+    def work(index: int, group: list[RunSpec]) -> list[dict[str, Any]]:
         gpu = str(index % gpus) if gpus > 1 else None
-        result = run_one(asdict(spec), str(folder), study.definition(), threads, gpu)
-        report(result)
-        return result
+        results = run_group([asdict(spec) for spec in group], str(folder), study.definition(), threads, gpu)
+        for result in results:
+            report(result)
+        return results
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(work, range(len(todo)), todo))
+        return [result for results in pool.map(work, range(len(groups)), groups) for result in results]
 
 
 @dataclass(frozen=True)
@@ -329,8 +411,10 @@ def run_slurm(
     runs: list[RunSpec],
     settings: SlurmSettings,
     report: Callable[[dict[str, Any]], None],
+    stack: int = 1,
 ) -> list[dict[str, Any]]:
-    """The unfinished runs as one Slurm job array through submitit; waits for it, reporting each run."""
+    """The unfinished runs (grouped as `stack_groups` says) as one Slurm job array through submitit; waits
+    for it, reporting each run."""
     try:
         import submitit
     except ImportError:
@@ -338,6 +422,7 @@ def run_slurm(
     todo = [spec for spec in runs if run_state(folder / spec.name, study) != "finished"]
     if not todo:
         return []
+    groups = stack_groups(folder, study, todo, stack)
     executor = submitit.AutoExecutor(folder=str(folder / "slurm" / "%j"), cluster=settings.cluster)
     parameters: dict[str, Any] = {
         "timeout_min": _minutes(settings.time),
@@ -345,7 +430,7 @@ def run_slurm(
         "name": f"jvae-{folder.name}",
     }
     if settings.cluster == "slurm":
-        parameters["slurm_array_parallelism"] = len(todo)
+        parameters["slurm_array_parallelism"] = len(groups)
         if settings.partition:
             parameters["slurm_partition"] = settings.partition
         if settings.gpus_per_job:
@@ -353,23 +438,20 @@ def run_slurm(
     executor.update_parameters(**parameters)
     threads = settings.cpus_per_job
     jobs = executor.map_array(
-        run_one,
-        [asdict(spec) for spec in todo],
-        [str(folder)] * len(todo),
-        [study.definition()] * len(todo),
-        [threads] * len(todo),
+        run_group,
+        [[asdict(spec) for spec in group] for group in groups],
+        [str(folder)] * len(groups),
+        [study.definition()] * len(groups),
+        [threads] * len(groups),
     )
     results = []
-    for job in jobs:
+    for job, group in zip(jobs, groups):
         try:
-            result = job.result()
+            done = job.result()
         except Exception as exc:  # noqa: BLE001 - a job that died is reported, the others still collected
-            result = {
-                "name": "?",
-                "returncode": 1,
-                "state": "failed",
-                "error": str(exc).splitlines()[0][:200],
-            }
-        report(result)
-        results.append(result)
+            error = str(exc).splitlines()[0][:200]
+            done = [{"name": spec.name, "returncode": 1, "state": "failed", "error": error} for spec in group]
+        for result in done:
+            report(result)
+        results += done
     return results

@@ -327,6 +327,7 @@ def train_stack(
     callbacks: Sequence[Callback] = (),
     should_stop: Callable[[], bool] | None = None,
     profile: bool = False,
+    within: bool = False,
 ) -> list[TrainResult]:
     """Train several models of one preset as one stacked computation (`jvae_cli.stacking`), each into its own
     run folder `stack_dir/NAME`, written exactly as a single run writes it (so each can also be resumed,
@@ -334,6 +335,8 @@ def train_stack(
     and loss values; with `resume`, the stack in `stack_dir` continues from its members' checkpoints.
 
     `callbacks` hear the first member's progress; each member's trackers (`train.track`) hear their own.
+    `within`: `stack_dir` is an existing folder holding other things (a study's): only the members' own
+    folders must be new, and the stack file is named after the first (stack-NAME.json).
     """
     from jvae_cli.stacking import StackedStepper, stackable
 
@@ -347,7 +350,8 @@ def train_stack(
         if cluster.active:
             raise PresetError("stacked models train in one process; leave out torchrun / --nproc")
         stack_dir = Path(stack_dir)
-        if not resume:
+        stack_file = stack_dir / (f"stack-{names[0]}.json" if within else STACK_FILE)
+        if not resume and not within:
             check_run_dir(stack_dir, resume=False)
         run_dirs = [stack_dir / name for name in names]
         resumed = [check_run_dir(run_dir, resume) for run_dir in run_dirs]
@@ -364,9 +368,7 @@ def train_stack(
             for emit in emits:
                 held.callback(emit.close)
             try:
-                write_text(
-                    stack_dir / STACK_FILE, json.dumps({"preset": preset_name, "members": names}) + "\n"
-                )
+                write_text(stack_file, json.dumps({"preset": preset_name, "members": names}) + "\n")
                 source, total = _open_source(presets[0], data_path)
                 stepper = StackedStepper(presets, source, torch_device)
                 step = _restore_stack(stepper, resumed, run_dirs, total, torch_device, emits)
@@ -388,13 +390,14 @@ def train_stack(
                     profile,
                 )
             except BaseException:
-                if created:
+                if not resume:
                     for run_dir in run_dirs:
                         if run_dir.is_dir():
                             _remove_if_only_the_lock(run_dir)
-                    if stack_dir.is_dir() and [e.name for e in stack_dir.iterdir()] == [STACK_FILE]:
-                        (stack_dir / STACK_FILE).unlink()
-                        stack_dir.rmdir()
+                    if not any(run_dir.exists() for run_dir in run_dirs):
+                        stack_file.unlink(missing_ok=True)
+                if created and stack_dir.is_dir() and not any(stack_dir.iterdir()):
+                    stack_dir.rmdir()
                 raise
     finally:
         leave(cluster)

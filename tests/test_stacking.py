@@ -16,6 +16,13 @@ from jvae_cli.presets import Preset, load_preset
 EXACT = ["train.precision=fp32", "train.log_every=50", "train.checkpoint_every=100000", "train.batch_size=32"]
 
 
+@pytest.fixture(autouse=True)
+def same_threads(monkeypatch):
+    """Every run in a test computes with the same number of threads, whatever else runs on the machine
+    (a oneDNN reduction splits its work by thread)."""
+    monkeypatch.setenv("JVAE_THREADS", "2")
+
+
 def _preset(*sets: str) -> Preset:
     return load_preset("digits", [*EXACT, *sets])[1]
 

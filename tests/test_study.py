@@ -230,13 +230,60 @@ def test_the_slurm_path_runs_through_submitits_local_executor(cli, tmp_path):
     pytest.importorskip("submitit")
     study = tmp_path / "study"
     args = ["--preset", "digits", "--seeds", "0-1", "--set", "train.steps=6", "--set", "train.log_every=3"]
-    result = cli("sweep", *args, "--out", study, "--slurm", "--slurm-cluster", "local", "--time", "0:10:00")
+    result = cli(
+        "sweep",
+        *args,
+        "--out",
+        study,
+        "--slurm",
+        "--slurm-cluster",
+        "local",
+        "--time",
+        "0:10:00",
+        "--stack",
+        "2",
+    )
     assert result.exit_code == 0, result.stderr
     assert "2/2 runs finished" in result.stdout
+    records = [json.loads((study / f"digits-seed{s}" / "run.json").read_text()) for s in (0, 1)]
+    assert [r["stacked"] for r in records] == [2, 2]  # one job trained both as one stack
     assert all(read_checkpoint(study / f"digits-seed{s}" / "ckpt.pt").step == 6 for s in (0, 1))
     assert list((study / "slurm").iterdir())  # submitit's own job folders
     again = cli("sweep", *args, "--out", study, "--slurm", "--slurm-cluster", "local")
     assert again.exit_code == 0 and "2/2 runs finished" in again.stdout  # nothing left to submit
+
+
+def test_a_sweep_stacks_new_runs_of_one_setting_and_each_equals_its_run_alone(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("JVAE_THREADS", "2")  # the run alone computes with the threads the sweep's runs get
+    study = tmp_path / "study"
+    fixed = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.precision=fp32"]
+    args = ["--preset", "digits", "--preset", "digits-class-conditional", "--seeds", "0-2", *fixed]
+    result = cli("sweep", *args, "--out", study, "--stack", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "6/6 runs finished" in result.stdout
+    stacked = {
+        name: json.loads((study / name / "run.json").read_text()).get("stacked")
+        for name in ("digits-seed0", "digits-seed1", "digits-seed2", "digits-class-conditional-seed0")
+    }
+    # Two groups of digits (the last alone); class-conditional has a classifier and trains each seed alone.
+    assert stacked == {
+        "digits-seed0": 2,
+        "digits-seed1": 2,
+        "digits-seed2": None,
+        "digits-class-conditional-seed0": None,
+    }
+    assert sorted(p.name for p in study.glob("stack-*.json")) == ["stack-digits-seed0.json"]
+    name, preset = load_preset(
+        "digits", ["train.steps=30", "train.log_every=10", "train.precision=fp32", "train.seed=1"]
+    )
+    trainer.train(preset, name, tmp_path / "alone", device="cpu")
+    mine, alone = (
+        torch.load(p / "ckpt.pt", weights_only=True) for p in (study / "digits-seed1", tmp_path / "alone")
+    )
+    for key, value in alone["model"].items():
+        torch.testing.assert_close(mine["model"][key], value, rtol=1e-5, atol=1e-6)
+    again = cli("sweep", *args, "--out", study, "--stack", "2")
+    assert again.exit_code == 0 and "6/6 runs finished" in again.stdout
 
 
 @pytest.mark.parametrize(

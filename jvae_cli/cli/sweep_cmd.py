@@ -21,6 +21,14 @@ def sweep(
     metrics: list[str] = typer.Option([], "--metrics", help="With --evaluate: only these metrics."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="The study folder (created; rerun to resume)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=256, help="Runs at once on this machine."),
+    stack: int = typer.Option(
+        None,
+        "--stack",
+        min=1,
+        max=64,
+        help="Train up to K new runs that differ only in their seed as one stacked process (jvae train "
+        "--seeds) [default: 8 with a GPU, else 1].",
+    ),
     slurm: bool = typer.Option(False, "--slurm", help="Submit the runs as a Slurm job array (submitit)."),
     partition: str = typer.Option(None, "--partition", help="--slurm: the partition."),
     time_limit: str = typer.Option(
@@ -73,6 +81,8 @@ def sweep(
 
             if importlib.util.find_spec("submitit") is None:
                 raise fail('--slurm needs the slurm extra: pip install "jvae[slurm]"', 2)
+        if stack is None:
+            stack = 8 if (slurm and gpus_per_job) or (not slurm and _has_gpu()) else 1
         runs = prepare(out_dir, study)
         err.print(f"study {out_dir}: {len(runs)} runs", markup=False)
 
@@ -91,9 +101,9 @@ def sweep(
                 cpus_per_job or 1,
                 slurm_cluster or "slurm",
             )
-            results = run_slurm(out_dir, study, runs, settings, report)
+            results = run_slurm(out_dir, study, runs, settings, report, stack)
         else:
-            results = run_local(out_dir, study, runs, jobs, report)
+            results = run_local(out_dir, study, runs, jobs, report, stack)
     failed = [r for r in results if r.get("state") != "finished"]
     done = len(runs) - len(failed)
     out.print(f"{done}/{len(runs)} runs finished in {out_dir}", markup=False)
@@ -102,3 +112,9 @@ def sweep(
             f"{len(failed)} run(s) did not finish (see {out_dir / 'logs'}); rerun the same command to retry",
             1,
         )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

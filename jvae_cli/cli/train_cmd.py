@@ -84,6 +84,12 @@ def train(
         help="Train one model per seed (a range 0-7 or a list 0,3,7) as one stacked computation, each into "
         "its own folder OUT/seed-N.",
     ),
+    folders: str = typer.Option(
+        None,
+        "--folders",
+        help="With --seeds: the run folders' names, one per seed (default seed-N); --out may then be a "
+        "folder holding other runs.",
+    ),
     profile: bool = typer.Option(
         False,
         "--profile",
@@ -126,11 +132,13 @@ def train(
         if track:
             resolved = _tracked(resolved, track)
             overrides = [*overrides, "train.track=" + json.dumps(resolved.train.track)]
+        if folders is not None and seeds is None:
+            raise fail("--folders names the runs of --seeds; add --seeds", 2)
         if seeds is not None:
             if nproc > 1:
                 raise fail("stacked models train in one process; leave out --nproc", 2)
-            members = _seeded(resolved, parse_seeds(seeds))
-            _run_stack(members, name, run_dir, data, device, False, profile)
+            members = _seeded(resolved, parse_seeds(seeds), folders)
+            _run_stack(members, name, run_dir, data, device, False, profile, within=folders is not None)
             return
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
             trainer.check_run_dir(run_dir, resume is not None)
@@ -167,17 +175,21 @@ def train(
     )
 
 
-def _seeded(preset: Preset, seeds: list[int]) -> list[tuple[str, Preset]]:
+def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple[str, Preset]]:
     """(folder, preset) of each seed's model: the preset with train.seed set."""
     from jvae_cli.presets import validate_preset
 
+    names = [f"seed-{seed}" for seed in seeds]
+    if folders is not None:
+        names = [name.strip() for name in folders.split(",")]
+        if len(names) != len(seeds) or len(set(names)) != len(names):
+            raise fail(f"--folders: {len(seeds)} different names, one per seed, separated by commas", 2)
+        if any(not name or Path(name).name != name or name in (".", "..") for name in names):
+            raise fail("--folders: plain folder names, without slashes", 2)
     body = preset.model_dump(mode="json")
     return [
-        (
-            f"seed-{seed}",
-            validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"--seeds {seed}"),
-        )
-        for seed in seeds
+        (name, validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"--seeds {seed}"))
+        for name, seed in zip(names, seeds)
     ]
 
 
@@ -209,6 +221,7 @@ def _run_stack(
     device: str,
     resume: bool,
     profile: bool,
+    within: bool = False,
 ) -> None:
     """Train the stack, showing the first model's progress, and say where each run went."""
     from jvae_cli import trainer
@@ -225,6 +238,7 @@ def _run_stack(
             callbacks=[display],
             should_stop=stopper,
             profile=profile,
+            within=within,
         )
     first = results[0]
     if profile:
