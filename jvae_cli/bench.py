@@ -327,11 +327,12 @@ def run_stack_bench(
     repeats: int = 5,
     warmup: int = 5,
     status: Callable[[str], None] | None = None,
+    engine: str | None = None,
 ) -> StackReport:
     """images/s of `models` models of `preset` (seeds 0..K-1) trained as one stack (`jvae train --seeds`),
     of one jvae run (K runs one after another train at this rate), and of the reference loop, in alternation.
     """
-    from jvae_cli.stacking import StackedStepper, stackable
+    from jvae_cli.stacking import stack_steps
 
     say = status or (lambda text: None)
     batch = preset.train.batch_size
@@ -341,9 +342,8 @@ def run_stack_bench(
     presets = [
         Preset.model_validate({**body, "train": {**body["train"], "seed": seed}}) for seed in range(models)
     ]
-    stackable(presets)
     say(f"{models} stacked models, one model, and the reference loop, in alternation")
-    stacker = StackedStepper(presets, source, device)
+    stacker = stack_steps(presets, source, device, engine)
     position = {"step": 0}
 
     def stacked(n: int) -> None:
@@ -365,6 +365,7 @@ def run_stack_bench(
         "image_size": preset.data.image_size,
         "batch_size": batch,
         "models": models,
+        "engine": stacker.engine,
         "device": str(device),
         "precision": "bf16 autocast" if single_stepper.bf16 else "fp32",
         "threads": torch.get_num_threads(),
@@ -381,7 +382,8 @@ def format_stack_report(report: StackReport) -> str:
     figures = report.as_dict()
     lines = [
         f"jvae bench --stack {s['models']}: {s['preset']} ({s['dataset']}, {s['image_size']}x{s['image_size']}), "
-        f"batch {s['batch_size']} per model, {s['device']} with {s['threads']} threads, jvae in {s['precision']}",
+        f"batch {s['batch_size']} per model, {s['device']} with {s['threads']} threads, jvae in {s['precision']}, "
+        f"engine {s['engine']}",
         f"{'images/s in total':<34}{'median':>10}{'min':>10}{'max':>10}",
     ]
     for label, timing in (

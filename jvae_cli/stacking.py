@@ -15,7 +15,7 @@ in the layout a single run saves, so each model's checkpoint is a single run's c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from jvae_cli.presets import Preset
 from jvae_cli.schedules import learning_rate, temperature, total_steps
 from jvae_cli.stacked_adam import StackedAdam, stack_like
 from jvae_cli.steps import SECOND_ORDER, Mark, MemberState, epoch_order
+
+if TYPE_CHECKING:
+    from jvae_cli.concurrent import ConcurrentSteps
 
 Weights = dict[str, Tensor]
 
@@ -246,6 +249,9 @@ class StackedStepper:
         stackable(presets)
         self.presets, self.source, self.device = presets, source, device
         self.count = len(presets)
+        self.engine = (
+            "kernels" if grouped is False or (grouped is None and device.type == "cpu") else "grouped"
+        )
         first = presets[0]
         models = []
         self.noises = []
@@ -368,3 +374,32 @@ class StackedStepper:
             if noise is not None:
                 self.noises[member].set_state(noise)
         self.optimizer.load_members([optimizer for _, optimizer, _ in states])
+
+    def close(self) -> None:
+        """Nothing to release (the concurrent steps hold threads)."""
+
+
+ENGINES = ("grouped", "kernels", "concurrent")
+
+
+def stack_steps(
+    presets: list[Preset], source: ImageSource, device: torch.device, engine: str | None = None
+) -> StackedStepper | ConcurrentSteps:
+    """The steps of a stack of runs, computed the way that is fastest where they run (or as `engine` says):
+    grouped: one grouped convolution or batched product per layer for all models (a GPU, where one launch
+    for K models is what pays); concurrent: each model's own step, models side by side on the CPU's cores,
+    each with one thread; kernels: each model's own kernels and one shared optimiser step, in one thread (a
+    CPU process with one thread). The last two compute bit for bit what each run computes alone with the
+    same number of threads per model."""
+    stackable(presets)
+    if engine is None:
+        engine = (
+            "grouped" if device.type != "cpu" else "concurrent" if torch.get_num_threads() > 1 else "kernels"
+        )
+    if engine == "concurrent":
+        from jvae_cli.concurrent import ConcurrentSteps
+
+        return ConcurrentSteps(presets, source, device)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown stacking engine {engine!r}; choose from {', '.join(ENGINES)}")
+    return StackedStepper(presets, source, device, grouped=engine == "grouped")

@@ -229,8 +229,9 @@ class Stepper:
             mark("critic")
         return terms, extra
 
-    # The trainer drives a single run and a stack of runs (`stacking.StackedStepper`) through these.
+    # The trainer drives a single run and a stack of runs (`stacking.stack_steps`) through these.
     count = 1
+    engine = "single"
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
         return [self(index, mark)]

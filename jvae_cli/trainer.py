@@ -338,7 +338,7 @@ def train_stack(
     `within`: `stack_dir` is an existing folder holding other things (a study's): only the members' own
     folders must be new, and the stack file is named after the first (stack-NAME.json).
     """
-    from jvae_cli.stacking import StackedStepper, stackable
+    from jvae_cli.stacking import stack_steps, stackable
 
     presets = [preset for _, preset in members]
     names = [name for name, _ in members]
@@ -370,7 +370,8 @@ def train_stack(
             try:
                 write_text(stack_file, json.dumps({"preset": preset_name, "members": names}) + "\n")
                 source, total = _open_source(presets[0], data_path)
-                stepper = StackedStepper(presets, source, torch_device)
+                stepper = stack_steps(presets, source, torch_device)
+                held.callback(stepper.close)
                 step = _restore_stack(stepper, resumed, run_dirs, total, torch_device, emits)
                 group = [
                     _Member(k, p, run_dir, emit, saved, _Interval(), _Finite(torch_device), f"{run_dir}: ")
@@ -440,9 +441,10 @@ def _restore_stack(
 
 
 class _Steps(Protocol):
-    """What the loop asks of the steps it drives: `steps.Stepper` (one run) or `stacking.StackedStepper`."""
+    """What the loop asks of the steps it drives: `steps.Stepper` (one run) or `stacking.stack_steps`'."""
 
     count: int
+    engine: str
     steps_per_epoch: int
     bf16: bool
 
@@ -611,7 +613,7 @@ def _loop(
             save(member, everywhere=everywhere, periodic=periodic)
 
     precision = "bf16 autocast" if stepper.bf16 else "fp32"
-    stacked = f", one of {len(members)} stacked models" if len(members) > 1 else ""
+    stacked = f", one of {len(members)} stacked models ({stepper.engine})" if len(members) > 1 else ""
     description = f"{source.description} on {where} ({precision}{stacked})"
     skipped = skipped_files(source)
     for member in members:

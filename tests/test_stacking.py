@@ -17,10 +17,17 @@ EXACT = ["train.precision=fp32", "train.log_every=50", "train.checkpoint_every=1
 
 
 @pytest.fixture(autouse=True)
-def same_threads(monkeypatch):
-    """Every run in a test computes with the same number of threads, whatever else runs on the machine
-    (a oneDNN reduction splits its work by thread)."""
+def two_threads(monkeypatch):
+    """Stacks run with two threads (on the CPU: models side by side, one thread each), whatever else runs on
+    the machine; `_alone` trains the runs they are compared with on one thread, as each stacked model
+    computes (a oneDNN reduction splits its work by thread, so the thread count is part of the arithmetic)."""
     monkeypatch.setenv("JVAE_THREADS", "2")
+
+
+def _alone(monkeypatch, preset: Preset, run_dir: Path) -> None:
+    with monkeypatch.context() as patch:
+        patch.setenv("JVAE_THREADS", "1")
+        trainer.train(preset, "digits", run_dir, device="cpu")
 
 
 def _preset(*sets: str) -> Preset:
@@ -57,7 +64,11 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
     assert (stacked / trainer.PRESET_FILE).read_text() == (alone / trainer.PRESET_FILE).read_text()
 
 
-def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_alone(tmp_path):
+@pytest.mark.parametrize("threads", ["2", "1"])  # models side by side; one thread, shared optimiser step
+def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_alone(
+    tmp_path, monkeypatch, threads
+):
+    monkeypatch.setenv("JVAE_THREADS", threads)
     members = [
         ("seed-3", _preset("train.steps=200", "train.seed=3")),
         ("seed-5", _preset("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10")),
@@ -65,14 +76,14 @@ def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_a
     results = trainer.train_stack(members, "digits", tmp_path / "stack", device="cpu")
     assert [r.run_dir.name for r in results] == ["seed-3", "seed-5"] and all(r.step == 200 for r in results)
     for name, preset in members:
-        trainer.train(preset, "digits", tmp_path / name, device="cpu")
+        _alone(monkeypatch, preset, tmp_path / name)
         _assert_same_run(tmp_path / "stack" / name, tmp_path / name)
     # The comparison can fail: a model trained with another seed is far from it.
     other, mine = _saved(tmp_path / "seed-3"), _saved(tmp_path / "seed-5")
     assert max((other["model"][k] - mine["model"][k]).abs().max().item() for k in mine["model"]) > 1e-2
 
 
-def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_path, cli):
+def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_path, cli, monkeypatch):
     sets = ["--set", "train.precision=fp32", "--set", "train.batch_size=32", "--set", "train.log_every=20"]
     result = cli(
         "train",
@@ -105,7 +116,7 @@ def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_pa
                 f"train.seed={seed}",
             ],
         )[1]
-        trainer.train(preset, "digits", alone, device="cpu")
+        _alone(monkeypatch, preset, alone)
         _assert_same_run(stack / name, alone)
 
 

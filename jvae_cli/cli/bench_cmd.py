@@ -30,12 +30,19 @@ def bench(
         min=2,
         help="Time K models trained as one stack (jvae train --seeds) against single runs and the reference.",
     ),
+    engine: str = typer.Option(
+        None,
+        "--engine",
+        help="With --stack: grouped, kernels or concurrent [default: grouped on a GPU, concurrent on a "
+        "multi-core CPU, kernels with one thread].",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Measure throughput on this machine: jvae's training step and a plain reference loop, same data."""
     from jvae_cli.bench import format_report, format_stack_report, run_bench, run_stack_bench
     from jvae_cli.data import open_dataset
     from jvae_cli.devices import resolve_device
+    from jvae_cli.errors import UsageError
     from jvae_cli.presets import load_preset
 
     with user_errors():
@@ -44,6 +51,10 @@ def bench(
         torch_device = resolve_device(device)
         source = open_dataset(resolved.data, data)
         say = lambda text: err.print(f"timing {text}", markup=False)  # noqa: E731
+        if engine is not None and stack is None:
+            raise UsageError("--engine chooses how --stack computes; add --stack K")
+        if engine is not None and engine not in ("grouped", "kernels", "concurrent"):
+            raise UsageError(f"--engine {engine!r}: choose grouped, kernels or concurrent")
         if stack is not None:
             stacked = run_stack_bench(
                 resolved,
