@@ -95,6 +95,12 @@ step kind-digits-class-conditional jv train --preset digits-class-conditional --
 step torchrun-1 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m jvae_cli train --preset quickstart \
   --device "$DEVICE" --set train.steps="$(steps 300)" --out "$R/ddp"
 
+# the step never waits on the GPU (synchronisation debug mode)
+if [ "$DEVICE" != "cpu" ]; then
+  step cuda-sync python3 benchmarks/cuda_sync_check.py --steps "$(steps 20)"
+  while read -r line; do row "  $line" ""; done < <(grep -E "host sync|synchronises" "$OUT/cuda-sync.log")
+fi
+
 # throughput
 for b in 64 256 1024; do
   step "bench-b$b" jv bench --preset dsprites --set "$GEN" --device "$DEVICE" --batch-size "$b" --steps "$(steps 200)" --repeats 5 --warmup 10 --no-metrics --json
