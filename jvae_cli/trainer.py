@@ -328,6 +328,7 @@ def train_stack(
     should_stop: Callable[[], bool] | None = None,
     profile: bool = False,
     within: bool = False,
+    engine: str | None = None,
 ) -> list[TrainResult]:
     """Train several models of one preset as one stacked computation (`jvae_cli.stacking`), each into its own
     run folder `stack_dir/NAME`, written exactly as a single run writes it (so each can also be resumed,
@@ -336,7 +337,8 @@ def train_stack(
 
     `callbacks` hear the first member's progress; each member's trackers (`train.track`) hear their own.
     `within`: `stack_dir` is an existing folder holding other things (a study's): only the members' own
-    folders must be new, and the stack file is named after the first (stack-NAME.json).
+    folders must be new, and the stack file is named after the first (stack-NAME.json). `engine`: how the
+    models compute (`stacking.stack_steps`; by default the fastest where they run).
     """
     from jvae_cli.stacking import stack_steps, stackable
 
@@ -370,7 +372,7 @@ def train_stack(
             try:
                 write_text(stack_file, json.dumps({"preset": preset_name, "members": names}) + "\n")
                 source, total = _open_source(presets[0], data_path)
-                stepper = stack_steps(presets, source, torch_device)
+                stepper = stack_steps(presets, source, torch_device, engine)
                 held.callback(stepper.close)
                 step = _restore_stack(stepper, resumed, run_dirs, total, torch_device, emits)
                 group = [

@@ -191,3 +191,17 @@ def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(p
         own, grouped = (run.network.weight(name).grad for run in runs)
         assert own is not None and grouped is not None
         assert ((own - grouped).norm() / own.norm()).item() < 1e-4, name
+
+
+def test_a_grouped_stack_checkpoints_and_resumes_exactly(tmp_path):
+    """The GPU's engine end to end (here on the CPU): per-model checkpoints that resume into the stack."""
+    members = [(f"seed-{seed}", _preset("train.steps=20", f"train.seed={seed}")) for seed in (0, 1)]
+    trainer.train_stack(members, "digits", tmp_path / "full", device="cpu", engine="grouped")
+    half = [(name, _preset("train.steps=10", f"train.seed={seed}")) for seed, (name, _) in enumerate(members)]
+    trainer.train_stack(half, "digits", tmp_path / "part", device="cpu", engine="grouped")
+    trainer.train_stack(members, "digits", tmp_path / "part", device="cpu", resume=True, engine="grouped")
+    for name, _ in members:
+        full, part = _saved(tmp_path / "full" / name), _saved(tmp_path / "part" / name)
+        assert part["step"] == 20
+        for key, value in full["model"].items():
+            assert torch.equal(part["model"][key], value), key
