@@ -277,9 +277,9 @@ def run_one(
 
 
 def stack_groups(folder: Path, study: Study, todo: list[RunSpec], size: int) -> list[list[RunSpec]]:
-    """The runs to do, as groups: runs not started yet that differ only in their seed, `size` at most per
-    group, train together as one stacked computation (`jvae train --seeds`); every other run alone (a
-    kind with a second network cannot stack; an interrupted run resumes alone, as it was saved)."""
+    """The runs to do, as groups: runs not started yet that differ only in their seed and their `loss.*`
+    values, `size` at most per group, train together as one stacked computation; every other run alone
+    (a kind with a second network cannot stack; an interrupted run resumes alone, as it was saved)."""
     from jvae_cli.stacking import stackable
 
     groups: list[list[RunSpec]] = []
@@ -287,12 +287,15 @@ def stack_groups(folder: Path, study: Study, todo: list[RunSpec], size: int) -> 
     for spec in todo:
         fresh = run_state(folder / spec.name, study) == "pending"
         if size > 1 and fresh:
-            by_setting.setdefault((spec.preset, spec.overrides), []).append(spec)
+            shared = tuple(text for text in spec.overrides if not text.strip().startswith("loss."))
+            by_setting.setdefault((spec.preset, shared), []).append(spec)
         else:
             groups.append([spec])
-    for (preset, overrides), specs in by_setting.items():
+    for (preset, _), specs in by_setting.items():
         try:
-            stackable([load_preset(preset, [*overrides, f"train.seed={spec.seed}"])[1] for spec in specs[:2]])
+            stackable(
+                [load_preset(preset, [*spec.overrides, f"train.seed={spec.seed}"])[1] for spec in specs]
+            )
         except PresetError:
             groups += [[spec] for spec in specs]
             continue
@@ -307,9 +310,9 @@ def run_group(
     threads: int = 0,
     gpu: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Bring a group of runs to finished: several new runs of one setting train as one stacked process
-    (`jvae train --seeds ... --folders ...`), then each is evaluated; a plain function of plain values, like
-    `run_one`, so a Slurm job runs exactly what a local process runs."""
+    """Bring a group of runs to finished: several new runs train as one stacked process (`jvae train
+    --members`), then each is evaluated; a plain function of plain values, like `run_one`, so a Slurm job
+    runs exactly what a local process runs."""
     if len(specs) == 1:
         return [run_one(specs[0], folder, definition, threads, gpu)]
     runs = [RunSpec(s["name"], s["preset"], s["seed"], tuple(s["overrides"])) for s in specs]
@@ -318,13 +321,14 @@ def run_group(
         if (Path(folder) / run.name).exists():
             shutil.rmtree(Path(folder) / run.name)  # a failed start: nothing worth keeping
     first = runs[0]
-    sets = [item for text in first.overrides for item in ("--set", text)]
-    args = ["train", "--preset", first.preset, *sets, "--seeds", ",".join(str(run.seed) for run in runs)]
-    args += ["--folders", ",".join(run.name for run in runs), "--out", folder]
-    log = Path(folder) / "logs" / f"{first.name}.stack.log"
-    log.parent.mkdir(exist_ok=True)
+    logs = Path(folder) / "logs"
+    logs.mkdir(exist_ok=True)
+    listing = logs / f"{first.name}.stack.json"
+    members = [{"folder": run.name, "seed": run.seed, "sets": list(run.overrides)} for run in runs]
+    write_text(listing, json.dumps(members, indent=1) + "\n")
+    args = ["train", "--preset", first.preset, "--members", str(listing), "--out", folder]
     started = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as output:
+    with open(logs / f"{first.name}.stack.log", "a", encoding="utf-8") as output:
         code = subprocess.run(
             jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
         ).returncode

@@ -160,6 +160,16 @@ def test_kinds_with_a_critic_and_mismatched_presets_refuse_to_stack(tmp_path, cl
     assert not (tmp_path / "m").exists()
     both = cli("train", "--preset", "digits", "--seeds", "0-1", "--nproc", "2", "--out", tmp_path / "n")
     assert both.exit_code == 2 and "one process" in both.output
+    listing = tmp_path / "members.json"
+    listing.write_text(
+        '[{"folder": "../escape", "seed": 0, "sets": []}, {"folder": "b", "seed": 1, "sets": []}]'
+    )
+    escaping = cli("train", "--preset", "digits", "--members", listing, "--out", tmp_path / "m2")
+    assert escaping.exit_code == 2 and "plain folder names" in escaping.output
+    listing.write_text("{not json")
+    broken = cli("train", "--preset", "digits", "--members", listing, "--out", tmp_path / "m2")
+    assert broken.exit_code == 2 and "not a list" in broken.output
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "escape").exists()
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "notes.txt").write_text("mine")

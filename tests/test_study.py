@@ -257,33 +257,43 @@ def test_a_sweep_stacks_new_runs_of_one_setting_and_each_equals_its_run_alone(cl
     monkeypatch.setenv("JVAE_THREADS", "1")  # one thread, as each model of a stack on two cores computes
     study = tmp_path / "study"
     fixed = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.precision=fp32"]
-    args = ["--preset", "digits", "--preset", "digits-class-conditional", "--seeds", "0-2", *fixed]
-    result = cli("sweep", *args, "--out", study, "--stack", "2")
+    grid = ["--grid", "loss.continuous_capacity.gamma=10,30"]
+    args = ["--preset", "digits", "--preset", "digits-class-conditional", "--seeds", "0-1", *grid, *fixed]
+    result = cli("sweep", *args, "--out", study, "--stack", "3")
     assert result.exit_code == 0, result.stderr
-    assert "6/6 runs finished" in result.stdout
+    assert "8/8 runs finished" in result.stdout
     stacked = {
-        name: json.loads((study / name / "run.json").read_text()).get("stacked")
-        for name in ("digits-seed0", "digits-seed1", "digits-seed2", "digits-class-conditional-seed0")
+        path.parent.name: json.loads(path.read_text()).get("stacked") for path in study.glob("*/run.json")
     }
-    # Two groups of digits (the last alone); class-conditional has a classifier and trains each seed alone.
-    assert stacked == {
-        "digits-seed0": 2,
-        "digits-seed1": 2,
-        "digits-seed2": None,
-        "digits-class-conditional-seed0": None,
-    }
-    assert sorted(p.name for p in study.glob("stack-*.json")) == ["stack-digits-seed0.json"]
-    name, preset = load_preset(
-        "digits", ["train.steps=30", "train.log_every=10", "train.precision=fp32", "train.seed=1"]
+    # digits' four runs (two gammas x two seeds) in a stack of three and one alone; class-conditional has a
+    # classifier and trains each run alone.
+    assert sorted(n for n, k in stacked.items() if k == 3) == [
+        "digits-gamma=10-seed0", "digits-gamma=10-seed1", "digits-gamma=30-seed0"
+    ]  # fmt: skip
+    assert all(
+        k is None
+        for n, k in stacked.items()
+        if n not in ("digits-gamma=10-seed0", "digits-gamma=10-seed1", "digits-gamma=30-seed0")
     )
+    assert len(stacked) == 8
+    assert [p.name for p in study.glob("stack-*.json")] == ["stack-digits-gamma=10-seed0.json"]
+    sets = [
+        "train.steps=30",
+        "train.log_every=10",
+        "train.precision=fp32",
+        "loss.continuous_capacity.gamma=30",
+    ]
+    name, preset = load_preset("digits", [*sets, "train.seed=0"])
     trainer.train(preset, name, tmp_path / "alone", device="cpu")
     mine, alone = (
-        torch.load(p / "ckpt.pt", weights_only=True) for p in (study / "digits-seed1", tmp_path / "alone")
+        torch.load(p / "ckpt.pt", weights_only=True)
+        for p in (study / "digits-gamma=30-seed0", tmp_path / "alone")
     )
+    assert mine["preset"]["loss"]["continuous_capacity"]["gamma"] == 30
     for key, value in alone["model"].items():
         torch.testing.assert_close(mine["model"][key], value, rtol=1e-5, atol=1e-6)
-    again = cli("sweep", *args, "--out", study, "--stack", "2")
-    assert again.exit_code == 0 and "6/6 runs finished" in again.stdout
+    again = cli("sweep", *args, "--out", study, "--stack", "3")
+    assert again.exit_code == 0 and "8/8 runs finished" in again.stdout
 
 
 @pytest.mark.parametrize(

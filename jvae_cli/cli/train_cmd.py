@@ -90,6 +90,13 @@ def train(
         help="With --seeds: the run folders' names, one per seed (default seed-N); --out may then be a "
         "folder holding other runs.",
     ),
+    members_file: Path = typer.Option(
+        None,
+        "--members",
+        hidden=True,
+        help="A stack's runs as JSON, as jvae sweep writes it: [{folder, seed, sets}, ...], each trained "
+        "from --preset with its own --set values into OUT/folder.",
+    ),
     profile: bool = typer.Option(
         False,
         "--profile",
@@ -115,7 +122,7 @@ def train(
                 raise fail(
                     f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}", 2
                 )
-            if seeds is not None:
+            if seeds is not None or members_file is not None:
                 raise fail("--resume continues a stack with its own seeds; leave out --seeds", 2)
             if trainer.is_stack(resume):
                 _resume_stack(resume, overrides, data, device, profile)
@@ -134,6 +141,12 @@ def train(
             overrides = [*overrides, "train.track=" + json.dumps(resolved.train.track)]
         if folders is not None and seeds is None:
             raise fail("--folders names the runs of --seeds; add --seeds", 2)
+        if members_file is not None:
+            if seeds is not None or out_dir is None or nproc > 1:
+                raise fail("--members takes --preset and --out, without --seeds or --nproc", 2)
+            members = _listed(preset, overrides, members_file)
+            _run_stack(members, name, run_dir, data, device, False, profile, within=True)
+            return
         if seeds is not None:
             if nproc > 1:
                 raise fail("stacked models train in one process; leave out --nproc", 2)
@@ -190,6 +203,26 @@ def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple
     return [
         (name, validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"--seeds {seed}"))
         for name, seed in zip(names, seeds)
+    ]
+
+
+def _listed(preset: str, overrides: list[str], listing: Path) -> list[tuple[str, Preset]]:
+    """(folder, preset) of each run a --members file lists: the preset with the run's own overrides."""
+    from jvae_cli.presets import load_preset
+
+    try:
+        entries = json.loads(listing.read_text())
+        runs = [(str(e["folder"]), int(e["seed"]), [str(text) for text in e["sets"]]) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({error})", 2) from None
+    names = [folder for folder, _, _ in runs]
+    if not runs or len(set(names)) != len(names):
+        raise fail(f"--members {listing}: one or more runs, each with its own folder", 2)
+    if any(not name or Path(name).name != name or name in (".", "..") for name in names):
+        raise fail(f"--members {listing}: plain folder names, without slashes", 2)
+    return [
+        (folder, load_preset(preset, [*overrides, *sets, f"train.seed={seed}"])[1])
+        for folder, seed, sets in runs
     ]
 
 
