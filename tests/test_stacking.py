@@ -176,6 +176,12 @@ def test_kinds_with_a_critic_and_mismatched_presets_refuse_to_stack(tmp_path, cl
     busy = cli("train", "--preset", "digits", "--seeds", "0-1", "--out", taken)
     assert busy.exit_code != 0 and "not an empty folder" in busy.output
     assert (taken / "notes.txt").read_text() == "mine"
+    # Named folders may go into a folder holding other things, beside them.
+    short = ["--set", "train.steps=4", "--set", "train.log_every=2", "--set", "train.batch_size=32"]
+    named = cli("train", "--preset", "digits", "--seeds", "0-1", "--folders", "a,b", *short, "--out", taken)
+    assert named.exit_code == 0, named.output
+    assert (taken / "notes.txt").read_text() == "mine" and _saved(taken / "b")["preset"]["train"]["seed"] == 1
+    assert json.loads((taken / "stack-a.json").read_text())["members"] == ["a", "b"]
 
 
 @pytest.mark.parametrize("preset_name", ["digits", "dsprites-grouped-vae", "dsprites-beta-tcvae"])
