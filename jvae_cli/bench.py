@@ -356,9 +356,12 @@ def run_stack_bench(
     reference, _ = reference_training(
         preset, images, labels if preset.model.classes else None, len(source), device
     )
-    timings = _interleaved(
-        [stacked, single, reference], steps, repeats, warmup, [models * batch, batch, batch], device
-    )
+    try:
+        timings = _interleaved(
+            [stacked, single, reference], steps, repeats, warmup, [models * batch, batch, batch], device
+        )
+    finally:
+        stacker.close()
     setting = {
         "preset": preset_name,
         "dataset": source.description,

@@ -443,7 +443,7 @@ def _restore_stack(
 
 
 class _Steps(Protocol):
-    """What the loop asks of the steps it drives: `steps.Stepper` (one run) or `stacking.stack_steps`'."""
+    """What the loop asks of the steps it drives: `steps.Stepper` (one run) or `stacking.stack_steps`."""
 
     count: int
     engine: str

@@ -108,3 +108,40 @@ def test_training_keeps_freed_pages_between_steps_and_returns_them_afterwards():
     pages = 5 * (48 << 20) // resource.getpagesize()
     assert inside < pages // 20
     assert outside > pages // 2
+
+
+@pytest.mark.parametrize("engine", [None, "kernels", "grouped"])
+def test_bench_stack_prints_stacked_single_and_reference_figures(cli, engine, monkeypatch):
+    monkeypatch.setenv("JVAE_THREADS", "2")  # two threads: the CPU's default engine runs models side by side
+    chosen = ["--engine", engine] if engine else []
+    args = [
+        "bench",
+        "--preset",
+        "digits",
+        "--batch-size",
+        "16",
+        "--steps",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+    ]
+    result = cli(*args, "--stack", "3", *chosen, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["setting"]["models"] == 3 and report["setting"]["engine"] == (engine or "concurrent")
+    for key in ("stacked", "single", "baseline"):
+        assert len(report[key]["values"] if "values" in report[key] else [report[key]["median"]]) >= 1
+        assert report[key]["median"] > 0
+    assert report["stacked_over_single"] == pytest.approx(
+        report["stacked"]["median"] / report["single"]["median"]
+    )
+    table = cli(*args, "--stack", "2")
+    assert (
+        table.exit_code == 0
+        and "2 stacked models" in table.stdout
+        and "stacked / single runs" in table.stdout
+    )
+    refused = cli(*args, "--engine", "grouped")
+    assert refused.exit_code == 2 and "add --stack" in refused.output

@@ -66,6 +66,7 @@ def bench(
                 repeats=repeats,
                 warmup=warmup,
                 status=say,
+                engine=engine,
             )
             if as_json:
                 out.print_json(json.dumps(stacked.as_dict()))
