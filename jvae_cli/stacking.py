@@ -1,15 +1,17 @@
 """K models of one architecture trained as one computation: every weight gains a leading model axis.
 
-A study trains the same network many times (seeds, a grid of beta or gamma). One small model's step leaves
-most of a machine idle, paying the fixed cost of each operation (dispatch, autograd, kernel set-up) for little
-arithmetic; here each layer runs once for all K models, as a grouped convolution (K groups) or a batched
-matrix product, so that cost is paid once.
+A study trains the same network many times (seeds, a grid of beta or gamma). One small model's step leaves a
+GPU idle, paying a kernel launch per operation for little arithmetic; here (the grouped engine) each layer
+runs once for all K models, as a grouped convolution (K groups) or a batched matrix product. On a CPU with
+one thread (the kernels engine) each model keeps jvae's own CPU kernels on its slice of the weights and only
+the optimiser step is shared; a multi-core CPU runs the models' own steps side by side instead
+(`jvae_cli.concurrent`). `stack_steps` chooses.
 
 Nothing else is shared. Each model has its own initialisation (its seed), data order, sampling noise, loss
-section (its own beta, gamma or capacities) and optimiser state: Adam is elementwise, so Adam over the stacked
-weights updates slice k exactly as Adam over model k alone would, and the summed loss gives slice k the
-gradient of model k's loss alone. `member_state` cuts a model's weights and optimiser state out of the stack
-in the layout a single run saves, so each model's checkpoint is a single run's checkpoint.
+section (its own beta, gamma or capacities) and optimiser state: the summed loss gives slice k the gradient
+of model k's loss alone, and `StackedAdam` updates slice k as model k's own Adam would. `member_state` cuts a
+model's weights and optimiser state out of the stack in the layout a single run saves, so each model's
+checkpoint is a single run's checkpoint.
 """
 
 from __future__ import annotations
