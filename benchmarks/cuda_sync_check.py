@@ -14,7 +14,7 @@ import traceback
 import torch
 
 from jvae_cli.data import open_dataset
-from jvae_cli.presets import load_preset
+from jvae_cli.presets import load_preset, with_seed
 from jvae_cli.stacking import stack_steps
 from jvae_cli.steps import Stepper
 
@@ -49,8 +49,7 @@ def main() -> None:
     stepper = Stepper.create(preset, source, device)
     stepper.model.train()
     _check(f"{name}, one run", stepper, args.steps)
-    body = preset.model_dump(mode="json")
-    presets = [type(preset).model_validate({**body, "train": {**body["train"], "seed": s}}) for s in range(4)]
+    presets = [with_seed(preset, seed) for seed in range(4)]
     stack = stack_steps(presets, source, device)
     _check(f"{name}, 4 stacked ({stack.engine})", stack.step_members, args.steps)
 

@@ -27,7 +27,7 @@ from jvae_cli.errors import UsageError
 from jvae_cli.kinds import build_critic, model_objective
 from jvae_cli.losses import stock_loss_kernels
 from jvae_cli.model import as_stock_layers
-from jvae_cli.presets import Preset
+from jvae_cli.presets import Preset, with_seed
 from jvae_cli.steps import Stepper, critic_step
 
 BASELINE_IMAGES = 4096  # images the reference holds in memory (its DataLoader reshuffles them each epoch)
@@ -338,10 +338,7 @@ def run_stack_bench(
     batch = preset.train.batch_size
     if batch > len(source):
         raise UsageError(f"batch size {batch} is larger than the dataset ({len(source)} images)")
-    body = preset.model_dump(mode="json")
-    presets = [
-        Preset.model_validate({**body, "train": {**body["train"], "seed": seed}}) for seed in range(models)
-    ]
+    presets = [with_seed(preset, seed) for seed in range(models)]
     say(f"{models} stacked models, one model, and the reference loop, in alternation")
     stacker = stack_steps(presets, source, device, engine)
     position = {"step": 0}

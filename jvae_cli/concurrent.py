@@ -37,26 +37,26 @@ class ConcurrentSteps:
         self.bf16 = self.steppers[0].bf16
         threads = torch.get_num_threads()
         self.workers = max(1, min(self.count, threads))
-        self.threads_each = max(
-            1, threads // self.count
-        )  # more cores than models: each model splits its share
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="jvae-model")
+        # With more cores than models, each model splits its share.
+        self.threads_each = max(1, threads // self.count)
+        # Each worker sets its own count once: OpenMP keeps the count per calling thread.
+        self._pool = ThreadPoolExecutor(
+            self.workers,
+            thread_name_prefix="jvae-model",
+            initializer=torch.set_num_threads,
+            initargs=(self.threads_each,),
+        )
         self._groups = [list(range(self.count))[w :: self.workers] for w in range(self.workers)]
 
     def _run(self, members: list[int], index: int) -> list[Result]:
-        torch.set_num_threads(self.threads_each)  # per thread: OpenMP keeps the count for the calling thread
         return [self.steppers[member](index) for member in members]
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[Result]:
         """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
-        if self.workers == 1:
-            done = self._run(self._groups[0], index)
-            results = dict(zip(self._groups[0], done))
-        else:
-            futures = [self._pool.submit(self._run, members, index) for members in self._groups]
-            results = {}
-            for members, future in zip(self._groups, futures):
-                results.update(zip(members, future.result()))
+        futures = [self._pool.submit(self._run, members, index) for members in self._groups]
+        results: dict[int, Result] = {}
+        for members, future in zip(self._groups, futures):
+            results.update(zip(members, future.result()))
         if mark is not None:
             mark("models")
         return [results[member] for member in range(self.count)]
@@ -69,11 +69,8 @@ class ConcurrentSteps:
 
     def restore(self, states: list[tuple[dict[str, Tensor], dict[str, Any], Tensor | None]]) -> None:
         """Every member from its checkpoint: (weights, Adam state, noise state or None to keep the seed's)."""
-        for stepper, (weights, optimizer, noise) in zip(self.steppers, states):
-            stepper.model.load_state_dict(weights)
-            stepper.optimizer.load_state_dict(optimizer)
-            if noise is not None:
-                stepper.noise.set_state(noise)
+        for stepper, state in zip(self.steppers, states):
+            stepper.restore(*state)
 
     @property
     def noises(self) -> list[torch.Generator]:

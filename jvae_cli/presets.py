@@ -387,6 +387,12 @@ def validate_preset(raw: dict[str, Any], source: str) -> Preset:
         raise PresetError(format_validation_error(exc, source)) from None
 
 
+def with_seed(preset: Preset, seed: int) -> Preset:
+    """`preset` with train.seed set to `seed` (validated like a file), e.g. one model of a stack."""
+    body = preset.model_dump(mode="json")
+    return validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"seed {seed}")
+
+
 def load_preset(name_or_path: str, overrides: Iterable[str] = ()) -> tuple[str, Preset]:
     """Resolve a preset name or file, apply `--set` overrides and validate; returns (name, preset)."""
     path = preset_path(name_or_path)

@@ -23,18 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jvae_cli.builder import build_model
+from jvae_cli.builder import build_training
 from jvae_cli.convolutions import DownConv, UpConv, down_convolution, up_convolution
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.devices import use_bf16
 from jvae_cli.errors import PresetError
 from jvae_cli.kinds import kind_of
 from jvae_cli.losses import LossInputs, LossTerms
 from jvae_cli.model import FEATURE_SIDE, JointVAE, Posterior
 from jvae_cli.presets import Preset
-from jvae_cli.schedules import learning_rate, temperature, total_steps
+from jvae_cli.schedules import temperature, total_steps
 from jvae_cli.stacked_adam import StackedAdam, stack_like
-from jvae_cli.steps import SECOND_ORDER, Mark, MemberState, epoch_order
+from jvae_cli.steps import Batches, Mark, MemberState, apply_learning_rate, gradient_scale
 
 if TYPE_CHECKING:
     from jvae_cli.concurrent import ConcurrentSteps
@@ -82,7 +81,6 @@ class StackedNetwork(nn.Module):
         super().__init__()
         self.grouped = grouped
         template = models[0]
-        self.models = len(models)
         self.names = [name for name, _ in template.named_parameters()]
         found = [dict(m.named_parameters()) for m in models]
         self.stack = nn.ParameterDict(
@@ -190,9 +188,8 @@ class StackedNetwork(nn.Module):
         template, weights = self.template, self._weights(member)
         features = self._run(template.latent_to_features, "latent_to_features", latent, weights)
         if not template.mlp:
-            features = _images(
-                _rows(features), _rows(features).shape[-1] // FEATURE_SIDE**2, FEATURE_SIDE, self.grouped
-            )
+            rows = _rows(features)
+            features = _images(rows, rows.shape[-1] // FEATURE_SIDE**2, FEATURE_SIDE, self.grouped)
         out = self._run(template.decoder, "decoder", features, weights)
         if isinstance(out, list):
             return out
@@ -248,70 +245,33 @@ class StackedStepper:
     ) -> None:
         """`grouped`: grouped convolutions and batched products (the default on a GPU) or each model's own
         kernels (the default on the CPU)."""
-        stackable(presets)
         self.presets, self.source, self.device = presets, source, device
         self.count = len(presets)
-        self.engine = (
-            "kernels" if grouped is False or (grouped is None and device.type == "cpu") else "grouped"
-        )
-        first = presets[0]
-        models = []
-        self.noises = []
-        for preset in presets:  # each model initialised, laid out and seeded exactly as its single run is
-            torch.manual_seed(preset.train.seed)
-            model = build_model(preset).to(device)
-            if first.model.architecture != "mlp":
-                model = model.to(memory_format=torch.channels_last)
-            models.append(model)
-            self.noises.append(torch.Generator(device=device).manual_seed(preset.train.seed + 1))
-        self.network = StackedNetwork(models, grouped=device.type != "cpu" if grouped is None else grouped)
-        self.channels_last = first.model.architecture != "mlp"
-        self._members = models  # reloaded from the stack when a member's model is asked for
+        grouped = device.type != "cpu" if grouped is None else grouped
+        self.engine = "grouped" if grouped else "kernels"
+        # Each model initialised, laid out and seeded exactly as its single run is.
+        trainings = [build_training(preset, device) for preset in presets]
+        self._members = [training.model for training in trainings]  # reloaded from the stack when asked for
+        self.noises = [training.noise for training in trainings]
+        self.bf16 = trainings[0].bf16
+        self.network = StackedNetwork(self._members, grouped)
         self.optimizer = StackedAdam(
-            [self.network.weight(name) for name in self.network.names], first.train.lr
+            [self.network.weight(name) for name in self.network.names], presets[0].train.lr
         )
-        self.bf16 = use_bf16(first.train.precision, device)
+        self.batches = [Batches(source, device, preset, trainings[0].channels_last) for preset in presets]
+        self.steps_per_epoch = self.batches[0].steps_per_epoch
         self.kinds = [kind_of(p.loss) for p in presets]
-        self.batch_size = first.train.batch_size
-        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
-        self.total = total_steps(first, len(source))
-        self.scheduled_lr = first.train.lr_schedule != "constant" or first.train.lr_warmup_steps > 0
-        self.scales = [
-            1.0 / first.data.image_size**2 if p.loss.objective_scale == "pixel" else 1.0 for p in presets
-        ]
-        self._epoch = -1
-        self._orders: list[Tensor] = []
-        self._seconds: list[Tensor] = []
-
-    def _batches(self, index: int) -> list[Tensor]:
-        epoch, position = divmod(index, self.steps_per_epoch)
-        if epoch != self._epoch:
-            size = len(self.source)
-            self._epoch = epoch
-            self._orders = [epoch_order(p.train.seed, epoch, size).to(self.device) for p in self.presets]
-            if self.kinds[0].second_batch:
-                self._seconds = [
-                    epoch_order(p.train.seed + SECOND_ORDER, epoch, size).to(self.device)
-                    for p in self.presets
-                ]
-        span = slice(position * self.batch_size, (position + 1) * self.batch_size)
-        rows = [order[span] for order in self._orders]
-        images = [self.source.images(r, self.device) for r in rows]
-        if self.channels_last:  # as a single run lays its batch out
-            images = [x.contiguous(memory_format=torch.channels_last) for x in images]
-        return images
+        self.total = total_steps(presets[0], len(source))
+        self.scales = [gradient_scale(preset) for preset in presets]
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
         """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
         mark = mark or (lambda phase: None)
         step = index + 1
-        images = self._batches(index)
+        images = [batches(index)[1] for batches in self.batches]
         x = self.network.images(images)
         mark("data")
-        if self.scheduled_lr:
-            lr = learning_rate(self.presets[0].train, step, self.total)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        apply_learning_rate(self.optimizer.param_groups, self.presets[0], step, self.total)
         network = self.network
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             posteriors = network.encode(x)

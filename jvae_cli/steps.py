@@ -57,8 +57,7 @@ class Objective(nn.Module):
         self.shard = shard
         self.bf16 = bf16
         self.kl_mean = global_mean(Cluster(shard[0], shard[1])) if shard is not None else None
-        pixels = preset.data.image_size**2
-        self.gradient_scale = 1.0 / pixels if preset.loss.objective_scale == "pixel" else 1.0
+        self.gradient_scale = gradient_scale(preset)
 
     def forward(
         self, x: Tensor, labels: Tensor | None, step: int, noise: torch.Generator
@@ -139,6 +138,66 @@ class PhaseTimer:
         self.last = now
 
 
+class Batches:
+    """The batches of one run: global step k reads the k-th slice of its epoch's seeded data order (this
+    process's share of it), laid out as the model reads it. The order lives on the device, so taking a
+    batch of it never waits on a GPU."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        device: torch.device,
+        preset: Preset,
+        channels_last: bool,
+        cluster: Cluster | None = None,
+        second: bool = False,
+    ) -> None:
+        self.source, self.device, self.channels_last = source, device, channels_last
+        self.seed = preset.train.seed
+        self.batch_size = preset.train.batch_size
+        self.cluster = cluster or Cluster()
+        self.local_batch = self.batch_size // self.cluster.world
+        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.second = second  # also a second, independent order (kinds with `second_batch`)
+        self._epoch = -1
+        self._order = self._second = torch.empty(0, dtype=torch.long)
+
+    def _rows(self, order: Tensor, position: int) -> Tensor:
+        picks = order[position * self.batch_size : (position + 1) * self.batch_size]
+        start = self.cluster.rank * self.local_batch
+        return picks[start : start + self.local_batch]
+
+    def _images(self, rows: Tensor) -> Tensor:
+        x = self.source.images(rows, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __call__(self, index: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Global step `index`'s rows of the dataset, their images, and the second batch's images or None."""
+        epoch, position = divmod(index, self.steps_per_epoch)
+        if epoch != self._epoch:
+            size = len(self.source)
+            self._epoch, self._order = epoch, epoch_order(self.seed, epoch, size).to(self.device)
+            if self.second:
+                self._second = epoch_order(self.seed + SECOND_ORDER, epoch, size).to(self.device)
+        rows = self._rows(self._order, position)
+        other = self._images(self._rows(self._second, position)) if self.second else None
+        return rows, self._images(rows), other
+
+
+def gradient_scale(preset: Preset) -> float:
+    """The factor on the loss that is differentiated: 1, or one over the pixels with objective_scale pixel."""
+    return 1.0 / preset.data.image_size**2 if preset.loss.objective_scale == "pixel" else 1.0
+
+
+def apply_learning_rate(param_groups: list[dict[str, Any]], preset: Preset, step: int, total: int) -> None:
+    """Set the scheduled learning rate of optimiser step `step`, where the schedule is not constant."""
+    train = preset.train
+    if train.lr_schedule != "constant" or train.lr_warmup_steps > 0:
+        lr = learning_rate(train, step, total)
+        for group in param_groups:
+            group["lr"] = lr
+
+
 @dataclass
 class MemberState:
     """What one run saves of its training: weights and optimiser state in the single model's layout (so a
@@ -167,12 +226,11 @@ class Stepper:
         self.critic, self.bf16, self.channels_last = training.critic, training.bf16, training.channels_last
         self.cluster = cluster or Cluster()
         self.kind = kind_of(preset.loss)
-        self.batch_size = preset.train.batch_size
-        self.local_batch = self.batch_size // self.cluster.world
-        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.batches = Batches(
+            source, device, preset, self.channels_last, self.cluster, self.kind.second_batch
+        )
+        self.steps_per_epoch = self.batches.steps_per_epoch
         self.total = total_steps(preset, len(source))
-        train = preset.train
-        self.scheduled_lr = train.lr_schedule != "constant" or train.lr_warmup_steps > 0
         shard = (self.cluster.rank, self.cluster.world) if self.cluster.active else None
         objective: nn.Module = Objective(self.model, preset, len(source), self.critic, shard, self.bf16)
         if self.cluster.active:
@@ -183,8 +241,6 @@ class Stepper:
         self.objective = objective
         labels = labels_of(source) if self.kind.labelled else None
         self._labels = None if labels is None else labels.to(device)  # resident, like the data order
-        self._epoch = -1
-        self._order = self._second = torch.empty(0, dtype=torch.long)
 
     @classmethod
     def create(
@@ -193,33 +249,13 @@ class Stepper:
         """Steps of a fresh run of `preset` (see `builder.build_training`)."""
         return cls(preset, build_training(preset, device), source, device, cluster)
 
-    def _rows(self, order: Tensor, position: int) -> Tensor:
-        picks = order[position * self.batch_size : (position + 1) * self.batch_size]
-        start = self.cluster.rank * self.local_batch
-        return picks[start : start + self.local_batch]
-
-    def _images(self, rows: Tensor) -> Tensor:
-        x = self.source.images(rows, self.device)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
     def __call__(self, index: int, mark: Mark | None = None) -> tuple[LossTerms, dict[str, Tensor]]:
         """Run global step `index` (0-based; the optimiser step number is index + 1)."""
         mark = mark or (lambda phase: None)
-        seed = self.preset.train.seed
-        epoch, position = divmod(index, self.steps_per_epoch)
-        if epoch != self._epoch:  # the order lives on the device: taking a batch of it never waits on a GPU
-            self._epoch, self._order = epoch, epoch_order(seed, epoch, len(self.source)).to(self.device)
-            if self.kind.second_batch:
-                self._second = epoch_order(seed + SECOND_ORDER, epoch, len(self.source)).to(self.device)
-        rows = self._rows(self._order, position)
-        x = self._images(rows)
+        rows, x, other = self.batches(index)
         labels = None if self._labels is None else self._labels[rows]
-        other = self._images(self._rows(self._second, position)) if len(self._second) else None
         mark("data")
-        if self.scheduled_lr:
-            lr = learning_rate(self.preset.train, index + 1, self.total)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        apply_learning_rate(self.optimizer.param_groups, self.preset, index + 1, self.total)
         terms, latent = vae_step(self.objective, self.optimizer, x, labels, index + 1, self.noise, mark)
         extra = dict(terms.extra)
         if self.critic is not None:
@@ -238,6 +274,13 @@ class Stepper:
 
     def member_model(self, member: int) -> JointVAE:
         return self.model
+
+    def restore(self, weights: dict[str, Tensor], optimizer: dict[str, Any], noise: Tensor | None) -> None:
+        """Continue from a checkpoint's weights, Adam state and noise state (None: keep the seed's)."""
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(optimizer)
+        if noise is not None:
+            self.noise.set_state(noise)
 
     def member_state(self, member: int) -> MemberState:
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}

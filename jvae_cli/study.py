@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jvae_cli.errors import CheckpointError, PresetError, UsageError
 from jvae_cli.files import write_text
@@ -221,6 +221,13 @@ def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
     return True
 
 
+def _run_jvae(args: list[str], output: IO[str], env: dict[str, str]) -> int:
+    """`jvae ARGS` in a child process that stops with the sweep, its output appended to `output`."""
+    return subprocess.run(
+        jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
+    ).returncode
+
+
 def _child_env(threads: int, gpu: str | None) -> dict[str, str]:
     """A run's environment: its share of the cores and, with several GPUs, its own GPU."""
     env = dict(os.environ)
@@ -252,16 +259,12 @@ def run_one(
             shutil.rmtree(run_dir)  # a failed start: nothing worth keeping
         if state in ("pending", "interrupted"):
             args = run.train_args(run_dir, resume=state == "interrupted")
-            code = subprocess.run(
-                jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
-            ).returncode
+            code = _run_jvae(args, output, env)
         if code == 0 and study.evaluate and run_state(run_dir, study) == "evaluate":
             chosen = [item for name in study.metrics for item in ("--metrics", name)]
             args = ["evaluate", str(run_dir / "ckpt.pt"), "--fast", "--seed", str(run.seed), *chosen]
             args += ["--out", str(run_dir / REPORT)]
-            code = subprocess.run(
-                jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
-            ).returncode
+            code = _run_jvae(args, output, env)
     record: dict[str, Any] = {
         "name": run.name,
         "started_as": state,
@@ -329,9 +332,7 @@ def run_group(
     args = ["train", "--preset", first.preset, "--members", str(listing), "--out", folder]
     started = time.perf_counter()
     with open(logs / f"{first.name}.stack.log", "a", encoding="utf-8") as output:
-        code = subprocess.run(
-            jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
-        ).returncode
+        code = _run_jvae(args, output, env)
     share = (time.perf_counter() - started) / len(runs)
     records = []
     for run, spec in zip(runs, specs):

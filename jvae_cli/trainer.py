@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, TypedDict
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypedDict
 
 import torch
 
@@ -38,6 +38,10 @@ from jvae_cli.runlock import LOCK_FILE, RunLock
 from jvae_cli.schedules import learning_rate, temperature, total_steps
 from jvae_cli.steps import Mark, MemberState, PhaseTimer, Stepper
 from jvae_cli.trackers import build_trackers, check_available
+
+if TYPE_CHECKING:
+    from jvae_cli.concurrent import ConcurrentSteps
+    from jvae_cli.stacking import StackedStepper
 
 CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
@@ -407,7 +411,7 @@ def train_stack(
 
 
 def _restore_stack(
-    stepper: Any,
+    stepper: StackedStepper | ConcurrentSteps,
     resumed: list[Checkpoint | None],
     run_dirs: list[Path],
     total: int,
@@ -509,18 +513,15 @@ def _train(
     step = 0
     if resumed is not None and resumed.state is not None:
         saved = resumed.state
-        stepper.model.load_state_dict(resumed.model)
-        stepper.optimizer.load_state_dict(saved.optimizer)
+        step = _resumed_step(resumed, member.ckpt_path, total)
+        noise = _noise_state(saved, torch_device)
+        stepper.restore(resumed.model, saved.optimizer, noise)
         if stepper.critic is not None:
             if saved.critic is None:
                 raise RunDirError(f"{member.ckpt_path} has no {preset.loss.kind} critic state to resume")
             stepper.critic.load_state_dict(saved.critic)
         torch.set_rng_state(saved.rng["torch"])
-        step = _resumed_step(resumed, member.ckpt_path, total)
-        noise = _noise_state(saved, torch_device)
-        if noise is not None:
-            stepper.noise.set_state(noise)
-        else:
+        if noise is None:
             stepper.noise.manual_seed(preset.train.seed + 1 + step)
             emit.on_status(step, _reseeded(preset, step, saved, torch_device))
     where = f"{torch_device}" + (f" x {cluster.world} processes" if cluster.active else "")

@@ -44,47 +44,31 @@ def bench(
     from jvae_cli.devices import resolve_device
     from jvae_cli.errors import UsageError
     from jvae_cli.presets import load_preset
+    from jvae_cli.stacking import ENGINES
 
     with user_errors():
+        if engine is not None and stack is None:
+            raise UsageError("--engine chooses how --stack computes; add --stack K")
+        if engine is not None and engine not in ENGINES:
+            raise UsageError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
         sets = [*overrides, *([f"train.batch_size={batch_size}"] if batch_size else [])]
         name, resolved = load_preset(preset, sets)
         torch_device = resolve_device(device)
         source = open_dataset(resolved.data, data)
         say = lambda text: err.print(f"timing {text}", markup=False)  # noqa: E731
-        if engine is not None and stack is None:
-            raise UsageError("--engine chooses how --stack computes; add --stack K")
-        if engine is not None and engine not in ("grouped", "kernels", "concurrent"):
-            raise UsageError(f"--engine {engine!r}: choose grouped, kernels or concurrent")
         if stack is not None:
             stacked = run_stack_bench(
-                resolved,
-                name,
-                source,
-                torch_device,
-                stack,
-                steps=steps,
-                repeats=repeats,
-                warmup=warmup,
-                status=say,
-                engine=engine,
-            )
-            if as_json:
-                out.print_json(json.dumps(stacked.as_dict()))
-            else:
-                out.print(format_stack_report(stacked), markup=False, highlight=False)
-            return
-        report = run_bench(
-            resolved,
-            name,
-            source,
-            torch_device,
-            steps=steps,
-            repeats=repeats,
-            warmup=warmup,
-            with_metrics=metrics,
-            status=say,
-        )
+                resolved, name, source, torch_device, stack, steps=steps, repeats=repeats, warmup=warmup,
+                status=say, engine=engine,
+            )  # fmt: skip
+            figures, table = stacked.as_dict(), format_stack_report(stacked)
+        else:
+            report = run_bench(
+                resolved, name, source, torch_device, steps=steps, repeats=repeats, warmup=warmup,
+                with_metrics=metrics, status=say,
+            )  # fmt: skip
+            figures, table = report.as_dict(), format_report(report)
     if as_json:
-        out.print_json(json.dumps(report.as_dict()))
+        out.print_json(json.dumps(figures))
     else:
-        out.print(format_report(report), markup=False, highlight=False)
+        out.print(table, markup=False, highlight=False)

@@ -190,7 +190,7 @@ def train(
 
 def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple[str, Preset]]:
     """(folder, preset) of each seed's model: the preset with train.seed set."""
-    from jvae_cli.presets import validate_preset
+    from jvae_cli.presets import with_seed
 
     names = [f"seed-{seed}" for seed in seeds]
     if folders is not None:
@@ -199,11 +199,7 @@ def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple
             raise fail(f"--folders: {len(seeds)} different names, one per seed, separated by commas", 2)
         if any(not name or Path(name).name != name or name in (".", "..") for name in names):
             raise fail("--folders: plain folder names, without slashes", 2)
-    body = preset.model_dump(mode="json")
-    return [
-        (name, validate_preset({**body, "train": {**body["train"], "seed": seed}}, f"--seeds {seed}"))
-        for name, seed in zip(names, seeds)
-    ]
+    return [(name, with_seed(preset, seed)) for name, seed in zip(names, seeds)]
 
 
 def _listed(preset: str, overrides: list[str], listing: Path) -> list[tuple[str, Preset]]:
