@@ -9,14 +9,16 @@ import torch
 
 from jvae_cli.critics import Critic
 from jvae_cli.devices import use_bf16
+from jvae_cli.initialisation import as_pytorch04
 from jvae_cli.kinds import build_critic
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 
 
 def build_model(preset: Preset) -> JointVAE:
-    """The untrained network `preset` describes (weights from the global torch seed)."""
-    return JointVAE(
+    """The untrained network `preset` describes (weights from the global torch seed, drawn as
+    model.init says)."""
+    model = JointVAE(
         image_size=preset.data.image_size,
         channels=preset.data.channels,
         continuous=preset.model.continuous,
@@ -26,6 +28,7 @@ def build_model(preset: Preset) -> JointVAE:
         classes=preset.model.classes,
         generic=preset.model.generic,
     )
+    return as_pytorch04(model) if preset.model.init == "pytorch-0.4" else model
 
 
 @dataclass

@@ -110,6 +110,12 @@ class ModelConfig(Section):
     generic: int = Field(
         0, ge=0, title="class-conditional: how many continuous units (the first ones) are class-generic z"
     )
+    init: Literal["current", "pytorch-0.4"] = Field(
+        "current",
+        title="Initial weights. current: today's PyTorch layer defaults; pytorch-0.4: PyTorch 0.4.1's, with "
+        "which the released JointVAE models were trained (transposed convolutions drawn within "
+        "1/sqrt(in_channels*16) instead of 1/sqrt(out_channels*16); other layers as today)",
+    )
 
     @model_validator(mode="after")
     def _annealing_is_whole(self) -> ModelConfig:
@@ -167,6 +173,17 @@ class TrainConfig(Section):
         default_factory=list,
         title="Trackers to send the run to: tensorboard, mlflow (each an optional extra, e.g. "
         'pip install "jvae[tensorboard]")',
+    )
+    adam: Literal["current", "pytorch-0.4"] = Field(
+        "current",
+        title="Adam's update. current: today's PyTorch, epsilon added after the bias correction; "
+        "pytorch-0.4: PyTorch 0.4.1's, epsilon added before it (31.6 times larger at step 1, as the "
+        "released JointVAE models were trained)",
+    )
+    last_batch: Literal["drop", "keep"] = Field(
+        "drop",
+        title="drop: epochs of whole batches (the remainder left out, another one each epoch); keep: a "
+        "last, smaller batch takes the remainder, as the official JointVAE loader does",
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",

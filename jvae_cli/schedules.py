@@ -1,4 +1,5 @@
-"""Values that change over a run: the run's length, the learning rate and the Gumbel-Softmax temperature.
+"""Values that change over a run: the run's length, the learning rate, Adam's epsilon and the Gumbel-Softmax
+temperature.
 
 Each is a pure function of the optimiser step (1 for the first batch), so a resumed run picks up exactly
 where it stopped without any scheduler state in the checkpoint. The capacity ramps live with the loss
@@ -12,13 +13,35 @@ import math
 from jvae_cli.presets import ModelConfig, Preset, TrainConfig
 from jvae_cli.sections import ramp
 
+ADAM_EPS = 1e-8  # Adam's epsilon, the same default in PyTorch 0.4 and today
+
+
+def steps_per_epoch(train: TrainConfig, dataset_size: int) -> int:
+    """Batches in one pass over the data: whole batches only (last_batch drop), or with a last smaller batch
+    taking the remainder (keep, as the official JointVAE loader does: 938 MNIST steps instead of 937)."""
+    whole, remainder = divmod(dataset_size, train.batch_size)
+    if train.last_batch == "keep" and remainder:
+        whole += 1
+    return max(whole, 1)
+
 
 def total_steps(preset: Preset, dataset_size: int) -> int:
-    """Optimiser steps of the whole run: train.steps, else epochs of whole batches."""
+    """Optimiser steps of the whole run: train.steps, else epochs of `steps_per_epoch` batches."""
     if preset.train.steps is not None:
         return preset.train.steps
-    steps_per_epoch = max(dataset_size // preset.train.batch_size, 1)
-    return steps_per_epoch * (preset.train.epochs or 1)
+    return steps_per_epoch(preset.train, dataset_size) * (preset.train.epochs or 1)
+
+
+def adam_eps(train: TrainConfig, step: int, beta2: float) -> float:
+    """The epsilon today's Adam must be given at optimiser step `step` to take the step `train.adam` names.
+
+    Today's Adam divides by sqrt(v / (1 - beta2^t)) + eps; PyTorch 0.4.1's divided by sqrt(v) + eps and
+    folded the bias correction into the step size, which is today's formula with eps / sqrt(1 - beta2^t).
+    At step 1 that epsilon is 31.6 times larger; the factor falls below 1.01 after about 5000 steps.
+    """
+    if train.adam != "pytorch-0.4":
+        return ADAM_EPS
+    return ADAM_EPS / math.sqrt(1.0 - beta2 ** max(step, 1))
 
 
 def learning_rate(train: TrainConfig, step: int, total: int) -> float:

@@ -25,7 +25,7 @@ from jvae_cli.kinds import kind_of, model_objective
 from jvae_cli.losses import LossTerms
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
-from jvae_cli.schedules import learning_rate, temperature, total_steps
+from jvae_cli.schedules import adam_eps, learning_rate, steps_per_epoch, temperature, total_steps
 
 SECOND_ORDER = 7919  # seed offset of the data order of the second batch (kinds with `second_batch`)
 Mark = Callable[[str], None]
@@ -156,16 +156,18 @@ class Batches:
         self.seed = preset.train.seed
         self.batch_size = preset.train.batch_size
         self.cluster = cluster or Cluster()
-        self.local_batch = self.batch_size // self.cluster.world
-        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.steps_per_epoch = steps_per_epoch(preset.train, len(source))
         self.second = second  # also a second, independent order (kinds with `second_batch`)
         self._epoch = -1
         self._order = self._second = torch.empty(0, dtype=torch.long)
 
     def _rows(self, order: Tensor, position: int) -> Tensor:
+        """This process's equal share of the batch; under DDP a kept last batch smaller than the others is
+        cut to a multiple of the processes, so each one's share (and its part of the noise) stays equal."""
         picks = order[position * self.batch_size : (position + 1) * self.batch_size]
-        start = self.cluster.rank * self.local_batch
-        return picks[start : start + self.local_batch]
+        local = len(picks) // self.cluster.world
+        start = self.cluster.rank * local
+        return picks[start : start + local]
 
     def _images(self, rows: Tensor) -> Tensor:
         x = self.source.images(rows, self.device)
@@ -190,12 +192,16 @@ def gradient_scale(preset: Preset) -> float:
 
 
 def apply_learning_rate(param_groups: list[dict[str, Any]], preset: Preset, step: int, total: int) -> None:
-    """Set the scheduled learning rate of optimiser step `step`, where the schedule is not constant."""
+    """Set the scheduled learning rate of optimiser step `step`, where the schedule is not constant, and the
+    epsilon that makes today's Adam take PyTorch 0.4's step where train.adam asks for it."""
     train = preset.train
     if train.lr_schedule != "constant" or train.lr_warmup_steps > 0:
         lr = learning_rate(train, step, total)
         for group in param_groups:
             group["lr"] = lr
+    if train.adam != "current":
+        for group in param_groups:
+            group["eps"] = adam_eps(train, step, group["betas"][1])
 
 
 @dataclass

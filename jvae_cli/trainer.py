@@ -32,7 +32,7 @@ from jvae_cli.kinds import kind_of
 from jvae_cli.latents import measure_unit_kl
 from jvae_cli.losses import LossTerms
 from jvae_cli.model import JointVAE
-from jvae_cli.monitor import evaluate_now
+from jvae_cli.monitor import evaluate_now, held_out_source
 from jvae_cli.presets import Preset, preset_to_toml
 from jvae_cli.runlock import LOCK_FILE, RunLock
 from jvae_cli.schedules import learning_rate, temperature, total_steps
@@ -395,6 +395,7 @@ def train_stack(
                     f"{torch_device}",
                     should_stop,
                     profile,
+                    data_path,
                 )
             except BaseException:
                 if not resume:
@@ -537,6 +538,7 @@ def _train(
         where,
         should_stop,
         profile,
+        data_path,
     )[0]
 
 
@@ -552,11 +554,14 @@ def _loop(
     where: str,
     should_stop: Callable[[], bool] | None,
     profile: bool,
+    data_path: str | None,
 ) -> list[TrainResult]:
     """Train every member from `start_step` to `total`: log lines, evaluations, checkpoints and the final
     unit KL and traversal of each in its own folder."""
     stop = should_stop or (lambda: False)
     preset = members[0].preset  # the members share every setting the loop reads
+    evaluating = preset.train.eval_every is not None and cluster.main
+    held_out = held_out_source(preset, data_path) if evaluating else None
     batch_size = preset.train.batch_size
     step = start_step
     for member in members:
@@ -667,7 +672,7 @@ def _loop(
                     check_finite(member, everywhere=False)
                     model = stepper.member_model(member.index)
                     evaluation, pictures = evaluate_now(
-                        model, member.preset, source, torch_device, step, member.run_dir
+                        model, member.preset, source, torch_device, step, member.run_dir, held_out
                     )
                     if member.log is not None:
                         member.log.write(json.dumps(evaluation) + "\n")
