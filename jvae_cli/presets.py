@@ -427,3 +427,17 @@ def preset_to_toml(preset: Preset) -> str:
 
     data = preset.model_dump(mode="json", exclude_none=True)
     return tomli_w.dumps(data)
+
+
+def field_notes(section: BaseModel, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every set field of `section` as (dotted path, value, what it means), nested sections in order: the
+    one line per field that `jvae presets show --explain` prints beside its value."""
+    notes: list[tuple[str, Any, str]] = []
+    for name, info in type(section).model_fields.items():
+        value = getattr(section, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            notes += field_notes(value, f"{path}.")
+        elif value is not None:
+            notes.append((path, value, info.title or ""))
+    return notes

@@ -43,13 +43,19 @@ def show(
     name: str = typer.Argument(..., help="Preset name or path to a preset .toml file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override a field: section.key=value."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly the preset's fields as JSON."),
+    explain: bool = typer.Option(
+        False, "--explain", help="One line per field: its value and what that value does."
+    ),
 ) -> None:
     """Show a preset resolved (after --set overrides and validation)."""
-    from jvae_cli.presets import load_preset, preset_to_dict, preset_to_toml
+    from jvae_cli.presets import field_notes, load_preset, preset_to_dict, preset_to_toml
 
     with user_errors():
         _, preset = load_preset(name, overrides)
     if as_json:
         print(json.dumps(preset_to_dict(preset), indent=2))
+    elif explain:
+        for path, value, meaning in field_notes(preset):
+            print(f"{path} = {json.dumps(value)}  # {meaning}")
     else:
         print(preset_to_toml(preset), end="")
