@@ -18,8 +18,9 @@ from typing import Any
 
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text, write_via
+from jvae_cli.selection import read_run_scores
 from jvae_cli.study import MANIFEST, REPORT, RUN_RECORD, load_study
-from jvae_cli.trainer import METRICS, PRESET_FILE, parse_record
+from jvae_cli.trainer import METRICS, PRESET_FILE, is_stack, parse_record, read_stack
 
 COLLAPSED_NATS = 0.5
 HEADLINE = {  # the number a metric's dict is known by
@@ -75,7 +76,11 @@ def _runs_in(path: Path) -> list[Found]:
         return [Found(run_dir, path / "report.json", seed=settings.get("seed"))]
     if (path / METRICS).is_file():
         return [Found(path, path / REPORT / "report.json")]
-    raise JvaeError(f"{path}: not a study folder ({MANIFEST}), a run folder ({METRICS}) or a report folder")
+    if is_stack(path):
+        return [Found(path / name, path / name / REPORT / "report.json") for name in read_stack(path)]
+    raise JvaeError(
+        f"{path}: not a study folder ({MANIFEST}), a stack's folder, a run folder ({METRICS}) or a report folder"
+    )
 
 
 def _row(found: Found) -> dict[str, Any]:
@@ -101,6 +106,7 @@ def _row(found: Found) -> dict[str, Any]:
         record = found.run_dir / RUN_RECORD
         if record.is_file():
             row["seconds"] = json.loads(record.read_text()).get("seconds")
+        row.update({k: v for k, v in read_run_scores(found.run_dir).items() if k != "selected"})
     if found.report is not None and found.report.is_file():
         report = json.loads(found.report.read_text())
         metrics = report.get("metrics", {})

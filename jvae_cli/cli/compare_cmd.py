@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from jvae_cli.cli.console import fail, out, user_errors
+from jvae_cli.cli.selecting import check_selection, print_selections
 
 
 def compare(
@@ -19,6 +20,13 @@ def compare(
     out_dir: Path = typer.Option(
         None, "--out", "-o", help="Write runs.csv/.json, summary.csv/.json and a plot here."
     ),
+    select: str = typer.Option(
+        None,
+        "--select",
+        help="udr: in each study or stack folder, score the runs of each setting against each other without "
+        "labels (UDR; written to udr.json) and name the best; the scores join the table.",
+    ),
+    data: str = typer.Option(None, "--data", help="--select: dataset location, as for jvae train."),
 ) -> None:
     """Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
     median, mean and spread of --metric with collapsed runs flagged and left out."""
@@ -27,7 +35,13 @@ def compare(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise fail(f"not found: {missing[0]}", 1)
+    check_selection(select)
     with user_errors():
+        if select is not None:
+            from jvae_cli.selection import select_in_folder
+
+            for path in paths:
+                print_selections(select_in_folder(path, data))
         rows = collect(paths)
         metric_names = [c for c in columns(rows) if c not in FIXED_COLUMNS]
         chosen = metric or (

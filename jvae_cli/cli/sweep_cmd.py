@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from jvae_cli.cli.console import err, fail, out, user_errors
+from jvae_cli.cli.selecting import check_selection, print_selections
 
 
 def sweep(
@@ -41,6 +42,12 @@ def sweep(
         "--slurm-cluster",
         help="--slurm: slurm [default], or local to run the same submission as processes on this machine.",
     ),
+    select: str = typer.Option(
+        None,
+        "--select",
+        help="udr: when every run has finished, score the runs of each setting against each other without "
+        "labels (UDR) and name the best of each in OUT/udr.json.",
+    ),
 ) -> None:
     """Run a study: every combination in its own run folder under --out with a manifest (study.json).
     Rerunning skips finished runs, resumes interrupted ones and retries failed ones."""
@@ -71,6 +78,7 @@ def sweep(
         raise fail("--metrics chooses what --evaluate computes; add --evaluate", 2)
     if slurm_cluster not in (None, "slurm", "local"):
         raise fail(f"--slurm-cluster {slurm_cluster!r}: choose slurm or local", 2)
+    check_selection(select)
     with user_errors():
         study = Study(
             list(presets), parse_seeds(seeds), parse_grid(grid), list(overrides), evaluate, list(metrics)
@@ -112,6 +120,11 @@ def sweep(
             f"{len(failed)} run(s) did not finish (see {out_dir / 'logs'}); rerun the same command to retry",
             1,
         )
+    if select is not None:
+        from jvae_cli.selection import select_in_study
+
+        with user_errors():
+            print_selections(select_in_study(out_dir))
 
 
 def _has_gpu() -> bool:

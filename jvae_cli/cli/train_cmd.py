@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from jvae_cli.cli.console import err, fail, out, user_errors
+from jvae_cli.cli.selecting import check_selection, print_selections
 
 if TYPE_CHECKING:
     from jvae_cli.presets import Preset
@@ -102,6 +103,12 @@ def train(
         "--profile",
         help="Print where a step's time goes (data, forward, backward, optimizer, logging).",
     ),
+    select: str = typer.Option(
+        None,
+        "--select",
+        help="With --seeds: udr scores the trained models against each other without labels (UDR) and "
+        "links OUT/selected to the best.",
+    ),
 ) -> None:
     """Train a model from a preset; writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif."""
     from jvae_cli import trainer
@@ -110,6 +117,9 @@ def train(
     from jvae_cli.presets import apply_overrides, load_preset, validate_preset
     from jvae_cli.study import parse_seeds
 
+    check_selection(select)
+    if select is not None and seeds is None and (resume is None or not trainer.is_stack(resume)):
+        raise fail("--select chooses among a stack's models; add --seeds (or --resume a stack)", 2)
     with user_errors():
         if resume is not None:
             if preset is not None:
@@ -126,6 +136,7 @@ def train(
                 raise fail("--resume continues a stack with its own seeds; leave out --seeds", 2)
             if trainer.is_stack(resume):
                 _resume_stack(resume, overrides, data, device, profile)
+                _select_stack(resume, select, data, device)
                 return
             checkpoint = read_checkpoint(resume / trainer.CHECKPOINT)
             name = checkpoint.preset_name
@@ -152,6 +163,7 @@ def train(
                 raise fail("stacked models train in one process; leave out --nproc", 2)
             members = _seeded(resolved, parse_seeds(seeds), folders)
             _run_stack(members, name, run_dir, data, device, False, profile, within=folders is not None)
+            _select_stack(run_dir, select, data, device, [folder for folder, _ in members])
             return
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
             trainer.check_run_dir(run_dir, resume is not None)
@@ -285,6 +297,25 @@ def _run_stack(
         f"({first.images_per_sec * len(results):.0f} images/s in all); run folders in {stack_dir}: {folders}",
         markup=False,
     )
+
+
+def _select_stack(
+    stack_dir: Path, select: str | None, data: str | None, device: str, folders: list[str] | None = None
+) -> None:
+    """With --select, score the stack's models against each other and link the chosen one."""
+    if select is None:
+        return
+    from jvae_cli import trainer
+    from jvae_cli.devices import resolve_device
+    from jvae_cli.selection import SELECTED_LINK, select_groups
+
+    names = folders if folders is not None else trainer.read_stack(stack_dir)
+    with user_errors():
+        groups = select_groups(
+            stack_dir, [stack_dir / name for name in names], data, resolve_device(device), link=True
+        )
+    print_selections(groups)
+    out.print(f"selected {groups[0][1].selected}: {stack_dir / SELECTED_LINK}", markup=False)
 
 
 def _tracked(preset: Preset, track: list[str]) -> Preset:
