@@ -20,7 +20,9 @@ def compare(
         None, "--out", "-o", help="Write runs.csv/.json, summary.csv/.json and a plot here."
     ),
 ) -> None:
-    """Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
+    """Compare runs and studies: a row per run, a summary per group.
+
+    Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
     median, mean and spread of --metric with collapsed runs flagged and left out."""
     from jvae_cli.comparison import FIXED_COLUMNS, collect, columns, summarise, write_outputs
 
