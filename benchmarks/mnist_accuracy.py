@@ -5,7 +5,7 @@ scores every run with `jvae evaluate --split test --metrics cluster_accuracy` on
 as the anchor, the authors' released MNIST model imported with `jvae import official`. Runs already
 finished are scored again without training; an interrupted one is resumed.
 
-    python benchmarks/mnist_accuracy.py --mnist ../shared/data/mnist --official ../shared/official-jointvae/mnist
+    python benchmarks/mnist_accuracy.py --mnist DIR --official OFFICIAL_DIR/mnist
 
 `--mnist` takes either torchvision's layout (DIR/MNIST/raw/*-ubyte) or a folder of the four .gz files,
 which are unpacked into the work folder. This is a benchmark, not a test: it needs the real MNIST files and
