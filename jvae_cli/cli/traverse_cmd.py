@@ -20,7 +20,7 @@ from jvae_cli.cli.console import fail, out, user_errors
 
 EXAMPLES = """Examples:
 jvae traverse runs/quickstart/ckpt.pt --all --out traversals.gif
-jvae traverse official:mnist --unit d0 --unit slant --out digit.png --scale 2
+jvae traverse official:mnist --unit d0 --unit slant --out digit.png
 jvae traverse official:celeba --unit azimuth --from face.png --out turn.gif
 """  # the epilog of --help, and the manual's examples
 
