@@ -57,7 +57,7 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def disentanglement_rows(metrics: dict[str, Any]) -> list[list[Any]]:
-    """The README galleries' rows of an evaluate report on dSprites."""
+    """The gallery tables' rows of an evaluate report on dSprites."""
     return [
         ["FactorVAE score", metrics["factorvae"]["eval_accuracy"]],
         ["beta-VAE score", metrics["betavae"]["eval_accuracy"]],

@@ -2,7 +2,7 @@
 # JointVAE on MNIST: figures 2 and 7b (traversals of every unit ranked by KL), figure 4a (samples, one row per
 # value of the discrete latent) and section 4.3 (digit accuracy of the discrete latent, 88.7% in the paper).
 #
-#   examples/mnist_jointvae.sh            # the paper's setting: preset mnist (100 epochs; needs MNIST, see README)
+#   examples/mnist_jointvae.sh            # the paper's setting: preset mnist (100 epochs; needs MNIST, see the manual: Datasets)
 #   examples/mnist_jointvae.sh --quick    # preset digits for 300 steps: scikit-learn's digits, offline
 #
 # Runtime: --quick about 1 minute on a 2-core CPU. Full: 100 epochs = 94k steps of 64 images, about 1 hour at

@@ -2,7 +2,7 @@
 # The MPI3D JointVAE run (Balgi & Dukkipati): JointVAE with dSprites' schedule on MPI3D, then every
 # disentanglement metric against MPI3D's seven ground-truth factors and the traversals.
 #
-#   examples/mpi3d_jointvae.sh           # preset mpi3d (needs an MPI3D npz, see README: Data)
+#   examples/mpi3d_jointvae.sh           # preset mpi3d (needs an MPI3D npz, see the manual: Datasets)
 #   examples/mpi3d_jointvae.sh --quick   # the mpi3d preset's model on generated dSprites (shown in RGB), 32x32,
 #                                        # 300 steps: MPI3D itself cannot be generated offline
 #

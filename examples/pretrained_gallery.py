@@ -1,15 +1,15 @@
-"""The README's pretrained gallery: what the JointVAE authors' released models do through jvae's commands.
+"""The manual's pretrained gallery: what the JointVAE authors' released models do through jvae's commands.
 
     python examples/pretrained_gallery.py                       # fetches official:NAME on first use
     python examples/pretrained_gallery.py --official DIR        # offline: DIR holds trained_models/<name>/
-    python examples/pretrained_gallery.py --quick               # no evaluate run, nothing refreshed in README
+    python examples/pretrained_gallery.py --quick               # no evaluate run, nothing refreshed in docs/gallery
 
 Draws the MNIST units ranked by KL, the dSprites and chairs traversals, and the CelebA face edit of
-examples/gallery/astronaut_face.png (NASA's portrait of Eileen Collins, public domain, as scikit-image
+docs/gallery/astronaut_face.png (NASA's portrait of Eileen Collins, public domain, as scikit-image
 ships it: cropped and scaled like CelebA's aligned 148x148 face crop), and scores the dSprites model with
 `jvae evaluate --fast`. Runtime about 2 minutes on a 2-core CPU (--quick: 30 s). Outputs go to $OUT
-(default examples/out/pretrained_gallery/); the full run also refreshes examples/gallery/official_* and
-README's pretrained table.
+(default examples/out/pretrained_gallery/); the full run also refreshes docs/gallery/official_*, which README.md
+and the manual show.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from _common import disentanglement_rows, jvae, report, table
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-GALLERY = HERE / "gallery"
+GALLERY = HERE.parent / "docs" / "gallery"
 FACE = GALLERY / "astronaut_face.png"
 FACE_CROP = (138, 17, 313, 192)  # eyes level and 45 px apart in the 512x512 photograph, as in CelebA's crop
 EDITS = [("azimuth", "-2"), ("azimuth", "+2"), ("age", "+2"), ("background_hue", "+2")]
@@ -126,4 +125,3 @@ for source, name in outputs.items():
 (GALLERY / "official_dsprites_metrics.md").write_text(text)
 rows = dict(disentanglement_rows(metrics))  # the released model's column of examples/gallery.py's table
 (GALLERY / "official_dsprites_metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
-subprocess.run([sys.executable, "-m", "jvae_cli.cli.reference", str(HERE.parent / "README.md")], check=True)

@@ -1,6 +1,6 @@
 """Scoring a checkpoint: every metric its dataset supports, gathered into one report with its settings.
 
-The representation scored is DESIGN.md section 6's: the continuous means followed by each discrete
+The representation scored is the continuous means followed by each discrete
 variable's argmax category. Everything random is drawn from `seed`, so a report is reproducible.
 """
 
@@ -103,7 +103,8 @@ def default_settings(fast: bool) -> dict[str, int]:
 def elbo_terms(
     loaded: LoadedCheckpoint, source: ImageSource, device: torch.device, n: int, seed: int
 ) -> tuple[dict, dict]:
-    """Reconstruction error of the mode, sampled ELBO terms and per-unit KL on `n` images drawn by `seed`."""
+    """Reconstruction error of the mode, sampled ELBO terms and per-unit KL on held-out images: a fixed,
+    seeded draw, so that reports of different checkpoints compare the same images."""
     return elbo_on(loaded.model, loaded.preset, source, device, n, seed)
 
 

@@ -1,4 +1,4 @@
-"""Disentanglement metrics, to disentanglement_lib's definitions and defaults (DESIGN.md section 6).
+"""Disentanglement metrics, to disentanglement_lib's definitions and defaults.
 
 The field's scores are known to drift between libraries, so each function below follows disentanglement_lib
 step for step: the same sample counts, the same estimators (20-bin histograms and sklearn's
@@ -143,7 +143,7 @@ def train_test_codes(
 
 
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
-    """Mutual Information Gap: mean over factors of (top1 - top2 MI over code dims) / H(factor).
+    """Mutual Information Gap (Chen et al. 2018): mean over factors of (top1 - top2 MI over code dims) / H(factor).
 
     Factors with a single value (zero entropy) are left out; with fewer than two code dimensions the gap is
     the top MI itself.

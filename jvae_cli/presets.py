@@ -1,6 +1,6 @@
 """Presets: the typed, validated home of every default jvae uses.
 
-A preset is a TOML file whose stem is its name (DESIGN.md section 3). Nothing else in jvae holds a default for
+A preset is a TOML file whose stem is its name. Nothing else in jvae holds a default for
 a dataset, model, loss or training setting; the CLI only passes a preset, overrides and a run directory. The
 schema forbids unknown keys so that a typo fails loudly with its field path instead of being ignored.
 """

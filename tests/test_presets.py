@@ -175,15 +175,3 @@ def test_help_is_fast_because_it_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     result = subprocess.run([sys.executable, "-m", "jvae_cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "presets" in result.stdout
-
-
-def test_readme_command_reference_and_preset_table_match_the_code():
-    from jvae_cli.cli.reference import BLOCKS, generated, marked
-
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for block in BLOCKS:
-        match = marked(readme, block)
-        assert match is not None, f"README lost its {block} block"
-        assert match.group(2) == generated(block, REPO) + "\n", (
-            f"README's {BLOCKS[block]} is out of date: run python -m jvae_cli.cli.reference README.md"
-        )

@@ -38,7 +38,10 @@ def bench(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Measure throughput on this machine: jvae's training step and a plain reference loop, same data."""
+    """Measure training throughput on this machine.
+
+    jvae's training step and a plain reference loop, on the same data, in alternation.
+    """
     from jvae_cli.bench import format_report, format_stack_report, run_bench, run_stack_bench
     from jvae_cli.data import open_dataset
     from jvae_cli.devices import resolve_device

@@ -28,7 +28,9 @@ def compare(
     ),
     data: str = typer.Option(None, "--data", help="--select: dataset location, as for jvae train."),
 ) -> None:
-    """Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
+    """Compare runs and studies: a row per run, a summary per group.
+
+    Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
     median, mean and spread of --metric with collapsed runs flagged and left out."""
     from jvae_cli.comparison import FIXED_COLUMNS, collect, columns, summarise, write_outputs
 

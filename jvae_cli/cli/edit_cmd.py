@@ -38,6 +38,12 @@ def named_changes(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+EXAMPLES = """Examples:
+jvae edit face.png --ckpt official:celeba --azimuth +2
+jvae edit digit.png --ckpt official:mnist --unit d0=5 --sweep morph.gif
+"""  # the epilog of --help, and the manual's examples
+
+
 def edit(
     ctx: typer.Context,
     image: Path = typer.Argument(..., help="The image to edit."),
@@ -59,7 +65,10 @@ def edit(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Edit IMAGE by moving latent units: --NAME +d adds d, --NAME -d subtracts, --NAME =v sets."""
+    """Edit an image by moving its latent units.
+
+    --NAME +d adds d, --NAME -d subtracts, --NAME =v sets; --unit addresses unnamed units.
+    """
     from jvae_cli.inference import edit_image
     from jvae_cli.latents import parse_change, parse_unit
     from jvae_cli.media import write_gif, write_png

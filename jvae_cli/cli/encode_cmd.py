@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 
+EXAMPLES = """Examples:
+jvae encode runs/digits/ckpt.pt my_images/ --out codes.csv
+jvae encode runs/quickstart/ckpt.pt dsprites --limit 1000 --out codes.npz
+"""  # the epilog of --help, and the manual's examples
+
+
 def encode(
     ckpt: Path = typer.Argument(
         ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
@@ -36,7 +42,10 @@ def encode(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Infer codes: per image its path, continuous means and log-variances, discrete probabilities and argmax."""
+    """Encode images into codes (.npz, .csv or .jsonl).
+
+    Per image its path, continuous means and log-variances, discrete probabilities and argmax.
+    """
     from jvae_cli.codes import CodeWriter
     from jvae_cli.data import DATASETS, open_dataset
     from jvae_cli.data.capabilities import labels_of

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from jvae_cli.evaluation import Report
 
 
+EXAMPLES = """Examples:
+jvae evaluate runs/quickstart/ckpt.pt --fast
+jvae evaluate official:mnist --data DIR --split test -m cluster_accuracy
+jvae evaluate runs/quickstart/ckpt.pt --name-units  # then: --posX +1
+"""  # the epilog of --help, and the manual's examples
+
+
 def evaluate(
     ckpts: list[Path] = typer.Argument(
         ...,
@@ -49,7 +56,10 @@ def evaluate(
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Score a model: FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL."""
+    """Score a model with every metric its dataset supports.
+
+    FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL.
+    """
     from jvae_cli.evaluation import ALL_METRICS
 
     unknown = [name for name in metrics if name not in ALL_METRICS]

@@ -26,7 +26,10 @@ def explore(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """A local web page with a control per unit, ranked by KL, and the image they decode to, live."""
+    """Explore a model in the browser.
+
+    A local web page with a control per unit, ranked by KL, and the image they decode to, live.
+    """
     try:
         from jvae_cli.explore.server import is_loopback, listen, server, url_of
     except ImportError as exc:

@@ -23,7 +23,11 @@ def official(
     ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
-    """Import one of the JointVAE authors' released models (Schlumberger/joint-vae, trained_models/)."""
+    """Import a model folder in the official JointVAE code's format.
+
+    One of the authors' released models (Schlumberger/joint-vae, trained_models/), or one trained with that
+    code.
+    """
     from jvae_cli.official import import_official
 
     output_path(out_path, {".pt"})

@@ -14,7 +14,9 @@ def plot(
     runs: list[Path] = typer.Argument(..., help="Run folders (each holding metrics.jsonl)."),
     out_path: Path = typer.Option(Path("curves.png"), "--out", "-o", help="Output .png."),
 ) -> None:
-    """Loss, reconstruction, KL against capacity, KL per unit, throughput and evaluation ELBO over steps;
+    """Plot training curves of one or more runs into one figure.
+
+    Loss, reconstruction, KL against capacity, KL per unit, throughput and evaluation ELBO over steps;
     several runs overlaid, one colour each."""
     from jvae_cli.curves import plot_runs
 

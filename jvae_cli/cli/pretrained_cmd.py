@@ -55,7 +55,10 @@ def list_pretrained(
 
 @app.command("fetch")
 def fetch(names: list[str] = typer.Argument(..., help="Pretrained names, e.g. official:celeba.")) -> None:
-    """Download, verify and import pretrained models now (for example before going offline)."""
+    """Download, verify and import pretrained models now.
+
+    For example before going offline; later uses read the cache.
+    """
     from jvae_cli.pretrained import pretrained_checkpoint
 
     for name in names:

@@ -18,6 +18,11 @@ from jvae_cli.cli.common import (
 )
 from jvae_cli.cli.console import fail, out, user_errors
 
+EXAMPLES = """Examples:
+jvae sample official:mnist --out samples.png --n 64
+jvae sample official:mnist --per-category --out per_digit.png
+"""  # the epilog of --help, and the manual's examples
+
 
 def sample(
     ckpt: Path = typer.Argument(
@@ -39,7 +44,10 @@ def sample(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Decode samples of the prior (the paper's figure 4a with --per-category)."""
+    """Decode samples of the prior into an image grid.
+
+    With --per-category, one row per category (the paper's figure 4a).
+    """
     import torch
 
     from jvae_cli.figures import per_category_grid, sample_grid

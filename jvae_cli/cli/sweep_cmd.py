@@ -10,6 +10,12 @@ import typer
 from jvae_cli.cli.console import err, fail, out, user_errors
 from jvae_cli.cli.selecting import check_selection, print_selections
 
+EXAMPLES = """Examples:
+jvae sweep -p quickstart --seeds 0-4 --evaluate --out studies/quickstart
+jvae sweep -p dsprites-beta-vae --grid loss.beta=1,4,16 --out beta -j 2
+jvae sweep -p dsprites --seeds 0-9 --out ds --slurm --gpus-per-job 1
+"""  # the epilog of --help, and the manual's examples
+
 
 def sweep(
     presets: list[str] = typer.Option([], "--preset", "-p", help="Preset name or file (repeatable)."),
@@ -49,8 +55,10 @@ def sweep(
         "labels (UDR) and name the best of each in OUT/udr.json.",
     ),
 ) -> None:
-    """Run a study: every combination in its own run folder under --out with a manifest (study.json).
-    Rerunning skips finished runs, resumes interrupted ones and retries failed ones."""
+    """Run a study: every preset x seed x grid value, one run each.
+
+    Every combination gets its own run folder under --out with a manifest (study.json). Rerunning skips
+    finished runs, resumes interrupted ones and retries failed ones."""
     from jvae_cli.study import (
         SlurmSettings,
         Study,

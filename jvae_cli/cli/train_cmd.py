@@ -60,6 +60,14 @@ class StopOnSignal:
         return EXIT_BY_SIGNAL.get(signal.Signals(self.received or signal.SIGINT), 130)
 
 
+EXAMPLES = """Examples:
+jvae train --preset quickstart                # into runs/quickstart/
+jvae train --preset mnist --data ~/data/mnist --set train.epochs=10
+jvae train --resume runs/quickstart --set train.steps=8000
+jvae train --preset digits --seeds 0-7 --out runs/digits-seeds
+"""  # the epilog of --help, and the manual's examples
+
+
 def train(
     preset: str = typer.Option(None, "--preset", "-p", help="Preset name or path to a preset .toml file."),
     overrides: list[str] = typer.Option(
@@ -110,7 +118,10 @@ def train(
         "links OUT/selected to the best.",
     ),
 ) -> None:
-    """Train a model from a preset; writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif."""
+    """Train a model from a preset, or resume a run.
+
+    Writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif into the run directory.
+    """
     from jvae_cli import trainer
     from jvae_cli.checkpoint import read_checkpoint
     from jvae_cli.cli.progress import TrainDisplay, profile_table

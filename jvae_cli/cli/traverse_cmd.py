@@ -18,6 +18,12 @@ from jvae_cli.cli.common import (
 )
 from jvae_cli.cli.console import fail, out, user_errors
 
+EXAMPLES = """Examples:
+jvae traverse runs/quickstart/ckpt.pt --all --out traversals.gif
+jvae traverse official:mnist --unit d0 --unit slant --out digit.png
+jvae traverse official:celeba --unit azimuth --from face.png --out turn.gif
+"""  # the epilog of --help, and the manual's examples
+
 
 def traverse(
     ckpt: Path = typer.Argument(
@@ -46,7 +52,10 @@ def traverse(
     label: int | None = class_option(),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Decode codes while one latent unit moves across its range (the paper's figures 2, 3, 5 and 7b)."""
+    """Draw latent traversals as a GIF or a PNG grid.
+
+    Decode codes while one latent unit moves across its range (the paper's figures 2, 3, 5 and 7b).
+    """
     import torch
 
     from jvae_cli.figures import traversal_frames, traversal_grid, unit_label

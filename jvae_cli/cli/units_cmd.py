@@ -45,7 +45,10 @@ def units(
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """List every unit (address, kind, name, mean KL), or store unit names in the checkpoint."""
+    """List a model's latent units, or name them.
+
+    Every unit's address, kind, name and mean KL; --name stores unit names in the checkpoint.
+    """
     from jvae_cli.checkpoint import set_unit_names
     from jvae_cli.data import open_dataset
     from jvae_cli.errors import DataError, DataNotFoundError

@@ -1,6 +1,6 @@
 """What a dataset can offer beyond its images, as typed interfaces that metrics and evaluation accept.
 
-Ground truth (DESIGN.md section 5): a dataset with known generative factors says what they are called and how
+Ground truth: a dataset with known generative factors says what they are called and how
 many values each has, draws random factor combinations, and renders (or looks up) the images for given
 factors. Labels: one class (or identity) per image. Each dataset's registry entry says which it has; the
 functions here are the one place a live source is asked.

@@ -2,7 +2,7 @@
 
 Two sources with the same factors and index order: the published npz file, and a procedural generator that
 draws any factor combination on demand (on the training device, so nothing of size 737280 x 64 x 64 is ever
-held). The generator follows DESIGN.md section 5: the shape centre of position p sits at pixel 16 + 32p,
+held). The generator draws the published dataset's geometry: the shape centre of position p sits at pixel 16 + 32p,
 squares are about 20 px wide at scale 1, ellipses about 26x14 px and hearts about 20x17 px.
 """
 
