@@ -86,6 +86,23 @@ same_weights "resume of a stack vs uninterrupted" "$R/stack-full/seed-2/ckpt.pt"
 step stack-alone jv train --preset quickstart --device "$DEVICE" --set train.seed=2 --set train.steps="$(steps 200)" --out "$R/seed-2-alone"
 same_weights "stacked model (grouped convolutions) vs the same model alone" "$R/stack-full/seed-2/ckpt.pt" "$R/seed-2-alone/ckpt.pt"
 
+# the 2018 recipe (mnist preset's fields) on the GPU: resume exactly, and bf16 against fp32 loss curves
+RECIPE="--set loss.objective_scale=pixel --set train.adam=pytorch-0.4 --set model.init=pytorch-0.4 --set train.last_batch=keep"
+step recipe-full jv train --preset digits --device "$DEVICE" $RECIPE --set train.precision=fp32 --set train.steps="$(steps 1200)" --set train.log_every=50 --out "$R/recipe-fp32"
+step recipe-part jv train --preset digits --device "$DEVICE" $RECIPE --set train.precision=fp32 --set train.steps="$(steps 600)" --set train.log_every=50 --out "$R/recipe-part"
+step recipe-rest jv train --resume "$R/recipe-part" --set train.steps="$(steps 1200)"
+same_weights "2018 recipe: resume vs uninterrupted" "$R/recipe-fp32/ckpt.pt" "$R/recipe-part/ckpt.pt"
+step recipe-bf16 jv train --preset digits --device "$DEVICE" $RECIPE --set train.precision=bf16 --set train.steps="$(steps 1200)" --set train.log_every=50 --out "$R/recipe-bf16"
+row "  recipe loss, bf16 vs fp32" "$(python3 -c "
+import json, sys
+def losses(path):
+    return {r['step']: r['loss'] for r in map(json.loads, open(path)) if r.get('split', 'train') == 'train'}
+a, b = losses('$R/recipe-fp32/metrics.jsonl'), losses('$R/recipe-bf16/metrics.jsonl')
+gaps = [abs(a[k] - b[k]) / abs(a[k]) for k in sorted(a) if k in b]
+last = max(k for k in a if k in b)
+print(f'mean rel gap {sum(gaps) / len(gaps):.2e}, at step {last}: fp32 {a[last]:.2f} bf16 {b[last]:.2f}')
+" 2>&1 | tail -1)"
+
 # a short run of every kind
 for p in dsprites-vae dsprites-beta-vae dsprites-cc-beta-vae dsprites-beta-tcvae dsprites-factor-vae \
   dsprites-grouped-vae dsprites-dip-vae-i dsprites-dip-vae-ii; do
