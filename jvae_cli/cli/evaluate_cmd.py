@@ -89,8 +89,9 @@ def _evaluate_history(
     """A report per checkpoint under one folder, and checkpoints.csv/.json: one row per checkpoint."""
     import json
 
-    from jvae_cli.comparison import csv_text, flatten_metrics
+    from jvae_cli.comparison import flatten_metrics
     from jvae_cli.files import write_text
+    from jvae_cli.tables import write_csv
 
     target = out_dir if out_dir is not None else checkpoints[-1].parent / "report-history"
     if not target.parent.is_dir():
@@ -103,7 +104,7 @@ def _evaluate_history(
         rows.append({"checkpoint": str(path), "step": step, **flatten_metrics(report.metrics)})
     header = list(dict.fromkeys(key for row in rows for key in row))
     with user_errors():
-        write_text(target / "checkpoints.csv", csv_text(rows, header))
+        write_csv(target / "checkpoints.csv", rows, header)
         write_text(target / "checkpoints.json", json.dumps(rows, indent=2) + "\n")
     out.print(f"wrote {target / 'checkpoints.csv'}: {len(rows)} checkpoints", markup=False)
 
