@@ -214,7 +214,8 @@ def _listed(preset: str, overrides: list[str], listing: Path) -> list[tuple[str,
         entries = read_json(listing)
         runs = [(str(e["folder"]), int(e["seed"]), [str(text) for text in e["sets"]]) for e in entries]
     except RunFileError as error:
-        raise fail(f"--members {error}", 2) from None
+        detail = str(error).removeprefix(f"{listing}: ")
+        raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({detail})", 2) from None
     except (ValueError, KeyError, TypeError) as error:
         raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({error})", 2) from None
     if len(runs) > STACK_MAX:
