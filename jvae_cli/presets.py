@@ -30,6 +30,7 @@ from jvae_cli.limits import (
     SEED_MAX,
     STEPS_MAX,
 )
+from jvae_cli.runfiles import NESTING_MAX, RunFileError, nesting_depth, read_toml
 from jvae_cli.sections import CapacitySchedule, LossBase, Section
 from jvae_cli.trackers import TRACKERS
 
@@ -394,11 +395,9 @@ def preset_path(name_or_path: str) -> Path:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
+        return read_toml(path)
+    except RunFileError as exc:
+        raise PresetError(str(exc)) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -410,6 +409,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"--set {text!r}: expected section.key=value, e.g. loss.continuous_capacity.stop=10"
         )
     raw = raw.strip()
+    if nesting_depth(raw) > NESTING_MAX:
+        raise PresetError(f"--set {key}: a value nested deeper than {NESTING_MAX} levels")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -154,7 +154,7 @@ def read_bytes(path: Path, limit: int) -> bytes:
     return data
 
 
-def _depth(text: str) -> int:
+def nesting_depth(text: str) -> int:
     """The deepest nesting of brackets outside strings, found before a parser recurses into it."""
     deepest = depth = 0
     in_string = escaped = False
@@ -178,7 +178,7 @@ def _depth(text: str) -> int:
 
 def parse_json(text: str, source: str) -> Any:
     """JSON text of at most NESTING_MAX levels; NaN and infinities as Python writes them are accepted."""
-    if _depth(text) > NESTING_MAX:
+    if nesting_depth(text) > NESTING_MAX:
         raise RunFileError(f"{source}: nested deeper than {NESTING_MAX} levels; not a file jvae wrote")
     try:
         return json.loads(text)
@@ -209,7 +209,7 @@ def read_toml(path: Path, limit: int = JSON_MAX_BYTES) -> dict[str, Any]:
         text = read_bytes(path, limit).decode("utf-8")
     except UnicodeDecodeError:
         raise RunFileError(f"{path}: not text (not valid UTF-8)") from None
-    if _depth(text) > NESTING_MAX:
+    if nesting_depth(text) > NESTING_MAX:
         raise RunFileError(f"{path}: nested deeper than {NESTING_MAX} levels; not a file jvae wrote")
     try:
         return tomllib.loads(text)
@@ -237,7 +237,7 @@ def read_metrics(path: Path) -> tuple[list[TrainLine], list[EvalLine]]:
     train: list[TrainLine] = []
     evaluations: list[EvalLine] = []
     for number, line in enumerate(text.splitlines(), 1):
-        if _depth(line) > NESTING_MAX:
+        if nesting_depth(line) > NESTING_MAX:
             raise RunFileError(f"{path}: line {number} is nested deeper than {NESTING_MAX} levels")
         try:
             record = json.loads(line)

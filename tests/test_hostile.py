@@ -734,13 +734,18 @@ def test_import_official_refuses_crafted_specs_in_one_line(cli, tmp_path, change
         ("model.continuous=4000", "at most 8192"),
         ("train.batch_size=100000000", "less than or equal to 16384"),
         ("loss.continuous_capacity.steps=100000000000000", "less than or equal to 1000000000"),
+        ("model.discrete=" + "[" * 5000 + "]" * 5000, "nested deeper than 64"),
+        ("FILE", "nested deeper than 64"),
     ],
 )
 def test_preset_sizes_are_bounded_where_they_enter(cli, tmp_path, override, expected):
-    sets = ["--set", override]
+    preset, sets = "digits", ["--set", override]
     if override == "model.continuous=4000":
         sets += ["--set", "model.discrete=[1000,1000,1000,1000,1000]"]
-    line = _one_line(cli("train", "--preset", "digits", *sets, "--out", tmp_path / "r"), 2)
+    if override == "FILE":  # a preset file of the user's, nested without end
+        preset, sets = str(tmp_path / "deep.toml"), []
+        Path(preset).write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    line = _one_line(cli("train", "--preset", preset, *sets, "--out", tmp_path / "r"), 2)
     assert expected in line
     assert not (tmp_path / "r").exists()
 
