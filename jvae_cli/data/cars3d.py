@@ -44,7 +44,7 @@ def _files(root: Path) -> list[Path]:
     raise not_found(LAYOUT, root)
 
 
-SIDE_MAX = 512  # the published renders are 128 x 128
+SIDE_MAX = 256  # the published renders are 128 x 128
 
 
 def _check_header(path: Path) -> None:
