@@ -563,6 +563,17 @@ def test_plot_draws_the_readable_runs_and_names_the_damaged_one(cli, run, tmp_pa
     assert "curves of good" in result.stdout and (tmp_path / "curves.png").is_file()
 
 
+def test_evaluate_of_a_run_folder_names_a_damaged_checkpoint_and_scores_the_others(cli, run, tmp_path):
+    copy = _copy_run(run, tmp_path)
+    (copy / "ckpt-000002.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    result = cli("evaluate", copy, "--metrics", "elbo", "--fast", "--out", tmp_path / "history")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(copy / "ckpt-000002.pt") in errors[0]
+    rows = json.loads((tmp_path / "history" / "checkpoints.json").read_text())
+    assert [row["checkpoint"] for row in rows] == [str(copy / "ckpt.pt")]
+
+
 # ----------------------------------------------------------------------------------------------- 10. CSV formulas
 
 
