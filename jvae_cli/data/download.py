@@ -23,7 +23,7 @@ from jvae_cli.files import commit, temporary_beside
 CHUNK = 1 << 16
 MAX_BYTES = 256 * 2**20  # no file jvae downloads is larger; callers pass their own, smaller bound
 TOTAL_SECONDS = 600.0  # a whole download, however fast the bytes come
-STALL_SECONDS = 30.0  # a window that must bring at least STALL_BYTES (and the longest wait for any byte)
+STALL_SECONDS = 15.0  # a window that must bring at least STALL_BYTES (and the longest wait for any byte)
 STALL_BYTES = 16 * 2**10
 
 
