@@ -7,7 +7,6 @@ or gathered as compact float arrays (npz), and the file appears under its name o
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -17,6 +16,7 @@ import numpy as np
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import WriteError, check_target, commit, temporary_beside
 from jvae_cli.model import Posterior
+from jvae_cli.tables import CsvWriter
 
 FORMATS = (".npz", ".csv", ".jsonl")
 
@@ -49,12 +49,12 @@ class CodeWriter:
             self._arrays[f"d{j}_probs"] = []
             self._arrays[f"d{j}"] = []
         self._handle: IO[str] | None = None
-        self._csv: csv.writer | None = None  # type: ignore[valid-type]
+        self._csv: CsvWriter | None = None
         if self.suffix != ".npz":
             self._handle = open(self.tmp, "w", encoding="utf-8", newline="")
             if self.suffix == ".csv":
-                self._csv = csv.writer(self._handle)
-                self._csv.writerow(columns(continuous, discrete))
+                self._csv = CsvWriter(self._handle)
+                self._csv.row(columns(continuous, discrete))
 
     def write(self, paths: list[str], posterior: Posterior) -> None:
         mean = posterior.mean.detach().float().cpu().numpy()
@@ -75,7 +75,7 @@ class CodeWriter:
                 row: list[object] = [path, *mean[i].tolist(), *logvar[i].tolist()]
                 for p in probs:
                     row += [*p[i].tolist(), int(p[i].argmax())]
-                self._csv.writerow(row)
+                self._csv.row(row)
             else:
                 record = {"path": path, "mean": mean[i].tolist(), "logvar": logvar[i].tolist()}
                 record["discrete"] = [{"probs": p[i].tolist(), "category": int(p[i].argmax())} for p in probs]

@@ -11,16 +11,23 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text, write_via
+from jvae_cli.runfiles import (
+    RunFileError,
+    read_metrics,
+    read_preset_summary,
+    read_report,
+    read_run_record,
+)
 from jvae_cli.selection import read_run_scores
 from jvae_cli.study import MANIFEST, REPORT, RUN_RECORD, load_study
-from jvae_cli.trainer import METRICS, PRESET_FILE, is_stack, parse_record, read_stack
+from jvae_cli.tables import write_csv
+from jvae_cli.trainer import METRICS, PRESET_FILE, is_stack, read_stack
 
 COLLAPSED_NATS = 0.5
 HEADLINE = {  # the number a metric's dict is known by
@@ -70,10 +77,12 @@ def _runs_in(path: Path) -> list[Found]:
             for spec in runs
         ]
     if (path / "report.json").is_file():
-        settings = json.loads((path / "report.json").read_text()).get("settings", {})
-        checkpoint = Path(str(settings.get("checkpoint", "")))
-        run_dir = checkpoint.parent if (checkpoint.parent / METRICS).is_file() else None
-        return [Found(run_dir, path / "report.json", seed=settings.get("seed"))]
+        settings = read_report(path / "report.json").settings
+        checkpoint = Path(settings.checkpoint or "")
+        run_dir = (
+            checkpoint.parent if settings.checkpoint and (checkpoint.parent / METRICS).is_file() else None
+        )
+        return [Found(run_dir, path / "report.json", seed=settings.seed)]
     if (path / METRICS).is_file():
         return [Found(path, path / REPORT / "report.json")]
     if is_stack(path):
@@ -91,28 +100,23 @@ def _row(found: Found) -> dict[str, Any]:
         row["run"] = found.run_dir.name
         preset_file = found.run_dir / PRESET_FILE
         if preset_file.is_file():
-            preset = tomllib.loads(preset_file.read_text())
-            row["kind"] = preset.get("loss", {}).get("kind", "jointvae")
-            row["seed"] = row["seed"] if row["seed"] is not None else preset.get("train", {}).get("seed")
-        lines = (
-            (found.run_dir / METRICS).read_text(errors="replace").splitlines()
-            if (found.run_dir / METRICS).is_file()
-            else []
-        )
-        train = [r for r in map(parse_record, lines) if r is not None and r.get("split", "train") == "train"]
-        if train:
-            row["final_loss"] = train[-1]["loss"]
-            kl_total = sum(train[-1]["kl_cont"]) + sum(train[-1]["kl_disc"])
+            preset = read_preset_summary(preset_file)
+            row["kind"] = preset.kind
+            row["seed"] = row["seed"] if row["seed"] is not None else preset.seed
+        if (found.run_dir / METRICS).is_file():
+            train, _ = read_metrics(found.run_dir / METRICS)
+            if train:
+                row["final_loss"] = train[-1].loss
+                kl_total = sum(train[-1].kl_cont) + sum(train[-1].kl_disc)
         record = found.run_dir / RUN_RECORD
         if record.is_file():
-            row["seconds"] = json.loads(record.read_text()).get("seconds")
+            row["seconds"] = read_run_record(record).seconds
         row.update({k: v for k, v in read_run_scores(found.run_dir).items() if k != "selected"})
     if found.report is not None and found.report.is_file():
-        report = json.loads(found.report.read_text())
-        metrics = report.get("metrics", {})
+        metrics = read_report(found.report).metrics
         row.update(flatten_metrics(metrics))
         elbo = metrics.get("elbo")
-        if isinstance(elbo, dict) and "kl_continuous" in elbo:
+        if isinstance(elbo, dict) and _number(elbo.get("kl_continuous")) and _number(elbo.get("kl_discrete")):
             kl_total = elbo["kl_continuous"] + elbo["kl_discrete"]
         if not row["run"]:
             row["run"] = found.report.parent.name
@@ -120,11 +124,27 @@ def _row(found: Found) -> dict[str, Any]:
     return row
 
 
-def collect(paths: list[Path]) -> list[dict[str, Any]]:
-    rows = [_row(found) for path in paths for found in _runs_in(Path(path))]
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def collect(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """A row per run, and one line per run (or folder) whose files are damaged, which the rows leave out."""
+    rows, damaged = [], []
+    for path in paths:
+        try:
+            found = _runs_in(Path(path))
+        except RunFileError as exc:
+            damaged.append(str(exc))
+            continue
+        for run in found:
+            try:
+                rows.append(_row(run))
+            except RunFileError as exc:
+                damaged.append(str(exc))
     if not rows:
-        raise JvaeError("no runs found in " + ", ".join(str(p) for p in paths))
-    return rows
+        raise JvaeError(damaged[0] if damaged else "no runs found in " + ", ".join(str(p) for p in paths))
+    return rows, damaged
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -168,19 +188,6 @@ def summarise(rows: list[dict[str, Any]], metric: str, by: str) -> list[dict[str
     return summary
 
 
-def csv_text(rows: list[dict[str, Any]], header: list[str]) -> str:
-    """Rows as CSV (quoted where a value needs it; a missing value empty)."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in header})
-    return buffer.getvalue()
-
-
 def write_outputs(
     rows: list[dict[str, Any]], summary: list[dict[str, Any]], metric: str, by: str, folder: Path
 ) -> list[Path]:
@@ -188,9 +195,9 @@ def write_outputs(
     header = columns(rows)
     summary_header = [by, "runs", "collapsed", "n", "median", "mean", "std", "min", "max"]
     written = [folder / "runs.csv", folder / "runs.json", folder / "summary.csv", folder / "summary.json"]
-    write_text(written[0], csv_text(rows, header))
+    write_csv(written[0], rows, header)
     write_text(written[1], json.dumps(rows, indent=2, default=_finite) + "\n")
-    write_text(written[2], csv_text(summary, summary_header))
+    write_csv(written[2], summary, summary_header)
     write_text(written[3], json.dumps({"metric": metric, "by": by, "groups": summary}, indent=2) + "\n")
     plot = folder / f"{metric.replace('/', '_')}-by-{by.replace('/', '_')}.png"
     _plot(rows, metric, by, plot)

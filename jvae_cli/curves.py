@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_via
-from jvae_cli.trainer import METRICS, parse_record
+from jvae_cli.runfiles import EvalLine, RunFileError, TrainLine, read_metrics
+from jvae_cli.trainer import METRICS
 
 PANELS = (  # (title, what is drawn)
     ("loss", "training loss per image"),
@@ -19,17 +19,28 @@ PANELS = (  # (title, what is drawn)
 )
 
 
-def read_run(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def read_run(run_dir: Path) -> tuple[list[TrainLine], list[EvalLine]]:
     """(training lines, evaluation lines) of a run folder's metrics.jsonl."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
-        raise JvaeError(f"{run_dir}: no {METRICS} (not a jvae run folder)")
-    records = [r for r in map(parse_record, path.read_text(errors="replace").splitlines()) if r is not None]
-    train = [r for r in records if r.get("split", "train") == "train"]
-    evaluations = [r for r in records if r.get("split") == "eval"]
+        raise RunFileError(f"{run_dir}: no {METRICS} (not a jvae run folder)")
+    train, evaluations = read_metrics(path)
     if not train:
-        raise JvaeError(f"{path} holds no training lines yet")
+        raise RunFileError(f"{path} holds no training lines yet")
     return train, evaluations
+
+
+def read_runs(runs: list[Path]) -> tuple[list[tuple[Path, list[TrainLine], list[EvalLine]]], list[str]]:
+    """The runs that can be read, and one line for each that cannot (missing or damaged metrics)."""
+    readable, damaged = [], []
+    for run in runs:
+        try:
+            readable.append((run, *read_run(run)))
+        except RunFileError as exc:
+            damaged.append(str(exc))
+    if not readable:
+        raise JvaeError(damaged[0])
+    return readable, damaged
 
 
 def plot_runs(runs: list[Path], out: Path, labels: list[str] | None = None) -> list[str]:
@@ -46,19 +57,21 @@ def plot_runs(runs: list[Path], out: Path, labels: list[str] | None = None) -> l
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, ((train, evaluations), name) in enumerate(zip(data, names)):
         colour = colours[i % len(colours)]
-        steps = [r["step"] for r in train]
-        panels["loss"].plot(steps, [r["loss"] for r in train], color=colour, label=name)
-        panels["reconstruction"].plot(steps, [r["recon"] for r in train], color=colour)
-        panels["kl"].plot(steps, [sum(r["kl_cont"]) + sum(r["kl_disc"]) for r in train], color=colour)
-        capacity = [r.get("capacity_cont", 0.0) + r.get("capacity_disc", 0.0) for r in train]
+        steps = [r.step for r in train]
+        panels["loss"].plot(steps, [r.loss for r in train], color=colour, label=name)
+        panels["reconstruction"].plot(steps, [r.recon for r in train], color=colour)
+        panels["kl"].plot(steps, [sum(r.kl_cont) + sum(r.kl_disc) for r in train], color=colour)
+        capacity = [r.capacity_cont + r.capacity_disc for r in train]
         if any(capacity):
             panels["kl"].plot(steps, capacity, color=colour, linestyle="--", linewidth=1)
-        for unit in range(len(train[-1]["kl_cont"])):
-            panels["kl_units"].plot(steps, [r["kl_cont"][unit] for r in train], color=colour, linewidth=0.8)
-        panels["throughput"].plot(steps, [r["images_per_sec"] for r in train], color=colour)
+        units = len(train[-1].kl_cont)
+        for unit in range(units):
+            values = [r.kl_cont[unit] if unit < len(r.kl_cont) else float("nan") for r in train]
+            panels["kl_units"].plot(steps, values, color=colour, linewidth=0.8)
+        panels["throughput"].plot(steps, [r.images_per_sec for r in train], color=colour)
         if evaluations:
             panels["eval"].plot(
-                [r["step"] for r in evaluations], [r["elbo"] for r in evaluations], "o-", color=colour
+                [r.step for r in evaluations], [r.elbo for r in evaluations], "o-", color=colour
             )
     for key, title in PANELS:
         panels[key].set_title(title)

@@ -101,6 +101,28 @@ def _conditioned_prior(
     return codes
 
 
+DECODE_CHUNK = 256  # codes decoded at once: the decoder's activations grow with the batch
+
+
+def check_picture_size(model: JointVAE, images: int, scale: int, what: str) -> None:
+    """Refuse, before decoding anything, a picture of `images` tiles that would not fit in memory: each
+    tile as uint8 RGB at `scale` three times (the tiles, the grid, the labelled picture), and one chunk of
+    float decodes."""
+    side = model.image_size
+    needed = images * side * side * 3 * scale * scale * 3 + DECODE_CHUNK * side * side * 4 * model.channels
+    if needed > TRAVERSAL_MEMORY_LIMIT:
+        raise UsageError(
+            f"{what} would hold {needed / 2**30:.1f} GiB of images ({images} images at {side * scale} px; at "
+            f"most {TRAVERSAL_MEMORY_LIMIT / 2**30:.0f} GiB); ask for fewer or a smaller --scale"
+        )
+
+
+def decode_uint8(model: JointVAE, codes: Tensor) -> np.ndarray:
+    """Codes decoded a chunk at a time into uint8 RGB images (N, H, W, 3)."""
+    parts = [to_uint8(model.decode(chunk)) for chunk in codes.split(DECODE_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.image_size, model.image_size, 3), np.uint8)
+
+
 @torch.no_grad()
 def sample_grid(
     model: JointVAE,
@@ -111,7 +133,8 @@ def sample_grid(
     scale: int = 1,
 ) -> np.ndarray:
     """`n` prior samples in a square-ish grid, optionally with discrete variables fixed to categories."""
-    images = to_uint8(model.decode(_conditioned_prior(model, n, generator, device, fixed)))
+    check_picture_size(model, n, scale, f"a grid of {n} samples")
+    images = decode_uint8(model, _conditioned_prior(model, n, generator, device, fixed))
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     padded = np.zeros((rows * columns, *images.shape[1:]), np.uint8)
@@ -130,11 +153,12 @@ def per_category_grid(
     scale: int = 1,
 ) -> np.ndarray:
     """One row per category of `unit` (the paper's figure 4a); column j shares its continuous code."""
-    codes = _conditioned_prior(model, columns, generator, device, fixed)
     categories = model.discrete[unit.index]
-    rows = torch.stack([model.decode(set_unit(codes, model, unit, k)) for k in range(categories)])
+    check_picture_size(model, columns * categories, scale, f"{categories} rows of {columns} samples")
+    codes = _conditioned_prior(model, columns, generator, device, fixed)
+    rows = np.stack([decode_uint8(model, set_unit(codes, model, unit, k)) for k in range(categories)])
     labels = [f"{unit.label}={k}" for k in range(categories)]
-    return grid(to_uint8(rows), labels, scale=scale)
+    return grid(rows, labels, scale=scale)
 
 
 @torch.no_grad()

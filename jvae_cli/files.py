@@ -54,6 +54,28 @@ def check_target(path: Path) -> int | None:
     return stat.S_IMODE(info.st_mode)
 
 
+def writable_folder(path: Path) -> Path:
+    """`path` as a folder jvae may write into, created if missing: never a link (whose target could be
+    anywhere), never something else in the way, never one the user made read-only."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot create ({_reason(exc, path.parent)})") from None
+        return path
+    if stat.S_ISLNK(info.st_mode):
+        raise WriteError(
+            f"refusing to write into {path}: it is a symbolic link, and jvae never writes through one"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise WriteError(f"cannot write into {path}: something other than a folder is in the way")
+    if not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK | os.X_OK):
+        raise WriteError(f"{path} is read-only; jvae leaves it as it is (make it writable to write there)")
+    return path
+
+
 def temporary_beside(path: Path) -> Path:
     """A new, empty, exclusively created file in `path`'s folder, with the mode a plain write would give; it
     keeps the suffix, which some writers read to pick a format."""

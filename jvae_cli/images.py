@@ -57,12 +57,12 @@ def _to_8bit(picture: Image.Image) -> Image.Image:
     return picture
 
 
-def _check_pixels(name: str, opened: Image.Image) -> None:
+def _check_pixels(name: str, opened: Image.Image, max_pixels: int = MAX_PIXELS) -> None:
     width, height = opened.size
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         raise ImageReadError(
             f"{name} is {width}x{height} ({width * height / 1e6:.0f} megapixels); jvae reads images up to "
-            f"{MAX_PIXELS // 1_000_000} megapixels: downscale it first"
+            f"{max_pixels // 1_000_000} megapixels here: downscale it first"
         )
 
 
@@ -82,13 +82,16 @@ def load_image(
     return _decode(path, str(path), f"image {path}", channels, image_size, crop)
 
 
-def image_from_bytes(data: bytes, name: str, channels: int, image_size: int, max_bytes: int) -> torch.Tensor:
-    """An image that arrived as bytes (an upload), read with every check a file gets, under `max_bytes`."""
+def image_from_bytes(
+    data: bytes, name: str, channels: int, image_size: int, max_bytes: int, max_pixels: int = MAX_PIXELS
+) -> torch.Tensor:
+    """An image that arrived as bytes (an upload), read with every check a file gets, under `max_bytes`
+    and `max_pixels`."""
     if len(data) > max_bytes:
         raise ImageReadError(
             f"{name} is {len(data) / 2**20:.1f} MiB; images up to {max_bytes / 2**20:.0f} MiB are read here"
         )
-    return _decode(io.BytesIO(data), name, f"{name} as an image", channels, image_size, None)
+    return _decode(io.BytesIO(data), name, f"{name} as an image", channels, image_size, None, max_pixels)
 
 
 def _decode(
@@ -98,14 +101,15 @@ def _decode(
     channels: int,
     image_size: int,
     crop: tuple[int, int, int, int] | None,
+    max_pixels: int = MAX_PIXELS,
 ) -> torch.Tensor:
-    """Decode, refusing more than MAX_PIXELS before any pixel is unpacked, then convert, crop and resize;
+    """Decode, refusing more than `max_pixels` before any pixel is unpacked, then convert, crop and resize;
     `name` is the file's name in messages, `what` the thing that could not be read."""
     try:
         with warnings.catch_warnings():  # the size is checked below, in jvae's words
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as opened:
-                _check_pixels(name, opened)
+                _check_pixels(name, opened, max_pixels)
                 opened.seek(0)
                 opened.load()
                 picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")

@@ -9,7 +9,7 @@ file is opened only with `torch.load(weights_only=True)`: a pickle that would ru
 
 from __future__ import annotations
 
-import json
+import math
 import pickle
 import re
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from jvae_cli.checkpoint import Checkpoint, file_sha256
 from jvae_cli.errors import JvaeError, PresetError
 from jvae_cli.model import CONV_CHANNELS, JointVAE
 from jvae_cli.presets import Preset, validate_preset
+from jvae_cli.runfiles import RunFileError, read_json
 
 SOURCE = "JointVAE official release (github.com/Schlumberger/joint-vae, trained_models/)"
 # specs.json's dataset names, and what jvae calls each with the images the official code trained on
@@ -33,6 +34,9 @@ DATASETS: dict[str, tuple[str, int, int]] = {  # official name: (jvae dataset, i
     "chairs": ("chairs", 64, 1),
     "celeba": ("celeba", 64, 3),
 }
+
+
+SPECS_MAX_BYTES = 2**20  # the released specs.json files are a few hundred bytes
 
 
 class OfficialImportError(JvaeError):
@@ -46,11 +50,9 @@ def _read_specs(folder: Path) -> dict[str, Any]:
             f"{folder}: no specs.json; expected an official trained_models/<name>/ folder"
         )
     try:
-        specs = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OfficialImportError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise OfficialImportError(f"{path}: cannot read ({exc.strerror})") from None
+        specs = read_json(path, SPECS_MAX_BYTES)
+    except RunFileError as exc:
+        raise OfficialImportError(str(exc)) from None
     if not isinstance(specs, dict):
         raise OfficialImportError(f"{path}: expected a JSON object of training settings")
     return specs
@@ -67,19 +69,30 @@ def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _capacity(value: Any, key: str, path: str) -> dict[str, Any]:
-    if not (isinstance(value, list) and len(value) == 4 and all(isinstance(v, int | float) for v in value)):
-        raise OfficialImportError(f"{path}: {key} must be [start, stop, steps, gamma], got {value!r}")
+    if not (isinstance(value, list) and len(value) == 4 and all(_number(v) for v in value)):
+        raise OfficialImportError(
+            f"{path}: {key} must be [start, stop, steps, gamma] of finite numbers, got {_shown(value)}"
+        )
     start, stop, steps, gamma = value
     return {"start": float(start), "stop": float(stop), "steps": int(steps), "gamma": float(gamma)}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def preset_from_specs(specs: dict[str, Any], name: str, path: str = "specs.json") -> Preset:
     """The jvae preset that trains what specs.json describes (the official code's own training settings)."""
     dataset = _field(specs, "dataset", path)
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise OfficialImportError(
-            f"{path}: dataset {dataset!r} is not one the official code trains ({', '.join(DATASETS)})"
+            f"{path}: dataset {_shown(dataset)} is not one the official code trains ({', '.join(DATASETS)})"
         )
     jvae_dataset, size, channels = DATASETS[dataset]
     latents = _field(specs, "latent_spec", path)

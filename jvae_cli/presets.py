@@ -19,7 +19,18 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_valid
 from jvae_cli.data.registry import DATASETS
 from jvae_cli.errors import PresetError
 from jvae_cli.kinds import DEFAULT_KIND, KINDS, LossConfig, kind_of
-from jvae_cli.limits import SEED_MAX
+from jvae_cli.limits import (
+    BATCH_MAX,
+    CATEGORIES_MAX,
+    CLASSES_MAX,
+    DISCRETE_VARIABLES_MAX,
+    EPOCHS_MAX,
+    HIDDEN_MAX,
+    LATENT_MAX,
+    SEED_MAX,
+    STEPS_MAX,
+)
+from jvae_cli.runfiles import NESTING_MAX, RunFileError, nesting_depth, read_toml
 from jvae_cli.sections import CapacitySchedule, LossBase, Section
 from jvae_cli.trackers import TRACKERS
 
@@ -79,7 +90,9 @@ class ModelConfig(Section):
     )
     continuous: int = Field(ge=0, le=4096, title="Number of Gaussian latent units")
     discrete: list[int] = Field(
-        default_factory=list, title="Category count of each Gumbel-Softmax latent variable (each >= 2)"
+        default_factory=list,
+        max_length=DISCRETE_VARIABLES_MAX,
+        title=f"Category count of each Gumbel-Softmax latent variable (each 2 to {CATEGORIES_MAX})",
     )
     temperature: float = Field(
         0.67,
@@ -93,22 +106,29 @@ class ModelConfig(Section):
         "(unset: constant)",
     )
     temperature_steps: int | None = Field(
-        None, ge=1, title="Steps over which the temperature moves from temperature_start to temperature"
+        None,
+        ge=1,
+        le=STEPS_MAX,
+        title="Steps over which the temperature moves from temperature_start to temperature",
     )
     temperature_curve: Literal["exponential", "linear"] = Field(
         "exponential", title="exponential: the same factor every step (Jang et al. 2017); linear"
     )
     hidden: int = Field(
-        256, ge=1, title="Width of the fully connected layer between convolutions and latents"
+        256, ge=1, le=HIDDEN_MAX, title="Width of the fully connected layer between convolutions and latents"
     )
     classes: int = Field(
         0,
         ge=0,
+        le=CLASSES_MAX,
         title="class-conditional: number of label classes; the w units' encoder head and the decoder read "
         "the one-hot label (0: unconditional)",
     )
     generic: int = Field(
-        0, ge=0, title="class-conditional: how many continuous units (the first ones) are class-generic z"
+        0,
+        ge=0,
+        le=LATENT_MAX,
+        title="class-conditional: how many continuous units (the first ones) are class-generic z",
     )
     init: Literal["current", "pytorch-0.4"] = Field(
         "current",
@@ -131,6 +151,15 @@ class ModelConfig(Section):
     def _has_latents(self) -> ModelConfig:
         if any(k < 2 for k in self.discrete):
             raise ValueError(f"every discrete variable needs at least 2 categories, got {self.discrete}")
+        if any(k > CATEGORIES_MAX for k in self.discrete):
+            raise ValueError(
+                f"a discrete variable has at most {CATEGORIES_MAX} categories, got {self.discrete}"
+            )
+        if self.continuous + sum(self.discrete) > LATENT_MAX:
+            raise ValueError(
+                f"continuous units and discrete categories together are at most {LATENT_MAX}, got "
+                f"{self.continuous + sum(self.discrete)}"
+            )
         if self.continuous == 0 and not self.discrete:
             raise ValueError(
                 "the model needs at least one latent unit (continuous > 0 or a discrete variable)"
@@ -139,20 +168,24 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    batch_size: int = Field(64, ge=1, title="Images per step")
+    batch_size: int = Field(64, ge=1, le=BATCH_MAX, title="Images per step")
     lr: float = Field(gt=0, title="Adam learning rate (with a schedule: its peak)")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant",
         title="After warm-up, hold lr (constant) or fall from lr to lr_min along a half cosine ending at the "
         "last step (cosine)",
     )
-    lr_warmup_steps: int = Field(0, ge=0, title="Steps of linear warm-up from 0 to lr (0: none)")
+    lr_warmup_steps: int = Field(
+        0, ge=0, le=STEPS_MAX, title="Steps of linear warm-up from 0 to lr (0: none)"
+    )
     lr_min: float = Field(0.0, ge=0, title="cosine: the learning rate at the last step")
-    epochs: int | None = Field(None, ge=1, title="Passes over the dataset (steps wins when both are set)")
-    steps: int | None = Field(None, ge=1, title="Optimiser steps; one step is one batch")
+    epochs: int | None = Field(
+        None, ge=1, le=EPOCHS_MAX, title="Passes over the dataset (steps wins when both are set)"
+    )
+    steps: int | None = Field(None, ge=1, le=STEPS_MAX, title="Optimiser steps; one step is one batch")
     seed: int = Field(0, ge=0, le=SEED_MAX, title="Seed of initialisation, data order and sampling noise")
-    log_every: int = Field(100, ge=1, title="Steps between lines of metrics.jsonl")
-    checkpoint_every: int = Field(5000, ge=1, title="Steps between checkpoints")
+    log_every: int = Field(100, ge=1, le=STEPS_MAX, title="Steps between lines of metrics.jsonl")
+    checkpoint_every: int = Field(5000, ge=1, le=STEPS_MAX, title="Steps between checkpoints")
     keep_checkpoints: int = Field(
         0,
         ge=0,
@@ -162,6 +195,7 @@ class TrainConfig(Section):
     eval_every: int | None = Field(
         None,
         ge=1,
+        le=STEPS_MAX,
         title="Steps between evaluations during training: held-out ELBO terms (metrics.jsonl lines with "
         'split "eval"), a traversal snapshot in snapshots/, and MIG with eval_mig (unset: none)',
     )
@@ -320,7 +354,8 @@ def format_validation_error(error: ValidationError, source: str, prefix: tuple[s
         else:
             message = item["msg"].removeprefix("Value error, ")
             given = item.get("input")
-            shown = "" if isinstance(given, dict) else f" (got {given!r})"  # a whole section says nothing new
+            text = repr(given) if len(repr(given)) <= 80 else repr(given)[:77] + "..."
+            shown = "" if isinstance(given, dict) else f" (got {text})"  # a whole section says nothing new
             lines.append(f"{source}: {path}: {message}{shown}")
     return "\n".join(lines)
 
@@ -360,11 +395,9 @@ def preset_path(name_or_path: str) -> Path:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PresetError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
+        return read_toml(path)
+    except RunFileError as exc:
+        raise PresetError(str(exc)) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -376,6 +409,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"--set {text!r}: expected section.key=value, e.g. loss.continuous_capacity.stop=10"
         )
     raw = raw.strip()
+    if nesting_depth(raw) > NESTING_MAX:
+        raise PresetError(f"--set {key}: a value nested deeper than {NESTING_MAX} levels")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -18,6 +18,7 @@ from jvae_cli.errors import DataError, JvaeError
 PREFIX = "official:"
 BASE_URL = "https://raw.githubusercontent.com/Schlumberger/joint-vae/master/trained_models"
 PAGE = "https://github.com/Schlumberger/joint-vae/tree/master/trained_models"
+FILE_MAX_BYTES = {"specs.json": 2**20, "model.pt": 64 * 2**20}  # the released files: 1 KB and a few MB
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def pretrained_checkpoint(name: str) -> Path:
     folder = files_folder(name)
     base = os.environ.get("JVAE_PRETRAINED_URL", BASE_URL).rstrip("/")
     by_hand = f"offline? put model.pt and specs.json from {PAGE}/{model.folder} into {folder} and run the command again"
+    fetched: list[Path] = []
     try:
         for file_name, checksum in (("specs.json", model.specs_sha256), ("model.pt", model.model_sha256)):
             path = folder / file_name
@@ -120,10 +122,12 @@ def pretrained_checkpoint(name: str) -> Path:
                 raise PretrainedError(
                     f"{path} has SHA-256 {found}, not the released file's {checksum}; remove it"
                 )
-            download(
-                f"{base}/{model.folder}/{file_name}", path, checksum, algorithm="sha256", by_hand=by_hand
-            )
+            url = f"{base}/{model.folder}/{file_name}"
+            download(url, path, checksum, "sha256", by_hand, max_bytes=FILE_MAX_BYTES[file_name])
+            fetched.append(path)
     except DataError as exc:
+        for path in fetched:  # a release is cached whole or not at all
+            path.unlink(missing_ok=True)
         raise PretrainedError(str(exc)) from None
     except OSError as exc:
         raise PretrainedError(

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jvae_cli.limits import STEPS_MAX
+
 
 class Section(BaseModel):
     """Strict: an unknown key is a typo, refused with its path rather than ignored; a value of the wrong type
@@ -25,7 +27,9 @@ def ramp(start: float, stop: float, steps: int, step: int) -> float:
 class CapacitySchedule(Section):
     start: float = Field(0.0, ge=0, title="Capacity in nats at step 0")
     stop: float = Field(ge=0, title="Capacity in nats reached at `steps` and held afterwards")
-    steps: int = Field(ge=1, title="Steps over which the capacity rises linearly from start to stop")
+    steps: int = Field(
+        ge=1, le=STEPS_MAX, title="Steps over which the capacity rises linearly from start to stop"
+    )
     gamma: float = Field(ge=0, title="Weight of |KL - C| in the loss (with gamma_start: the one it ramps to)")
     gamma_start: float | None = Field(
         None,
@@ -33,7 +37,9 @@ class CapacitySchedule(Section):
         title="Ramp the weight linearly from this value at step 0 to `gamma` at gamma_steps (unset: constant); "
         "a weak early weight lets the code carry information before the capacity is enforced",
     )
-    gamma_steps: int | None = Field(None, ge=1, title="Steps over which the weight moves to `gamma`")
+    gamma_steps: int | None = Field(
+        None, ge=1, le=STEPS_MAX, title="Steps over which the weight moves to `gamma`"
+    )
 
     @model_validator(mode="after")
     def _ramp_is_whole(self) -> CapacitySchedule:

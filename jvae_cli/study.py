@@ -11,6 +11,7 @@ are exactly what a user would get by typing them, and one crashing run cannot ta
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from jvae_cli.devices import THREADS_ENV
-from jvae_cli.errors import CheckpointError, PresetError, UsageError
+from jvae_cli.errors import CheckpointError, JvaeError, PresetError, UsageError
 from jvae_cli.files import write_text
-from jvae_cli.limits import SEED_MAX
+from jvae_cli.limits import RUNS_MAX, SEED_MAX, SEEDS_MAX
 from jvae_cli.presets import load_preset
+from jvae_cli.runfiles import RunFileError, read_manifest, read_run_record
 
 MANIFEST = "study.json"
 RUN_RECORD = "run.json"  # per run: how its last attempt went
@@ -63,7 +66,18 @@ class Study:
     def definition(self) -> dict[str, Any]:
         return asdict(self)
 
+    def size(self) -> int:
+        """How many runs the study holds, counted without listing them."""
+        count = len(self.presets) * len(self.seeds)
+        for values in self.grid.values():
+            count *= len(values)
+        return count
+
     def runs(self) -> list[RunSpec]:
+        if self.size() > RUNS_MAX:
+            raise UsageError(
+                f"this study would hold {self.size()} runs; at most {RUNS_MAX} (fewer --seeds or --grid values)"
+            )
         keys = list(self.grid)
         specs = []
         for preset in self.presets:
@@ -72,30 +86,61 @@ class Study:
                 for seed in self.seeds:
                     name = _folder_name(preset, assigned, seed)
                     specs.append(RunSpec(name, preset, seed, (*assigned, *self.sets)))
-        return specs
+        return _distinct_names(specs)
+
+
+NAME_MAX = 160  # characters of a run folder's name before it is shortened to a prefix and a digest
 
 
 def _folder_name(preset: str, assigned: tuple[str, ...], seed: int) -> str:
-    parts = [Path(preset).stem, *(text.split(".")[-1] for text in assigned), f"seed{seed}"]
-    return re.sub(r"[^A-Za-z0-9=._-]+", "_", "-".join(parts))
+    """preset-leaf=value-...-seedN: each grid key by its last part, its value whole (lr=0.0005)."""
+    parts = [Path(preset).stem]
+    for text in assigned:
+        key, _, value = text.partition("=")
+        parts.append(f"{key.split('.')[-1]}={value}")
+    return re.sub(r"[^A-Za-z0-9=._-]+", "_", "-".join([*parts, f"seed{seed}"]))
+
+
+def _digest(spec: RunSpec) -> str:
+    text = json.dumps([spec.preset, spec.seed, list(spec.overrides)])
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _distinct_names(specs: list[RunSpec]) -> list[RunSpec]:
+    """Every run its own folder: names that the character clean-up made equal (a/b and a_b) or that are too
+    long for a file system get a digest of the run's settings, so two settings never share a folder."""
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.name] = counts.get(spec.name, 0) + 1
+    distinct = []
+    for spec in specs:
+        if counts[spec.name] > 1 or len(spec.name) > NAME_MAX or spec.name.startswith("."):
+            name = f"{spec.name[: NAME_MAX - 20].lstrip('.')}-{_digest(spec)}"
+            spec = RunSpec(name, spec.preset, spec.seed, spec.overrides)
+        distinct.append(spec)
+    if len({spec.name for spec in distinct}) != len(distinct):
+        raise UsageError("two runs of this study would share a folder; give each grid value once")
+    return distinct
 
 
 # ----------------------------------------------------------------------------------------------- parsing
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`0-4`, `0,3,7` or a mix (`0-2,9`)."""
-    seeds: list[int] = []
+    """`0-4`, `0,3,7` or a mix (`0-2,9`); at most SEEDS_MAX of them, counted before any list is made."""
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         part = part.strip()
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        match = re.fullmatch(r"(\d{1,20})(?:-(\d{1,20}))?", part)
         if not match:
             raise UsageError(f"--seeds {text!r}: expected a range 0-4 or a list 0,3,7")
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
         if high < low or high > SEED_MAX:
             raise UsageError(f"--seeds {text!r}: {part} is not a range of seeds from 0 to {SEED_MAX}")
-        seeds += [s for s in range(low, high + 1) if s not in seeds]
-    return seeds
+        ranges.append((low, high))
+    if sum(high - low + 1 for low, high in ranges) > SEEDS_MAX:
+        raise UsageError(f"--seeds {text!r}: more than {SEEDS_MAX} seeds; give at most {SEEDS_MAX}")
+    return list(dict.fromkeys(seed for low, high in ranges for seed in range(low, high + 1)))
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -132,9 +177,9 @@ def prepare(folder: Path, study: Study) -> list[RunSpec]:
     definition = study.definition()
     if manifest.is_file():
         try:
-            existing = json.loads(manifest.read_text())["study"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise UsageError(f"{manifest} is not a jvae study manifest; pick another --out") from None
+            existing = read_manifest(manifest).study.model_dump()
+        except RunFileError as exc:
+            raise UsageError(f"{exc}; pick another --out") from None
         if existing != definition:
             changed = sorted(
                 k for k in set(existing) | set(definition) if existing.get(k) != definition.get(k)
@@ -143,9 +188,13 @@ def prepare(folder: Path, study: Study) -> list[RunSpec]:
                 f"{folder} holds another study (its {', '.join(changed)} differ); pick another --out or repeat "
                 "the same options"
             )
+        runs = load_study(folder)[1]  # the folders it was started with, whatever names jvae gives now
+        if len({spec.name for spec in runs}) != len(runs):
+            runs = study.runs()  # written by a jvae that gave two settings one folder
     elif folder.exists() and any(folder.iterdir()):
         raise UsageError(f"{folder} exists and is not a study folder; pick a new or empty --out")
-    runs = study.runs()
+    else:
+        runs = study.runs()
     folder.mkdir(parents=True, exist_ok=True)
     body = {"study": definition, "runs": [asdict(spec) for spec in runs]}
     write_text(manifest, json.dumps(body, indent=2) + "\n")
@@ -154,12 +203,11 @@ def prepare(folder: Path, study: Study) -> list[RunSpec]:
 
 def load_study(folder: Path) -> tuple[Study, list[RunSpec]]:
     manifest = Path(folder) / MANIFEST
-    try:
-        body = json.loads(manifest.read_text())
-        study = Study(**body["study"])
-        runs = [RunSpec(r["name"], r["preset"], r["seed"], tuple(r["overrides"])) for r in body["runs"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{folder}: no readable {MANIFEST} (not a jvae study folder)") from None
+    if not manifest.is_file():
+        raise UsageError(f"{folder}: no {MANIFEST} (not a jvae study folder)")
+    body = read_manifest(manifest)
+    study = Study(**body.study.model_dump())
+    runs = [RunSpec(r.name, r.preset, r.seed, tuple(r.overrides)) for r in body.runs]
     return study, runs
 
 
@@ -222,11 +270,56 @@ def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
     return True
 
 
+class Stopping:
+    """The sweep's one stop request: set by the first SIGINT or SIGTERM, it is passed on once to every run
+    in progress (which checkpoints and exits) and no further run starts. The runs live in sessions of their
+    own, so a Ctrl-C at the terminal reaches them only through here, exactly once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.children: set[subprocess.Popen[bytes]] = set()
+        self.lock = threading.Lock()
+
+    def request(self, *_: object) -> None:
+        self.requested.set()
+        with self.lock:
+            for child in self.children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+
+    def run(self, command: list[str], output: IO[str], env: dict[str, str]) -> int:
+        with self.lock:
+            if self.requested.is_set():
+                return EXIT_STOPPED
+            child = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=output,
+                env=env,
+                preexec_fn=_stop_with_parent,
+                start_new_session=True,
+            )
+            self.children.add(child)
+        try:
+            return child.wait()
+        finally:
+            with self.lock:
+                self.children.discard(child)
+
+
+EXIT_STOPPED = 130
+STOPPING = Stopping()
+
+
+class SweepInterrupted(JvaeError):
+    """The sweep stopped at the user's request; every run it touched can be resumed by running it again."""
+
+    exit_code = EXIT_STOPPED
+
+
 def _run_jvae(args: list[str], output: IO[str], env: dict[str, str]) -> int:
     """`jvae ARGS` in a child process that stops with the sweep, its output appended to `output`."""
-    return subprocess.run(
-        jvae_command(args), stdout=output, stderr=output, env=env, preexec_fn=_stop_with_parent
-    ).returncode
+    return STOPPING.run(jvae_command(args), output, env)
 
 
 def _child_env(threads: int, gpu: str | None) -> dict[str, str]:
@@ -261,7 +354,7 @@ def run_one(
         if state in ("pending", "interrupted"):
             args = run.train_args(run_dir, resume=state == "interrupted")
             code = _run_jvae(args, output, env)
-        if code == 0 and study.evaluate and run_state(run_dir, study) == "evaluate":
+        if code == 0 and study.evaluate and run_state(run_dir, study) == "evaluate" and not stopped():
             chosen = [item for name in study.metrics for item in ("--metrics", name)]
             args = ["evaluate", str(run_dir / "ckpt.pt"), "--fast", "--seed", str(run.seed), *chosen]
             args += ["--out", str(run_dir / REPORT)]
@@ -352,10 +445,10 @@ def run_group(
 
 
 def _read_record(run_dir: Path) -> dict[str, Any]:
+    """The run's previous record; a missing or damaged one is replaced by the new record."""
     try:
-        loaded = json.loads((run_dir / RUN_RECORD).read_text())
-        return loaded if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):
+        return read_run_record(run_dir / RUN_RECORD).model_dump()
+    except RunFileError:
         return {}
 
 
@@ -388,14 +481,34 @@ def run_local(
     threads = cpu_share(jobs)
 
     def work(index: int, group: list[RunSpec]) -> list[dict[str, Any]]:
+        if stopped():
+            return []
         gpu = str(index % gpus) if gpus > 1 else None
         results = run_group([asdict(spec) for spec in group], str(folder), study.definition(), threads, gpu)
         for result in results:
             report(result)
         return results
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return [result for results in pool.map(work, range(len(groups)), groups) for result in results]
+    STOPPING.requested.clear()
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, STOPPING.request) for sig in signals}
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = [result for results in pool.map(work, range(len(groups)), groups) for result in results]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped():
+        left = [spec.name for spec in runs if run_state(folder / spec.name, study) != "finished"]
+        raise SweepInterrupted(
+            f"interrupted: {len(left)} of {len(runs)} runs unfinished, each saved where it stopped; run the same "
+            "command again to finish them"
+        )
+    return results
+
+
+def stopped() -> bool:
+    return STOPPING.requested.is_set()
 
 
 @dataclass(frozen=True)

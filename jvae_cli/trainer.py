@@ -30,6 +30,7 @@ from jvae_cli.files import appending, check_target, remove_temporaries, write_te
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.kinds import kind_of
 from jvae_cli.latents import measure_unit_kl
+from jvae_cli.limits import STACK_MAX
 from jvae_cli.losses import LossTerms
 from jvae_cli.model import JointVAE
 from jvae_cli.monitor import evaluate_now, held_out_source
@@ -80,7 +81,7 @@ def parse_record(line: str) -> dict[str, Any] | None:
     """A metrics.jsonl line, or None for a line a crash cut short."""
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
@@ -303,12 +304,14 @@ def _remove_if_only_the_lock(run_dir: Path) -> None:
 
 def read_stack(stack_dir: Path) -> list[str]:
     """The member folder names of the stack in `stack_dir`, from its stack.json."""
+    from jvae_cli.runfiles import RunFileError, read_json
+
     path = stack_dir / STACK_FILE
     try:
-        body = json.loads(path.read_text())
-        names = body["members"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunDirError(f"{path}: not a jvae stack file ({error})") from None
+        body = read_json(path)
+    except RunFileError as error:
+        raise RunDirError(str(error)) from None
+    names = body.get("members") if isinstance(body, dict) else None
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
         raise RunDirError(f"{path}: not a jvae stack file (members is not a list of folder names)")
     if any(Path(n).name != n or n in (".", "..") for n in names):
@@ -346,6 +349,8 @@ def train_stack(
     """
     from jvae_cli.stacking import stack_steps, stackable
 
+    if len(members) > STACK_MAX:  # before any folder: each member holds a lock and a model
+        raise PresetError(f"a stack of {len(members)} models; a stack trains at most {STACK_MAX}")
     presets = [preset for _, preset in members]
     names = [name for name, _ in members]
     stackable(presets)
@@ -363,17 +368,17 @@ def train_stack(
         resumed = [check_run_dir(run_dir, resume) for run_dir in run_dirs]
         created = not stack_dir.exists()
         with pages_kept(), ExitStack() as held:
-            for run_dir in run_dirs:
-                held.enter_context(RunLock(run_dir))
-                if resume:
-                    remove_temporaries(run_dir)
-            emits = [
-                CallbackList([*(callbacks if k == 0 else ()), *build_trackers(p.train.track, run_dir)])
-                for k, (p, run_dir) in enumerate(zip(presets, run_dirs))
-            ]
-            for emit in emits:
-                held.callback(emit.close)
             try:
+                for run_dir in run_dirs:
+                    held.enter_context(RunLock(run_dir))
+                    if resume:
+                        remove_temporaries(run_dir)
+                emits = [
+                    CallbackList([*(callbacks if k == 0 else ()), *build_trackers(p.train.track, run_dir)])
+                    for k, (p, run_dir) in enumerate(zip(presets, run_dirs))
+                ]
+                for emit in emits:
+                    held.callback(emit.close)
                 write_text(stack_file, json.dumps({"preset": preset_name, "members": names}) + "\n")
                 source, total = _open_source(presets[0], data_path)
                 stepper = stack_steps(presets, source, torch_device, engine)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jvae_cli.cli.console import fail, out, user_errors
+from jvae_cli.cli.console import err, fail, out, user_errors
 from jvae_cli.cli.selecting import check_selection, print_selections
 
 
@@ -31,7 +31,8 @@ def compare(
     """Compare runs and studies: a row per run, a summary per group.
 
     Every run as a row (preset, seed, overrides, every metric, final loss, wall time); per group the
-    median, mean and spread of --metric with collapsed runs flagged and left out."""
+    median, mean and spread of --metric with collapsed runs flagged and left out. A run whose files are
+    damaged is one error line and left out; the others are still compared (exit code 1)."""
     from jvae_cli.comparison import FIXED_COLUMNS, collect, columns, summarise, write_outputs
 
     missing = [p for p in paths if not p.exists()]
@@ -44,7 +45,7 @@ def compare(
 
             for path in paths:
                 print_selections(select_in_folder(path, data))
-        rows = collect(paths)
+        rows, damaged = collect(paths)
         metric_names = [c for c in columns(rows) if c not in FIXED_COLUMNS]
         chosen = metric or (
             "factorvae" if "factorvae" in metric_names else (metric_names or ["final_loss"])[0]
@@ -72,6 +73,10 @@ def compare(
     out.print(groups)
     if written:
         out.print("wrote " + ", ".join(str(p) for p in written))
+    if damaged:
+        for line in damaged:
+            err.print(f"error: {line}", markup=False, style="red")
+        raise typer.Exit(1)
 
 
 def _cell(value: object) -> str:

@@ -96,26 +96,42 @@ def _evaluate_history(
     fast: bool,
     device: str,
 ) -> None:
-    """A report per checkpoint under one folder, and checkpoints.csv/.json: one row per checkpoint."""
+    """A report per checkpoint under one folder, and checkpoints.csv/.json: one row per checkpoint. A
+    damaged checkpoint is one error line and left out; the others are still scored (exit code 1)."""
     import json
 
-    from jvae_cli.comparison import csv_text, flatten_metrics
+    from jvae_cli.checkpoint import read_checkpoint
+    from jvae_cli.comparison import flatten_metrics
+    from jvae_cli.errors import CheckpointError
     from jvae_cli.files import write_text
+    from jvae_cli.tables import write_csv
 
     target = out_dir if out_dir is not None else checkpoints[-1].parent / "report-history"
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
+    readable, damaged = [], []
+    for path in checkpoints:
+        try:
+            if path.is_file():  # a pretrained name or a missing file is _evaluate_one's to report
+                read_checkpoint(path)
+            readable.append(path)
+        except CheckpointError as exc:
+            damaged.append(str(exc))
+    if not readable:
+        raise fail(damaged[0], 1)
     target.mkdir(exist_ok=True)
     rows = []
-    for path in checkpoints:
+    for path in readable:
         folder = target / f"{path.parent.name}-{path.stem}"
         report, step = _evaluate_one(path, data, metrics, folder, split, seed, fast, False, device)
         rows.append({"checkpoint": str(path), "step": step, **flatten_metrics(report.metrics)})
     header = list(dict.fromkeys(key for row in rows for key in row))
     with user_errors():
-        write_text(target / "checkpoints.csv", csv_text(rows, header))
+        write_csv(target / "checkpoints.csv", rows, header)
         write_text(target / "checkpoints.json", json.dumps(rows, indent=2) + "\n")
     out.print(f"wrote {target / 'checkpoints.csv'}: {len(rows)} checkpoints", markup=False)
+    if damaged:
+        raise fail("\n".join(damaged), 1)
 
 
 def _evaluate_one(

@@ -12,6 +12,7 @@ import typer
 
 from jvae_cli.cli.console import err, fail, out, user_errors
 from jvae_cli.cli.selecting import check_selection, print_selections
+from jvae_cli.limits import STACK_MAX
 
 if TYPE_CHECKING:
     from jvae_cli.presets import Preset
@@ -215,6 +216,8 @@ def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple
     """(folder, preset) of each seed's model: the preset with train.seed set."""
     from jvae_cli.presets import with_seed
 
+    if len(seeds) > STACK_MAX:
+        raise fail(f"--seeds: {len(seeds)} seeds; a stack trains at most {STACK_MAX}", 2)
     names = [f"seed-{seed}" for seed in seeds]
     if folders is not None:
         names = [name.strip() for name in folders.split(",")]
@@ -228,12 +231,18 @@ def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple
 def _listed(preset: str, overrides: list[str], listing: Path) -> list[tuple[str, Preset]]:
     """(folder, preset) of each run a --members file lists: the preset with the run's own overrides."""
     from jvae_cli.presets import load_preset
+    from jvae_cli.runfiles import RunFileError, read_json
 
     try:
-        entries = json.loads(listing.read_text())
+        entries = read_json(listing)
         runs = [(str(e["folder"]), int(e["seed"]), [str(text) for text in e["sets"]]) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except RunFileError as error:
+        detail = str(error).removeprefix(f"{listing}: ")
+        raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({detail})", 2) from None
+    except (ValueError, KeyError, TypeError) as error:
         raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({error})", 2) from None
+    if len(runs) > STACK_MAX:
+        raise fail(f"--members {listing}: {len(runs)} runs; a stack trains at most {STACK_MAX}", 2)
     names = [folder for folder, _, _ in runs]
     if not runs or len(set(names)) != len(names):
         raise fail(f"--members {listing}: one or more runs, each with its own folder", 2)

@@ -26,12 +26,13 @@ def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
     log = ckpt.parent / "metrics.jsonl"
     if not log.is_file():
         return None
-    from jvae_cli.trainer import parse_record
+    from jvae_cli.runfiles import RunFileError, read_metrics
 
-    records = [
-        r for r in map(parse_record, log.read_text(errors="replace").splitlines()) if r and "kl_cont" in r
-    ]
-    return (records[-1]["kl_cont"], records[-1]["kl_disc"]) if records else None
+    try:
+        train, _ = read_metrics(log)
+    except RunFileError:
+        return None  # the log is only a fallback source of the KLs; a damaged one is passed over
+    return (train[-1].kl_cont, train[-1].kl_disc) if train else None
 
 
 def units(

@@ -77,8 +77,9 @@ def cached_array(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A uint8 array built once by `fill` (which returns meta; `count` < shape[0] trims the array)."""
     entry = cache_root() / f"{kind}-{key}"
-    if (entry / "meta.json").is_file():
-        return _open(entry / "images.npy"), json.loads((entry / "meta.json").read_text())
+    found = _read_entry(entry, shape)
+    if found is not None:
+        return found
     unwritable = f"cannot write the preprocessing cache under {cache_root()}"
     try:
         cache_root().mkdir(parents=True, exist_ok=True)
@@ -97,16 +98,37 @@ def cached_array(
             del full
             np.save(building / "images.npy", trimmed)
         (building / "meta.json").write_text(json.dumps(meta))
-        if not (entry / "meta.json").is_file():  # another process may have finished the same entry first
+        if _read_entry(entry, shape) is None:  # another process may have finished the same entry first
+            if entry.is_symlink() or entry.is_file():
+                entry.unlink()
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(building, entry)
     except OSError as exc:
         raise DataError(f"{unwritable} ({exc.strerror}); set JVAE_CACHE") from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    return _open(entry / "images.npy"), json.loads((entry / "meta.json").read_text())
+    found = _read_entry(entry, shape)
+    if found is None:
+        raise DataError(f"{entry}: the preprocessing cache entry just written cannot be read back")
+    return found
 
 
-def _open(path: Path) -> np.ndarray:
-    mapped = np.load(path, mmap_mode="r")
-    return np.array(mapped) if mapped.nbytes <= IN_MEMORY_LIMIT else mapped
+def _read_entry(entry: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The entry's (images, meta), or None when it is missing or damaged (cut short, edited, another
+    shape), so that it is built again rather than read as it is."""
+    if entry.is_symlink() or not (entry / "meta.json").is_file():
+        return None
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        mapped = np.load(entry / "images.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    count = meta.get("count", shape[0]) if isinstance(meta, dict) else None
+    if (
+        not isinstance(count, int)
+        or mapped.dtype != np.uint8
+        or tuple(mapped.shape) != (count, *shape[1:])
+        or count > shape[0]
+    ):
+        return None
+    return (np.array(mapped) if mapped.nbytes <= IN_MEMORY_LIMIT else mapped), meta

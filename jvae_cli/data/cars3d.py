@@ -44,6 +44,24 @@ def _files(root: Path) -> list[Path]:
     raise not_found(LAYOUT, root)
 
 
+SIDE_MAX = 256  # the published renders are 128 x 128
+
+
+def _check_header(path: Path) -> None:
+    """The shape of the file's `im`, read from its header before any image is decompressed: a small file
+    can hold a compressed array of gigabytes."""
+    from scipy.io import whosmat
+
+    shapes = {name: shape for name, shape, _ in whosmat(str(path))}
+    if "im" not in shapes:
+        raise DataError(f"{path}: not a Cars3D render file (no variable im)")
+    shape = tuple(shapes["im"])
+    if len(shape) != 5 or shape[2:] != (3, AZIMUTHS, ELEVATIONS) or max(shape[:2]) > SIDE_MAX:
+        raise DataError(
+            f"{path}: im has shape {shape}, expected (H, W, 3, 24, 4) with H and W at most {SIDE_MAX}"
+        )
+
+
 def load_cars3d(root: Path, channels: int, image_size: int) -> GridSource:
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
@@ -59,7 +77,8 @@ def load_cars3d(root: Path, channels: int, image_size: int) -> GridSource:
     def fill(array: np.ndarray) -> dict:
         for car, path in enumerate(files):
             try:
-                renders = loadmat(str(path))["im"]
+                _check_header(path)
+                renders = loadmat(str(path), variable_names=["im"])["im"]
             except (OSError, ValueError, KeyError, TypeError, NotImplementedError, MatReadError) as exc:
                 raise DataError(
                     f"{path}: not a Cars3D render file ({str(exc).splitlines()[0][:100]})"

@@ -269,6 +269,9 @@ def _published_file(root: Path) -> Path:
     raise not_found(LAYOUT, root)
 
 
+FILE_MAX_BYTES = 64 * 2**20  # the published file is 26 MB
+
+
 def open_dsprites(config: DataConfig, data_path: str | None) -> ImageSource:
     if config.source == "generated":
         return GeneratedDSprites(config.channels, config.image_size)
@@ -279,7 +282,7 @@ def open_dsprites(config: DataConfig, data_path: str | None) -> ImageSource:
         if not config.download:
             raise
         target = root if root.suffix == ".npz" else root / FILE_NAME
-        path = download(URL, target, MD5)
+        path = download(URL, target, MD5, max_bytes=FILE_MAX_BYTES)
     return FileDSprites(path, config.channels, config.image_size)
 
 

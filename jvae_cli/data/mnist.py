@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,10 @@ def load_mnist(
     cls = getattr(datasets, folder)
     if not download and not (root / folder / "raw").is_dir():
         raise not_found(LAYOUTS[dataset], root)
+    if download:
+        _fetch(cls, root / folder / "raw")
     try:
-        train = cls(str(root), train=split != "test", download=download)
+        train = cls(str(root), train=split != "test", download=False)
     except RuntimeError as exc:
         if "not found" in str(exc).lower():
             raise not_found(LAYOUTS[dataset], root) from None
@@ -52,6 +54,46 @@ def load_mnist(
     source = TensorImages(data, f"{folder} {part} ({root})", channels, image_size)
     source.labels = train.targets.clone()
     return source
+
+
+FILE_MAX_BYTES = 64 * 2**20  # the largest released file, the training images, is 47 MB unpacked
+
+
+def _fetch(cls: Any, raw: Path) -> None:
+    """torchvision's files for `cls` (its `mirrors` and `resources`), through jvae's download routine and its
+    limits, unpacked (within a bound) where torchvision reads them."""
+    import gzip
+
+    from jvae_cli.data.download import download
+    from jvae_cli.files import write_via
+
+    for name, md5 in cls.resources:
+        target = raw / Path(name).stem
+        if target.is_file():
+            continue
+        failure: DataError | None = None
+        for mirror in cls.mirrors:
+            try:
+                archive = download(f"{mirror}{name}", raw / name, md5, max_bytes=FILE_MAX_BYTES)
+                break
+            except DataError as exc:
+                failure = failure or exc
+        else:
+            raise failure or DataError(f"no mirror to fetch {name} from")
+
+        def unpack(temporary: Path, archive: Path = archive) -> None:
+            with gzip.open(archive, "rb") as packed, open(temporary, "wb") as out:
+                while block := packed.read(1 << 20):
+                    if out.tell() + len(block) > FILE_MAX_BYTES:
+                        raise DataError(f"{archive} unpacks to more than {FILE_MAX_BYTES // 2**20} MiB")
+                    out.write(block)
+
+        try:
+            write_via(target, unpack)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{archive}: cannot unpack ({exc})") from None
+        finally:
+            archive.unlink(missing_ok=True)
 
 
 def open_mnist(config: DataConfig, data_path: str | None) -> TensorImages:

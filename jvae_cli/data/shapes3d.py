@@ -55,8 +55,8 @@ def load_shapes3d(root: Path, channels: int, image_size: int) -> GridSource:
     path = _file(root)
     try:
         with h5py.File(path, "r") as handle:
-            if "images" not in handle or "labels" not in handle:
-                raise DataError(f"{path}: not a 3D Shapes file (it needs 'images' and 'labels')")
+            if not all(isinstance(handle.get(name), h5py.Dataset) for name in ("images", "labels")):
+                raise DataError(f"{path}: not a 3D Shapes file (it needs datasets 'images' and 'labels')")
             shape, dtype = handle["images"].shape, handle["images"].dtype
             labels = handle["labels"].shape
     except OSError as exc:

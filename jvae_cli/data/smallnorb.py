@@ -11,6 +11,8 @@ int32 (24300, 4): instance, elevation, azimuth (0, 2, ..., 34), lighting. The im
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,10 +54,19 @@ def read_matrix(path: Path) -> np.ndarray:
                 raise DataError(f"{path}: not a NORB matrix file (unknown magic number)")
             dtype = MAGIC[int(header[0]) & 0xFFFFFFFF]
             rank = int(header[1])
+            if rank < 1 or rank > 4:
+                raise DataError(f"{path}: a NORB matrix header of rank {rank}; expected 1 to 4")
             dims = np.fromfile(handle, dtype="<i4", count=max(rank, 3))[:rank]
-            if rank < 1 or rank > 4 or len(dims) != rank or (dims <= 0).any():
+            if len(dims) != rank or (dims <= 0).any():
                 raise DataError(f"{path}: a NORB matrix header with dimensions {dims.tolist()}")
-            count = int(np.prod(dims))
+            count = math.prod(int(d) for d in dims)  # Python integers: the product cannot overflow
+            left = os.fstat(handle.fileno()).st_size - handle.tell()
+            itemsize = np.dtype(dtype).itemsize
+            if count * itemsize > left:  # checked before anything is allocated
+                raise DataError(
+                    f"{path}: ends after {left // itemsize} of its {count} values (its header declares "
+                    f"{dims.tolist()})"
+                )
             data = np.fromfile(handle, dtype=np.dtype(dtype).newbyteorder("<"), count=count)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None

@@ -7,16 +7,17 @@ status, and anything unexpected a 500 in the same shape; the server keeps runnin
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jvae_cli.explore.explorer import MAX_UPLOAD_BYTES, ExploreError, Explorer, whole_number
 
@@ -33,6 +34,8 @@ SECURITY_HEADERS = {
 }
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 DRAIN_BYTES = 4 * MAX_UPLOAD_BYTES  # an oversized upload read (and dropped) to the end up to this size
+UPLOADS_AT_ONCE = 4  # uploads received at once (each held whole, up to MAX_UPLOAD_BYTES); others wait
+UPLOAD_WAIT_SECONDS = 30.0  # how long an upload waits for its turn before a 503
 
 
 def _static(path: str) -> Response:
@@ -58,12 +61,15 @@ async def _read_upload(request: Request) -> bytes:
         raise ExploreError(_too_large(declared), 413)
     body = bytearray()
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > DRAIN_BYTES:
-            break
-        if received <= MAX_UPLOAD_BYTES:
-            body += chunk
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > DRAIN_BYTES:
+                break
+            if received <= MAX_UPLOAD_BYTES:
+                body += chunk
+    except ClientDisconnect:
+        raise ExploreError("the upload stopped before its end (the client went away)") from None
     if received > MAX_UPLOAD_BYTES:
         raise ExploreError(_too_large(received), 413)
     if not body:
@@ -89,10 +95,19 @@ def create_app(explorer: Explorer, loopback_only: bool = True) -> ASGIApp:
     def decode(request: Request) -> Response:
         return _png(explorer.decode_png(request.query_params.multi_items()))
 
+    uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
     async def encode(request: Request) -> Response:
-        data = await _read_upload(request)
-        label = request.query_params.get("class")
-        return _json(await run_in_threadpool(explorer.code_of_upload, data, label))
+        try:
+            await asyncio.wait_for(uploads.acquire(), UPLOAD_WAIT_SECONDS)
+        except TimeoutError:
+            raise ExploreError("the explorer is busy with other uploads; try again", 503) from None
+        try:
+            data = await _read_upload(request)
+            label = request.query_params.get("class")
+            return _json(await run_in_threadpool(explorer.code_of_upload, data, label))
+        finally:
+            uploads.release()
 
     def image(request: Request) -> Response:
         return _png(explorer.input_png(request.path_params["index"]))
@@ -124,7 +139,34 @@ def create_app(explorer: Explorer, loopback_only: bool = True) -> ASGIApp:
         routes=routes,
         exception_handlers={ExploreError: refused, HTTPException: refused, Exception: refused},
     )
-    return _LoopbackHosts(app) if loopback_only else app
+    return _Quiet(_LoopbackHosts(app) if loopback_only else app)
+
+
+class _Quiet:
+    """Keeps an error inside a request from reaching the server's log as a traceback: Starlette answers an
+    unexpected exception with the 500 above and then raises it again for the server to print; here it ends
+    instead (a request whose client went away gets no answer at all)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # noqa: BLE001 - answered (or already answered) as JSON, never printed
+            if scope["type"] == "http" and not started:
+                response = _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+                try:
+                    await response(scope, receive, send)
+                except Exception:  # noqa: BLE001, S110 - the client is gone; nothing more to tell it
+                    pass
 
 
 def host_name(header: str) -> str:

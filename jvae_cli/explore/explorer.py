@@ -40,6 +40,8 @@ from jvae_cli.limits import SEED_MAX, VALUE_LIMIT
 from jvae_cli.media import to_uint8
 
 MAX_UPLOAD_BYTES = 16 * 2**20  # a large phone photograph; the model reads at most 128x128 pixels of it
+MAX_UPLOAD_PIXELS = 16_000_000  # decoding takes about 12 bytes a pixel, while the model sees 128x128 at most
+DECODES_AT_ONCE = 2  # uploads decoded at the same time; the others wait (memory: a few hundred MB at most)
 CLASS_KEY = "class"  # the query parameter naming a class-conditional model's label
 
 
@@ -68,6 +70,7 @@ class Explorer:
         self.kl = UnitKL(stored["continuous"], stored["discrete"]) if stored else None
         self.units = ranked_units(self.model, self.kl) if self.kl else all_units(self.model)
         self._lock = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(DECODES_AT_ONCE)
 
     # ------------------------------------------------------------------------------------------- describe
 
@@ -164,9 +167,15 @@ class Explorer:
         label = self._label(label_text)
         data_config = self.loaded.preset.data
         try:
-            image = image_from_bytes(
-                data, "the upload", data_config.channels, data_config.image_size, MAX_UPLOAD_BYTES
-            )
+            with self._decoding:
+                image = image_from_bytes(
+                    data,
+                    "the upload",
+                    data_config.channels,
+                    data_config.image_size,
+                    MAX_UPLOAD_BYTES,
+                    MAX_UPLOAD_PIXELS,
+                )
         except ImageReadError as exc:
             raise ExploreError(str(exc), 413 if len(data) > MAX_UPLOAD_BYTES else 400) from None
         return self._encode(image, label)

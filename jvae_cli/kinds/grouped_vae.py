@@ -11,6 +11,7 @@ from pydantic import Field
 from torch import Tensor
 
 from jvae_cli.kinds import Kind
+from jvae_cli.limits import LATENT_MAX
 from jvae_cli.losses import LossInputs, LossTerms, reconstruction
 from jvae_cli.sections import LossBase
 
@@ -24,7 +25,8 @@ class GroupedVAELoss(LossBase):
     )
     beta: float = Field(ge=0, title="Weight of the KL term")
     groups: list[int] = Field(
-        title="Sizes of the consecutive groups of continuous units, summing to model.continuous"
+        max_length=LATENT_MAX,
+        title="Sizes of the consecutive groups of continuous units, summing to model.continuous",
     )
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from jvae_cli.callbacks import Callback, RunInfo
-from jvae_cli.files import write_text
+from jvae_cli.errors import JvaeError
+from jvae_cli.files import WriteError, check_target, writable_folder, write_text
+from jvae_cli.runfiles import read_mlflow_run_id
 from jvae_cli.trackers.tensorboard import scalars
 
 FOLDER = "mlflow"
@@ -42,13 +44,25 @@ class MLflowTracker(Callback):
         self.folder = self.run_dir / FOLDER
         self.client: Any = None
         self.run_id: str | None = None
+        if self.folder.exists() or self.folder.is_symlink():
+            self._check()  # refused now, before the run starts, if it cannot be used
+
+    def _check(self) -> None:
+        """The folder and the files MLflow writes in it obey the run folder's rules (no links, nothing
+        read-only written over), and a resumed run's id is one MLflow made."""
+        writable_folder(self.folder)
+        check_target(self.folder / "mlflow.db")
+        remembered = self.folder / "run_id"
+        if remembered.is_file() or remembered.is_symlink():
+            check_target(remembered)
+            read_mlflow_run_id(remembered)
 
     def _open(self) -> None:
         from mlflow.tracking import MlflowClient
 
         for noisy in ("mlflow", "alembic"):  # their INFO lines would interleave with the progress display
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._check()
         self.client = MlflowClient(store_uri(self.run_dir))
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         self.experiment_id = (
@@ -60,12 +74,21 @@ class MLflowTracker(Callback):
         )
 
     def on_start(self, run: RunInfo) -> None:
+        try:
+            self._start(run)
+        except JvaeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow's and SQLite's own errors, as one line
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise WriteError(f"{self.folder}: mlflow cannot use its store ({detail})") from None
+
+    def _start(self, run: RunInfo) -> None:
         from mlflow.entities import Param
 
         self._open()
         remembered = self.folder / "run_id"
         if remembered.is_file():  # a resumed run continues its MLflow run
-            self.run_id = remembered.read_text().strip()
+            self.run_id = read_mlflow_run_id(remembered)
             self.client.update_run(self.run_id, status="RUNNING")
             return
         created = self.client.create_run(self.experiment_id, run_name=run.run_dir.name)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jvae_cli.callbacks import Callback, RunInfo
+from jvae_cli.files import WriteError, writable_folder
 
 FOLDER = "tensorboard"
 
@@ -33,13 +34,19 @@ class TensorBoardTracker(Callback):
 
     def __init__(self, run_dir: Path) -> None:
         self.folder = Path(run_dir) / FOLDER
+        if self.folder.exists() or self.folder.is_symlink():
+            writable_folder(self.folder)  # refused now, before the run starts, if it cannot be used
         self.writer: Any = None
 
     def on_start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(self.folder))
-        self.writer.add_text("preset", f"```\n{json.dumps(run.preset, indent=2)}\n```", run.start_step)
+        writable_folder(self.folder)
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.folder))
+            self.writer.add_text("preset", f"```\n{json.dumps(run.preset, indent=2)}\n```", run.start_step)
+        except OSError as exc:
+            raise WriteError(f"{self.folder}: tensorboard cannot write ({exc.strerror or exc})") from None
 
     def on_log(self, step: int, record: dict[str, Any]) -> None:
         if self.writer is None:
