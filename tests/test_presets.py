@@ -73,7 +73,11 @@ def test_paper_presets_hold_the_papers_values(name):
 
 def test_quickstart_is_the_dsprites_model_on_generated_data():
     quick, paper = load_preset("quickstart")[1], load_preset("dsprites")[1]
-    assert quick.model == paper.model and quick.train.batch_size == 64
+    # The same network; the paper preset draws it as PyTorch 0.4.1 did (the 2018 recipe), while the
+    # quickstart keeps the initialisation its short schedule was tuned and measured with.
+    assert quick.model.model_dump(exclude={"init"}) == paper.model.model_dump(exclude={"init"})
+    assert (quick.model.init, paper.model.init) == ("current", "pytorch-0.4")
+    assert quick.train.batch_size == 64
     assert quick.data.source == "generated" and quick.data.dataset == "dsprites"
     assert quick.loss.continuous_capacity.steps < paper.loss.continuous_capacity.steps
 
