@@ -1,7 +1,7 @@
 """The explorer's screenshot in the manual, taken from a real model: the released MNIST model, started from
-one of the test digits, with the top unit moved.
+one of the test digits, with the top unit moved (tools/ holds the scripts that redraw the manual's pictures).
 
-    python examples/explore_screenshot.py --official trained_models/mnist --mnist DIR --out docs/explore.png
+    python tools/explore_screenshot.py --official trained_models/mnist --mnist DIR --out docs/explore.png
 
 `--official` is a local copy of the JointVAE repository's `trained_models/mnist` folder (model.pt and
 specs.json; without it `official:mnist` is downloaded), `--mnist` the MNIST files in torchvision's layout
