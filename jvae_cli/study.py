@@ -10,6 +10,7 @@ are exactly what a user would get by typing them, and one crashing run cannot ta
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import itertools
@@ -240,15 +241,21 @@ def jvae_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "jvae_cli", *args]
 
 
-def _stop_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when the sweep dies, however it dies, so its runs checkpoint and
-    stop instead of running on unwatched (Linux; elsewhere they run to their end)."""
-    try:
-        import ctypes
+def _stop_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, before it runs: SIGTERM when the sweep dies, however it dies, so its runs checkpoint and
+    stop instead of running on unwatched (Linux; elsewhere they run to their end). A sweep killed between the
+    fork and the request has already gone, and no signal would ever come: that child leaves at once, before it
+    can touch the run folder a rerun of the sweep is about to use."""
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def arm() -> None:
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:
+            os._exit(EXIT_STOPPED)
+
+    return arm
 
 
 def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
@@ -296,7 +303,7 @@ class Stopping:
                 stdout=output,
                 stderr=output,
                 env=env,
-                preexec_fn=_stop_with_parent,
+                preexec_fn=_stop_with_parent(os.getpid()),
                 start_new_session=True,
             )
             self.children.add(child)
