@@ -97,6 +97,15 @@ class ReportFile(_Record):
         return metrics
 
 
+class RunSelection(_Record):
+    """A run's `udr.json`: its scores against the other runs of its setting, and whether it was chosen."""
+
+    udr: float
+    udr_lasso: float
+    group: list[str]
+    selected: bool
+
+
 class RunEntry(_Exact):
     name: str
     preset: str

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,7 +21,12 @@ import torch
 from jvae_cli import udr
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text
+from jvae_cli.runfiles import RunFileError, RunSelection, read_model, read_toml
 from jvae_cli.trainer import CHECKPOINT, PRESET_FILE
+
+if TYPE_CHECKING:
+    from jvae_cli.model import JointVAE
+    from jvae_cli.presets import DataConfig
 
 UDR_FILE = "udr.json"
 SELECTED_LINK = "selected"
@@ -58,15 +63,11 @@ class Selection:
 
 @torch.no_grad()
 def representation_of(
-    checkpoint: Path, images: torch.Tensor, device: torch.device, batch: int = 250
+    model: JointVAE, images: torch.Tensor, device: torch.device, batch: int = 250
 ) -> udr.Representation:
     """The code UDR compares: posterior means, each discrete variable's argmax, and their mean KLs."""
-    from jvae_cli.checkpoint import load_checkpoint
     from jvae_cli.losses import kl_normal, kl_uniform_categorical
 
-    model = load_checkpoint(checkpoint, device).model
-    if model.classes:
-        raise JvaeError(f"{checkpoint}: UDR compares unconditional models; this one reads class labels")
     means, kl_cont, categories, kl_disc = [], [], [], []
     for start in range(0, len(images), batch):
         posterior = model.encode(images[start : start + batch].to(device))
@@ -90,19 +91,11 @@ def representation_of(
     )
 
 
-def shared_images(run_dirs: list[Path], data_path: str | None, count: int, seed: int) -> torch.Tensor:
-    """`count` images drawn with `seed` from the dataset the runs trained on (they must share it)."""
-    from jvae_cli.checkpoint import read_checkpoint
+def shared_images(data: DataConfig, data_path: str | None, count: int, seed: int) -> torch.Tensor:
+    """`count` images drawn with `seed` from the dataset the runs trained on."""
     from jvae_cli.data import open_dataset
-    from jvae_cli.presets import validate_preset
 
-    sections = []
-    for run_dir in run_dirs:
-        preset = validate_preset(read_checkpoint(run_dir / CHECKPOINT).preset, f"{run_dir} preset")
-        sections.append(preset.data)
-    if any(section != sections[0] for section in sections[1:]):
-        raise JvaeError("UDR compares runs on the same images; these runs trained on different data sections")
-    source = open_dataset(sections[0], data_path)
+    source = open_dataset(data, data_path)
     picks = np.random.RandomState(seed).choice(len(source), size=min(count, len(source)), replace=False)
     return source.images(torch.from_numpy(picks), torch.device("cpu"))
 
@@ -120,9 +113,17 @@ def select(
     missing = [d for d in run_dirs if not (d / CHECKPOINT).is_file()]
     if missing:
         raise JvaeError(f"{missing[0]}: no {CHECKPOINT} to score (train it first)")
+    from jvae_cli.checkpoint import load_checkpoint
+
     device = device or torch.device("cpu")
-    shared = shared_images(run_dirs, data_path, images, seed)
-    representations = [representation_of(d / CHECKPOINT, shared, device) for d in run_dirs]
+    loaded = [load_checkpoint(d / CHECKPOINT, device) for d in run_dirs]  # each read once
+    conditional = next((item.path for item in loaded if item.model.classes), None)
+    if conditional is not None:
+        raise JvaeError(f"{conditional}: UDR compares unconditional models; this one reads class labels")
+    if any(item.preset.data != loaded[0].preset.data for item in loaded[1:]):
+        raise JvaeError("UDR compares runs on the same images; these runs trained on different data sections")
+    shared = shared_images(loaded[0].preset.data, data_path, images, seed)
+    representations = [representation_of(item.model, shared, device) for item in loaded]
     spearman = udr.pairwise_scores(representations, "spearman")
     lasso = udr.pairwise_scores(representations, "lasso")
     return Selection(
@@ -159,36 +160,25 @@ def write_selections(folder: Path, groups: list[tuple[list[Path], Selection]], l
 
 
 def read_run_scores(run_dir: Path) -> dict[str, Any]:
-    """A run's UDR record (udr, udr_lasso, selected) from its `udr.json`; {} when absent or unreadable."""
-    try:
-        record = json.loads((run_dir / UDR_FILE).read_text())
-    except (OSError, ValueError):
+    """A run's UDR record (udr, udr_lasso, selected) from its `udr.json`; {} when it has none, and a
+    `RunFileError` naming the file when it is damaged."""
+    path = run_dir / UDR_FILE
+    if not path.is_file():
         return {}
-    if not isinstance(record, dict):
-        return {}
-    scores: dict[str, Any] = {
-        key: float(record[key])
-        for key in ("udr", "udr_lasso")
-        if isinstance(record.get(key), (int, float)) and not isinstance(record.get(key), bool)
-    }
-    if scores and isinstance(record.get("selected"), bool):
-        scores["selected"] = record["selected"]
-    return scores
+    record = read_model(path, RunSelection)
+    return {"udr": record.udr, "udr_lasso": record.udr_lasso, "selected": record.selected}
 
 
 def setting_groups(run_dirs: list[Path]) -> list[list[Path]]:
     """The runs that differ only in their seed, grouped by the preset each saved (train.seed left out);
-    runs without a finished checkpoint or a readable preset are left out."""
-    import tomllib
-
+    runs without a checkpoint are left out, and a damaged preset file is a `RunFileError` naming it."""
     groups: dict[str, list[Path]] = {}
     for run_dir in run_dirs:
-        try:
-            preset = tomllib.loads((run_dir / PRESET_FILE).read_text())
-        except (OSError, ValueError):
+        if not (run_dir / CHECKPOINT).is_file():
             continue
-        if not (run_dir / CHECKPOINT).is_file() or not isinstance(preset.get("train"), dict):
-            continue
+        preset = read_toml(run_dir / PRESET_FILE)
+        if not isinstance(preset.get("train"), dict):
+            raise RunFileError(f"{run_dir / PRESET_FILE}: no [train] section; not a preset jvae wrote")
         preset["train"].pop("seed", None)
         groups.setdefault(json.dumps(preset, sort_keys=True, default=str), []).append(run_dir)
     return list(groups.values())

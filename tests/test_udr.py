@@ -143,6 +143,13 @@ def test_train_seeds_select_udr_links_the_chosen_model_and_compare_shows_the_sco
     rows = json.loads((tmp_path / "table" / "runs.json").read_text())
     assert {row["run"]: row["udr"] for row in rows} == {n: s["udr"] for n, s in group["runs"].items()}
 
+    (stack / "seed-1" / "udr.json").write_text('{"udr": "high", "selected": 1}')
+    damaged = cli("compare", stack, "--metric", "udr", "--out", tmp_path / "table2")
+    assert damaged.exit_code == 1  # the others compared, the damaged run named
+    assert str(stack / "seed-1" / "udr.json") in damaged.stderr
+    rows = json.loads((tmp_path / "table2" / "runs.json").read_text())
+    assert {row["run"] for row in rows} == {"seed-0", "seed-2"}
+
 
 def test_sweep_select_udr_writes_the_selection_per_setting_into_the_study(cli, tmp_path):
     study = tmp_path / "study"

@@ -12,7 +12,7 @@ from jvae_cli.cli.console import fail, out
 if TYPE_CHECKING:
     from jvae_cli.selection import Selection
 
-SELECTIONS = ("udr",)  # as jvae_cli.selection.SELECTIONS, without importing torch for --help
+SELECTIONS = ("udr",)  # the ways to choose among runs; checked here so --help need not import torch
 
 
 def check_selection(select: str | None) -> None:
@@ -30,8 +30,8 @@ def print_selections(groups: list[tuple[list[Path], Selection]]) -> None:
         for column in ("run", "udr", "udr_lasso", ""):
             table.add_column(column)
         ranked = sorted(zip(selection.runs, selection.udr, selection.udr_lasso), key=lambda r: -r[1])
-        for name, value, spearman in ranked:
+        for name, value, lasso in ranked:
             table.add_row(
-                name, f"{value:.3f}", f"{spearman:.3f}", "selected" if name == selection.selected else ""
+                name, f"{value:.3f}", f"{lasso:.3f}", "selected" if name == selection.selected else ""
             )
         out.print(table)
