@@ -106,6 +106,9 @@ def fingerprint_run(run: Path, evaluate: bool) -> dict[str, Any]:
         report = run / "report"
         jvae("evaluate", str(run / "ckpt.pt"), "--fast", "--seed", "0", "--out", str(report))
         scores = json.loads((report / "report.json").read_text())
+        settings = scores.get("settings", {})
+        settings.pop("checkpoint", None)  # where this check trained, not what
+        settings.pop("checkpoint_sha256", None)  # the file's bytes; its tensors are compared one by one
         found["report"] = {k: v for k, v in scores.items() if k not in TIMINGS and not isinstance(v, str)}
     return found
 
