@@ -56,7 +56,7 @@ KINDS = {
         ],
     ),
 }
-TIMINGS = {"images_per_s", "img_s", "seconds", "elapsed", "time", "wall", "wall_s", "speed"}
+TIMINGS = {"images_per_sec", "images_per_s", "img_s", "seconds", "elapsed", "time", "wall", "wall_s", "speed"}
 
 
 def jvae(*args: str) -> str:
