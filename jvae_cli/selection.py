@@ -62,7 +62,6 @@ def representation_of(
 ) -> udr.Representation:
     """The code UDR compares: posterior means, each discrete variable's argmax, and their mean KLs."""
     from jvae_cli.checkpoint import load_checkpoint
-    from jvae_cli.losses import kl_normal, kl_uniform_categorical
 
     model = load_checkpoint(checkpoint, device).model
     if model.classes:
@@ -71,12 +70,10 @@ def representation_of(
     for start in range(0, len(images), batch):
         posterior = model.encode(images[start : start + batch].to(device))
         means.append(posterior.mean.float().cpu())
-        kl_cont.append(kl_normal(posterior.mean.float(), posterior.logvar.float()).sum(dim=0).cpu())
+        kl_cont.append(posterior.kl_continuous().sum(dim=0).cpu())
         categories.append(torch.stack(posterior.categories, dim=1).cpu())
         kl_disc.append(
-            torch.stack([kl_uniform_categorical(logits.float()) for logits in posterior.logits], dim=1)
-            .sum(dim=0)
-            .cpu()
+            torch.stack(posterior.kl_discrete(), dim=1).sum(dim=0).cpu()
             if posterior.logits
             else torch.zeros(0)
         )

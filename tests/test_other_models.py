@@ -19,7 +19,8 @@ from jvae_cli.kinds import build_critic, model_objective
 from jvae_cli.kinds.beta_tcvae import pair_log_weights, tc_decomposition
 from jvae_cli.kinds.class_conditional import LabelClassifier
 from jvae_cli.kinds.factor_vae import TCDiscriminator, permute_dims
-from jvae_cli.losses import kl_normal, reconstruction
+from jvae_cli.losses import reconstruction
+from jvae_cli.model import kl_normal
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Objective, critic_step, vae_step
 
