@@ -128,7 +128,7 @@ def reference_training(
     torch.manual_seed(preset.train.seed)
     model = as_stock(build_model(preset)).to(device).train()  # plain nn layers
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
-    critic = build_critic(preset, device)
+    critic = build_critic(preset.loss, preset.model, device)
     tensors = (images,) if labels is None else (images, labels)
     loader = DataLoader(
         TensorDataset(*tensors), batch_size=preset.train.batch_size, shuffle=True, drop_last=True

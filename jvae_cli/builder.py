@@ -54,6 +54,6 @@ def build_training(preset: Preset, device: torch.device) -> Training:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
     noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
-    critic = build_critic(preset, device)
+    critic = build_critic(preset.loss, preset.model, device)
     bf16 = use_bf16(preset.train.precision, device)
     return Training(model, optimizer, noise, critic, bf16, channels_last)

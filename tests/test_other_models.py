@@ -149,7 +149,12 @@ def _factor_vae():
     )
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_factor_vae_steps_do_not_leak_into_each_other():
@@ -200,7 +205,12 @@ def _class_conditional():
     _, preset = load_preset("digits-class-conditional")
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_only_w_and_the_decoder_read_the_label():
