@@ -66,18 +66,14 @@ def representation_of(
     model: JointVAE, images: torch.Tensor, device: torch.device, batch: int = 250
 ) -> udr.Representation:
     """The code UDR compares: posterior means, each discrete variable's argmax, and their mean KLs."""
-    from jvae_cli.losses import kl_normal, kl_uniform_categorical
-
     means, kl_cont, categories, kl_disc = [], [], [], []
     for start in range(0, len(images), batch):
         posterior = model.encode(images[start : start + batch].to(device))
         means.append(posterior.mean.float().cpu())
-        kl_cont.append(kl_normal(posterior.mean.float(), posterior.logvar.float()).sum(dim=0).cpu())
+        kl_cont.append(posterior.kl_continuous().sum(dim=0).cpu())
         categories.append(torch.stack(posterior.categories, dim=1).cpu())
         kl_disc.append(
-            torch.stack([kl_uniform_categorical(logits.float()) for logits in posterior.logits], dim=1)
-            .sum(dim=0)
-            .cpu()
+            torch.stack(posterior.kl_discrete(), dim=1).sum(dim=0).cpu()
             if posterior.logits
             else torch.zeros(0)
         )

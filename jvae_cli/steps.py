@@ -113,7 +113,7 @@ def critic_step(
 ) -> Tensor:
     """Update the critic alone: its inputs are detached codes, so the encoder receives nothing. `other_x` is
     the second batch of kinds whose critic compares two."""
-    return critic.train_step(CriticInputs(model, preset, latent, labels, noise, other_x))
+    return critic.train_step(CriticInputs(model, preset.model, latent, labels, noise, other_x))
 
 
 class PhaseTimer:

@@ -19,7 +19,8 @@ from jvae_cli.kinds import build_critic, model_objective
 from jvae_cli.kinds.beta_tcvae import pair_log_weights, tc_decomposition
 from jvae_cli.kinds.class_conditional import LabelClassifier
 from jvae_cli.kinds.factor_vae import TCDiscriminator, permute_dims
-from jvae_cli.losses import kl_normal, reconstruction
+from jvae_cli.losses import reconstruction
+from jvae_cli.model import kl_normal
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Objective, critic_step, vae_step
 
@@ -148,7 +149,12 @@ def _factor_vae():
     )
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_factor_vae_steps_do_not_leak_into_each_other():
@@ -199,7 +205,12 @@ def _class_conditional():
     _, preset = load_preset("digits-class-conditional")
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_only_w_and_the_decoder_read_the_label():

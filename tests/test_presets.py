@@ -46,7 +46,7 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     size, channels = preset.data.image_size, preset.data.channels
     x = torch.rand(4, channels, size, size).round()
     before = [p.detach().clone() for p in model.parameters()]
-    critic = build_critic(preset, "cpu")
+    critic = build_critic(preset.loss, preset.model, "cpu")
     labels = torch.tensor([0, 1, 1, 0]) if preset.model.classes else None
     noise = torch.Generator().manual_seed(0)
     terms, latent = vae_step(Objective(model, preset, 1000, critic), optimizer, x, labels, 1, noise)
