@@ -21,13 +21,12 @@ from jvae_cli.checkpoint import LoadedCheckpoint, file_sha256
 from jvae_cli.data.capabilities import ground_truth, labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.evaluation.context import Evaluation, labelled_codes, representation
-from jvae_cli.evaluation.heldout import elbo_on, heldout
-from jvae_cli.evaluation.information import as_table, information
-from jvae_cli.evaluation.registry import ALL_METRICS, METRICS, Metric, in_report_order
+from jvae_cli.evaluation.heldout import elbo_on, heldout_pass
+from jvae_cli.evaluation.information import as_table, factor_information
+from jvae_cli.evaluation.registry import METRICS, Metric, in_report_order
 from jvae_cli.model import JointVAE
 
 __all__ = [
-    "ALL_METRICS",
     "METRICS",
     "Metric",
     "Report",
@@ -98,10 +97,10 @@ def evaluate(
             if metric.progress:
                 say(metric.progress)
             report.metrics[metric.name] = metric.compute(evaluation)
-    if evaluation.has(heldout):
-        report.unit_kl = evaluation.shared(heldout).per_unit
-    if evaluation.has(information):
-        report.mi_matrix, report.factor_units = as_table(evaluation.shared(information))
+    if evaluation.has(heldout_pass):
+        report.unit_kl = evaluation.shared(heldout_pass).per_unit
+    if evaluation.has(factor_information):
+        report.mi_matrix, report.factor_units = as_table(evaluation.shared(factor_information))
     return report
 
 

@@ -4,12 +4,12 @@ the ones it did), and how much its code carries."""
 from __future__ import annotations
 
 from jvae_cli.evaluation.context import Evaluation
-from jvae_cli.evaluation.heldout import elbo_on, heldout
+from jvae_cli.evaluation.heldout import elbo_on, heldout_pass
 from jvae_cli.evaluation.registry import Metric, first_paragraph
 
 
 def _compute(evaluation: Evaluation) -> dict:
-    return evaluation.shared(heldout).terms
+    return evaluation.shared(heldout_pass).terms
 
 
 METRIC = Metric(

@@ -65,8 +65,8 @@ class HeldOut:
     per_unit: dict  # unit address -> mean KL (nats): the report's unit_kl
 
 
-def heldout(evaluation: Evaluation) -> HeldOut:
-    """`evaluation.shared(heldout)`: `elbo_on` of `heldout_points` images."""
+def heldout_pass(evaluation: Evaluation) -> HeldOut:
+    """`evaluation.shared(heldout_pass)`: `elbo_on` of `heldout_points` images."""
     terms, per_unit = elbo_on(
         evaluation.model,
         evaluation.preset,

@@ -62,8 +62,8 @@ class Information:
     tops: list[int]  # per informative factor: the code column of its top unit
 
 
-def information(evaluation: Evaluation) -> Information:
-    """`evaluation.shared(information)`: drawn with RandomState(seed), as disentanglement_lib's MIG draws."""
+def factor_information(evaluation: Evaluation) -> Information:
+    """`evaluation.shared(factor_information)`: drawn with RandomState(seed), as disentanglement_lib's MIG draws."""
     evaluation.say("mutual information (MIG, MIC)")
     dataset = evaluation.factors
     codes, factors = factor_codes(

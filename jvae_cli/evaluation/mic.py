@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from jvae_cli.evaluation.context import Evaluation
-from jvae_cli.evaluation.information import factor_entropy, information, mutual_information_matrix
+from jvae_cli.evaluation.information import factor_entropy, factor_information, mutual_information_matrix
 from jvae_cli.evaluation.registry import Metric, first_paragraph
 
 
@@ -27,7 +27,7 @@ def concentration(mi: np.ndarray, dims: list[int] | np.ndarray, entropy: float) 
 
 def _compute(evaluation: Evaluation) -> dict[str, float]:
     """Each factor's MIC in its top unit, also written beside it in the report's table of factor units."""
-    found = evaluation.shared(information)
+    found = evaluation.shared(factor_information)
     for j, top, entry in zip(found.informative, found.tops, found.factor_units):
         entry["mic"] = concentration(found.mi[:, j], [top], found.entropy[j])
     return {entry["factor"]: entry["mic"] for entry in found.factor_units}

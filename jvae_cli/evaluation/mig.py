@@ -10,7 +10,7 @@ import torch
 
 from jvae_cli.data.capabilities import ground_truth
 from jvae_cli.evaluation.context import Evaluation, representation
-from jvae_cli.evaluation.information import factor_entropy, information, mutual_information_matrix
+from jvae_cli.evaluation.information import factor_entropy, factor_information, mutual_information_matrix
 from jvae_cli.evaluation.registry import Metric, Training, first_paragraph
 from jvae_cli.evaluation.sampling import factor_codes
 
@@ -40,7 +40,7 @@ def mutual_information_gap(mi: np.ndarray, entropy: np.ndarray) -> float:
 
 
 def _compute(evaluation: Evaluation) -> float:
-    found = evaluation.shared(information)
+    found = evaluation.shared(factor_information)
     if not found.informative:
         raise ValueError("every factor has a single value; MIG is undefined")
     keep = found.informative

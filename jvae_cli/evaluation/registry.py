@@ -89,7 +89,6 @@ def _discover() -> dict[str, Metric]:
 
 
 METRICS: dict[str, Metric] = _discover()
-ALL_METRICS: tuple[str, ...] = tuple(METRICS)
 
 
 def in_report_order(names: Iterable[str]) -> list[Metric]:
