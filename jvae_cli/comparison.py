@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jvae_cli.errors import JvaeError
+from jvae_cli.evaluation.registry import headline
 from jvae_cli.files import write_text, write_via
 from jvae_cli.runfiles import (
     RunFileError,
@@ -30,12 +31,6 @@ from jvae_cli.tables import write_csv
 from jvae_cli.trainer import METRICS, PRESET_FILE, is_stack, read_stack
 
 COLLAPSED_NATS = 0.5
-HEADLINE = {  # the number a metric's dict is known by
-    "factorvae": "eval_accuracy",
-    "betavae": "eval_accuracy",
-    "dci": "disentanglement",
-    "elbo": "elbo",
-}
 FIXED_COLUMNS = ["run", "preset", "kind", "seed", "overrides", "final_loss", "seconds", "collapsed"]
 
 
@@ -58,7 +53,7 @@ def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, dict):
             for key, inner in value.items():
                 if isinstance(inner, (int, float)) and not isinstance(inner, bool):
-                    flat[name if HEADLINE.get(name) == key else f"{name}.{key}"] = float(inner)
+                    flat[name if headline(name) == key else f"{name}.{key}"] = float(inner)
     return flat
 
 

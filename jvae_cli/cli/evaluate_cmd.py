@@ -60,11 +60,11 @@ def evaluate(
 
     FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL.
     """
-    from jvae_cli.evaluation import ALL_METRICS
+    from jvae_cli.evaluation import METRICS
 
-    unknown = [name for name in metrics if name not in ALL_METRICS]
+    unknown = [name for name in metrics if name not in METRICS]
     if unknown:
-        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}", 2)
     expanded = [found for given in ckpts for found in _checkpoints(given)]
     if len(expanded) == 1:
         _evaluate_one(expanded[0], data, metrics, out_dir, split, seed, fast, name_units, device)
