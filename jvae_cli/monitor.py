@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jvae_cli import metrics
+from jvae_cli import metrics, runfolder
 from jvae_cli.data.capabilities import ground_truth, labels_of
 from jvae_cli.data.registry import DATASETS, open_dataset
 from jvae_cli.data.sources import ImageSource
@@ -26,17 +26,12 @@ from jvae_cli.media import grid, to_uint8
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 
-SNAPSHOTS = "snapshots"
 EVAL_SEED_OFFSET = 104729  # the evaluation sample's seed, apart from every seed training draws from
 SNAPSHOT_UNITS = 6  # continuous units in a snapshot, ranked by KL
 MIG_POINTS = 2000
 RECONSTRUCTIONS = 8
 ACCURACY_IMAGES = 10000  # training images scored for label accuracy where there is no test split
 ACCURACY_BATCH = 1000
-
-
-def snapshot_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / SNAPSHOTS / f"step-{step:06d}.gif"
 
 
 def held_out_source(preset: Preset, data_path: str | None) -> ImageSource | None:
@@ -101,7 +96,7 @@ def evaluate_now(
                 )
             record["mig"] = metrics.mig(codes, values)
         kl = UnitKL(record["kl_cont"], record["kl_disc"])
-        snapshot = snapshot_path(run_dir, step)
+        snapshot = runfolder.snapshot(run_dir, step)
         snapshot.parent.mkdir(exist_ok=True)
         with torch.no_grad():
             write_ranked_traversal(model, source, device, kl, snapshot, seed, max_continuous=SNAPSHOT_UNITS)

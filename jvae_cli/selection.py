@@ -21,10 +21,7 @@ import torch
 from jvae_cli import udr
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text
-from jvae_cli.trainer import CHECKPOINT, PRESET_FILE
-
-UDR_FILE = "udr.json"
-SELECTED_LINK = "selected"
+from jvae_cli.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
 
 
 @dataclass
@@ -228,8 +225,8 @@ def select_in_folder(
     folder: Path, data_path: str | None = None, device: torch.device | None = None
 ) -> list[tuple[list[Path], Selection]]:
     """UDR selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
+    from jvae_cli.runfolder import is_stack, read_stack
     from jvae_cli.study import MANIFEST
-    from jvae_cli.trainer import is_stack, read_stack
 
     if (folder / MANIFEST).is_file():
         return select_in_study(folder, data_path, device)
