@@ -40,7 +40,7 @@ SNAPSHOTS = "snapshots"  # the traversal snapshots of train.eval_every
 LOCK_FILE = ".jvae.lock"
 STACK_FILE = "stack.json"  # a stack's folder: which run folders in it train together
 RUN_RECORD = "run.json"  # a study's run: how its last attempt went
-REPORT = "report"  # a study's run: its evaluation folder
+REPORT = "report"  # the evaluation folder `jvae evaluate` writes beside a checkpoint by default
 REPORT_JSON = "report.json"  # an evaluation folder's numbers and settings
 UDR_FILE = "udr.json"  # a stack's folder: the scores of `--select udr`
 SELECTED_LINK = "selected"  # a stack's folder: the link to the chosen model
@@ -83,7 +83,7 @@ def run_record(run_dir: Path) -> Path:
 
 
 def report_folder(run_dir: Path) -> Path:
-    """Where a study evaluates its run."""
+    """Where `jvae evaluate` (and a study) puts the report of the run's checkpoint."""
     return Path(run_dir) / REPORT
 
 

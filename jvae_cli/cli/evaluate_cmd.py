@@ -165,7 +165,7 @@ def _evaluate_one(
     elif ckpt != Path(named):  # a pretrained model lives in the cache; its report goes to the current folder
         target = Path(f"report-{ckpt.stem}")
     else:
-        target = ckpt.parent / "report"
+        target = runfolder.report_folder(ckpt.parent)
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
     if target.exists() and not target.is_dir():
