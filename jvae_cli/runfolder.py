@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from jvae_cli.errors import CheckpointError, RunDirError
-from jvae_cli.files import check_target, remove_temporaries, write_text
+from jvae_cli.files import check_target, write_text
 
 if TYPE_CHECKING:
     from jvae_cli.checkpoint import Checkpoint
@@ -178,15 +178,6 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the lock; the file stays, so no second inode can appear
             self.fd = None
-
-
-def locked_for_training(run_dir: Path, resume: bool) -> RunLock:
-    """The run's lock, entered; a resumed folder loses the temporary files of a write its last holder was
-    killed in (safe only under the lock)."""
-    lock = RunLock(run_dir).__enter__()
-    if resume:
-        remove_temporaries(run_dir)
-    return lock
 
 
 def wait_until_free(run_dir: Path, seconds: float = 120.0) -> bool:
