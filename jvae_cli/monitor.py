@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jvae_cli import runfolder
 from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.registry import DATASETS, open_dataset
 from jvae_cli.data.sources import ImageSource
@@ -26,14 +27,9 @@ from jvae_cli.media import grid, to_uint8
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 
-SNAPSHOTS = "snapshots"
 EVAL_SEED_OFFSET = 104729  # the evaluation sample's seed, apart from every seed training draws from
 SNAPSHOT_UNITS = 6  # continuous units in a snapshot, ranked by KL
 RECONSTRUCTIONS = 8
-
-
-def snapshot_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / SNAPSHOTS / f"step-{step:06d}.gif"
 
 
 def held_out_source(preset: Preset, data_path: str | None) -> ImageSource | None:
@@ -70,7 +66,7 @@ def evaluate_now(
             watched = metric.during_training(training) if metric.during_training is not None else None
             record.update(watched or {})
         kl = UnitKL(record["kl_cont"], record["kl_disc"])
-        snapshot = snapshot_path(run_dir, step)
+        snapshot = runfolder.snapshot(run_dir, step)
         snapshot.parent.mkdir(exist_ok=True)
         with torch.no_grad():
             write_ranked_traversal(model, source, device, kl, snapshot, seed, max_continuous=SNAPSHOT_UNITS)

@@ -22,14 +22,11 @@ from jvae_cli import udr
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text
 from jvae_cli.runfiles import RunFileError, RunSelection, read_model, read_toml
-from jvae_cli.trainer import CHECKPOINT, PRESET_FILE
+from jvae_cli.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
 
 if TYPE_CHECKING:
     from jvae_cli.model import JointVAE
     from jvae_cli.presets import DataConfig
-
-UDR_FILE = "udr.json"
-SELECTED_LINK = "selected"
 
 
 @dataclass
@@ -214,8 +211,8 @@ def select_in_folder(
     folder: Path, data_path: str | None = None, device: torch.device | None = None
 ) -> list[tuple[list[Path], Selection]]:
     """UDR selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
+    from jvae_cli.runfolder import is_stack, read_stack
     from jvae_cli.study import MANIFEST
-    from jvae_cli.trainer import is_stack, read_stack
 
     if (folder / MANIFEST).is_file():
         return select_in_study(folder, data_path, device)

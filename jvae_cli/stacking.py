@@ -35,7 +35,7 @@ from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 from jvae_cli.schedules import temperature, total_steps
 from jvae_cli.stacked_network import FunctionalStack, StackedWeights, Weights
-from jvae_cli.steps import Batches, Mark, MemberState, apply_learning_rate, gradient_scale
+from jvae_cli.steps import Batches, Mark, MemberState, Resumed, apply_learning_rate, gradient_scale
 
 if TYPE_CHECKING:
     from jvae_cli.concurrent import ConcurrentSteps
@@ -163,13 +163,13 @@ class StackedStepper:
         weights = {k: v.cpu() for k, v in self.network.member_weights(member).items()}
         return MemberState(weights, single, self.noises[member], None)
 
-    def restore(self, states: list[tuple[Weights, dict[str, Any], Tensor | None]]) -> None:
-        """Every member from its checkpoint: (weights, Adam state, noise state or None to keep the seed's)."""
-        for member, (weights, _, noise) in enumerate(states):
-            self.network.load_member(member, weights)
-            if noise is not None:
-                self.noises[member].set_state(noise)
-        self.optimizer.load_members([optimizer for _, optimizer, _ in states])
+    def restore(self, states: list[Resumed]) -> None:
+        """Every member from its checkpoint."""
+        for member, state in enumerate(states):
+            self.network.load_member(member, state.weights)
+            if state.noise is not None:
+                self.noises[member].set_state(state.noise)
+        self.optimizer.load_members([state.optimizer for state in states])
 
     def close(self) -> None:
         """Nothing to release (the concurrent steps hold threads)."""

@@ -117,7 +117,7 @@ def test_a_run_folder_in_use_is_refused_naming_the_process(cli, run, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from jvae_cli.runlock import RunLock; RunLock(sys.argv[1]).__enter__(); "
+            "import sys, time; from jvae_cli.runfolder import RunLock; RunLock(sys.argv[1]).__enter__(); "
             "print('held', flush=True); time.sleep(120)",
             str(folder),
         ],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import trainer
+from jvae_cli import runfolder, trainer
 from jvae_cli.presets import Preset, load_preset
 
 # fp32 on the CPU, a checkpoint only at the end: what the comparison reads is the run itself.
@@ -35,7 +35,7 @@ def _preset(*sets: str) -> Preset:
 
 
 def _saved(run_dir: Path) -> dict:
-    return torch.load(run_dir / trainer.CHECKPOINT, weights_only=True)
+    return torch.load(run_dir / runfolder.CHECKPOINT, weights_only=True)
 
 
 def _assert_same_run(stacked: Path, alone: Path) -> None:
@@ -51,8 +51,8 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
         for name, value in entry.items():
             torch.testing.assert_close(saved_a["state"][index][name], value, rtol=1e-5, atol=1e-6)
     assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])  # the same draws were taken
-    lines_a = (stacked / trainer.METRICS).read_text().splitlines()
-    lines_b = (alone / trainer.METRICS).read_text().splitlines()
+    lines_a = (stacked / runfolder.METRICS).read_text().splitlines()
+    lines_b = (alone / runfolder.METRICS).read_text().splitlines()
     assert len(lines_a) == len(lines_b)
     for line_a, line_b in zip(lines_a, lines_b):
         record_a, record_b = json.loads(line_a), json.loads(line_b)
@@ -60,8 +60,8 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
         assert record_a.keys() == record_b.keys()
         assert record_a["step"] == record_b["step"]
         assert record_a["loss"] == pytest.approx(record_b["loss"], rel=1e-5)
-    assert (stacked / trainer.TRAVERSAL).stat().st_size > 0
-    assert (stacked / trainer.PRESET_FILE).read_text() == (alone / trainer.PRESET_FILE).read_text()
+    assert (stacked / runfolder.TRAVERSAL).stat().st_size > 0
+    assert (stacked / runfolder.PRESET_FILE).read_text() == (alone / runfolder.PRESET_FILE).read_text()
 
 
 @pytest.mark.parametrize("threads", ["2", "1"])  # models side by side; one thread, shared optimiser step
@@ -100,7 +100,7 @@ def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_pa
     assert result.exit_code == 0, result.output
     assert "run folders in" in result.output and "seed-0, seed-1, seed-2" in result.output
     stack = tmp_path / "s"
-    assert json.loads((stack / trainer.STACK_FILE).read_text())["members"] == ["seed-0", "seed-1", "seed-2"]
+    assert json.loads((stack / runfolder.STACK_FILE).read_text())["members"] == ["seed-0", "seed-1", "seed-2"]
     resumed = cli("train", "--resume", stack, "--set", "train.steps=60")
     assert resumed.exit_code == 0, resumed.output
     for seed in range(3):
@@ -124,7 +124,7 @@ def test_a_stacked_models_folder_works_with_every_command_and_resumes_alone(tmp_
     stack = tmp_path / "s"
     small = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.batch_size=32"]
     assert cli("train", "--preset", "digits", "--seeds", "4,9", *small, "--out", stack).exit_code == 0
-    ckpt = stack / "seed-9" / trainer.CHECKPOINT
+    ckpt = stack / "seed-9" / runfolder.CHECKPOINT
     assert _saved(stack / "seed-9")["preset"]["train"]["seed"] == 9
     commands = [
         ("units", ckpt),
