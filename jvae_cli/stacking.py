@@ -34,7 +34,7 @@ from jvae_cli.losses import LossInputs, LossTerms
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 from jvae_cli.schedules import temperature, total_steps
-from jvae_cli.stacked_network import FunctionalStack, StackedWeights, Weights
+from jvae_cli.stacked_network import FunctionalStack, StackedWeights
 from jvae_cli.steps import Batches, Mark, MemberState, Resumed, apply_learning_rate, gradient_scale
 
 if TYPE_CHECKING:

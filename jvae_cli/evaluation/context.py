@@ -17,7 +17,7 @@ import torch
 
 from jvae_cli.data.capabilities import GroundTruth, ground_truth, labels_of
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.evaluation.sampling import EncodeFn
+from jvae_cli.evaluation.sampling import EncodeFn, train_test_codes
 from jvae_cli.latents import Unit, all_units, labels_for
 from jvae_cli.model import JointVAE, Posterior
 from jvae_cli.presets import Preset
@@ -127,3 +127,17 @@ def labelled_sample(evaluation: Evaluation) -> LabelledSample:
     batches = [torch.from_numpy(picks[i : i + 256]) for i in range(0, count, 256)]
     codes, samples = labelled_codes(evaluation.model, source, batches, evaluation.device, evaluation.seed)
     return LabelledSample(codes, samples, evaluation.labels[picks], int(count * 2 / 3))
+
+
+def split_codes(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The training and test codes DCI and SAP both score (disentanglement_lib draws the same ones for
+    each from the same seed, so one draw serves both): `evaluation.shared(split_codes)`."""
+    return train_test_codes(
+        evaluation.encode,
+        evaluation.factors,
+        evaluation.seed,
+        evaluation.counts["num_train"],
+        evaluation.counts["num_eval"],
+        16,
+        evaluation.device,
+    )

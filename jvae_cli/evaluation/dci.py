@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from jvae_cli.data.capabilities import GroundTruth
-from jvae_cli.evaluation.context import Evaluation
+from jvae_cli.evaluation.context import Evaluation, split_codes
 from jvae_cli.evaluation.registry import Metric, first_paragraph
-from jvae_cli.evaluation.sampling import EncodeFn, split_codes, train_test_codes
+from jvae_cli.evaluation.sampling import EncodeFn, train_test_codes
 
 
 def dci(

@@ -4,15 +4,11 @@ draws them (`generate_batch_factor_code`), so the same seed gives its numbers.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from jvae_cli.data.capabilities import GroundTruth
-
-if TYPE_CHECKING:
-    from jvae_cli.evaluation.context import Evaluation
 
 EncodeFn = Callable[[torch.Tensor], np.ndarray]
 """images (B, C, H, W) -> codes (B, D): any representation a metric can score."""
@@ -63,18 +59,4 @@ def encode_many(
             np.asarray(encode(dataset.observations(factors[i : i + batch], torch.device(device))))
             for i in range(0, len(factors), batch)
         ]
-    )
-
-
-def split_codes(evaluation: Evaluation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The training and test codes DCI and SAP both score (disentanglement_lib draws the same ones for
-    each from the same seed, so one draw serves both): `evaluation.shared(split_codes)`."""
-    return train_test_codes(
-        evaluation.encode,
-        evaluation.factors,
-        evaluation.seed,
-        evaluation.counts["num_train"],
-        evaluation.counts["num_eval"],
-        16,
-        evaluation.device,
     )
