@@ -48,7 +48,12 @@ KINDS = {
     "class-conditional": ("digits-class-conditional", []),
     "digits-2018-recipe": (
         "digits",
-        ["loss.objective_scale=pixel", "train.adam=pytorch-0.4", "model.init=pytorch-0.4", "train.last_batch=keep"],
+        [
+            "loss.objective_scale=pixel",
+            "train.adam=pytorch-0.4",
+            "model.init=pytorch-0.4",
+            "train.last_batch=keep",
+        ],
     ),
 }
 TIMINGS = {"images_per_s", "img_s", "seconds", "elapsed", "time", "wall", "wall_s", "speed"}
@@ -91,7 +96,9 @@ def fingerprint_run(run: Path, evaluate: bool) -> dict[str, Any]:
     found: dict[str, Any] = {}
     checkpoint = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
     tensors(checkpoint, "ckpt", found)
-    found["metrics"] = digest("\n".join(untimed(x) for x in (run / "metrics.jsonl").read_text().splitlines()).encode())
+    found["metrics"] = digest(
+        "\n".join(untimed(x) for x in (run / "metrics.jsonl").read_text().splitlines()).encode()
+    )
     for gif in sorted(run.glob("*.gif")):
         found[gif.name] = digest(gif.read_bytes())
     found["units"] = json.loads(jvae("units", str(run / "ckpt.pt"), "--json"))
@@ -107,7 +114,9 @@ def fingerprint(root: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for kind, (preset, extra) in KINDS.items():
         run = root / kind
-        jvae("train", "--preset", preset, "--out", str(run), *(a for s in SHORT + extra for a in ("--set", s)))
+        jvae(
+            "train", "--preset", preset, "--out", str(run), *(a for s in SHORT + extra for a in ("--set", s))
+        )
         found[kind] = fingerprint_run(run, evaluate=True)
         print(f"  {kind}", file=sys.stderr)
     stack = root / "stack"
@@ -117,7 +126,14 @@ def fingerprint(root: Path) -> dict[str, Any]:
         found[f"stack/{member.name}"] = fingerprint_run(member, evaluate=False)
     print("  stack", file=sys.stderr)
     resumed = root / "resumed"
-    jvae("train", "--preset", "quickstart", "--out", str(resumed), *(a for s in SHORT + GENERATED for a in ("--set", s)))
+    jvae(
+        "train",
+        "--preset",
+        "quickstart",
+        "--out",
+        str(resumed),
+        *(a for s in SHORT + GENERATED for a in ("--set", s)),
+    )
     jvae("train", "--resume", str(resumed), "--set", "train.steps=10")
     found["resumed"] = fingerprint_run(resumed, evaluate=False)
     print("  resumed", file=sys.stderr)
