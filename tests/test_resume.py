@@ -82,7 +82,7 @@ CASES = {
         f"stack-{engine}": Case(
             "digits",
             ("train.precision=fp32", "train.batch_size=32", "train.steps=12", "train.log_every=5"),
-            5,
+            7,
             engine,
         )
         for engine in ("kernels", "grouped", "concurrent")
