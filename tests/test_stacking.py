@@ -24,7 +24,7 @@ def two_threads(monkeypatch):
     monkeypatch.setenv("JVAE_THREADS", "2")
 
 
-def _alone(monkeypatch, preset: Preset, run_dir: Path) -> None:
+def _alone(monkeypatch: pytest.MonkeyPatch, preset: Preset, run_dir: Path) -> None:
     with monkeypatch.context() as patch:
         patch.setenv("JVAE_THREADS", "1")
         trainer.train(preset, "digits", run_dir, device="cpu")
@@ -64,22 +64,33 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
     assert (stacked / runfolder.PRESET_FILE).read_text() == (alone / runfolder.PRESET_FILE).read_text()
 
 
+TWO = {
+    "seed-3": ("train.steps=200", "train.seed=3"),
+    "seed-5": ("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10"),
+}
+
+
+@pytest.fixture(scope="module")
+def two_alone(tmp_path_factory) -> Path:
+    """The runs the two-model stacks are compared with, trained once for every thread count of the stack."""
+    folder = tmp_path_factory.mktemp("alone")
+    for name, sets in TWO.items():
+        _alone(pytest.MonkeyPatch(), _preset(*sets), folder / name)
+    return folder
+
+
 @pytest.mark.parametrize("threads", ["2", "1"])  # models side by side; one thread, shared optimiser step
 def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_alone(
-    tmp_path, monkeypatch, threads
+    tmp_path, monkeypatch, threads, two_alone
 ):
     monkeypatch.setenv("JVAE_THREADS", threads)
-    members = [
-        ("seed-3", _preset("train.steps=200", "train.seed=3")),
-        ("seed-5", _preset("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10")),
-    ]
+    members = [(name, _preset(*sets)) for name, sets in TWO.items()]
     results = trainer.train_stack(members, "digits", tmp_path / "stack", device="cpu")
     assert [r.run_dir.name for r in results] == ["seed-3", "seed-5"] and all(r.step == 200 for r in results)
-    for name, preset in members:
-        _alone(monkeypatch, preset, tmp_path / name)
-        _assert_same_run(tmp_path / "stack" / name, tmp_path / name)
+    for name, _ in members:
+        _assert_same_run(tmp_path / "stack" / name, two_alone / name)
     # The comparison can fail: a model trained with another seed is far from it.
-    other, mine = _saved(tmp_path / "seed-3"), _saved(tmp_path / "seed-5")
+    other, mine = _saved(two_alone / "seed-3"), _saved(two_alone / "seed-5")
     assert max((other["model"][k] - mine["model"][k]).abs().max().item() for k in mine["model"]) > 1e-2
 
 
@@ -207,17 +218,3 @@ def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(p
         own, grouped = (run.network.weight(name).grad for run in runs)
         assert own is not None and grouped is not None
         assert ((own - grouped).norm() / own.norm()).item() < 1e-4, name
-
-
-def test_a_grouped_stack_checkpoints_and_resumes_exactly(tmp_path):
-    """The GPU's engine end to end (here on the CPU): per-model checkpoints that resume into the stack."""
-    members = [(f"seed-{seed}", _preset("train.steps=20", f"train.seed={seed}")) for seed in (0, 1)]
-    trainer.train_stack(members, "digits", tmp_path / "full", device="cpu", engine="grouped")
-    half = [(name, _preset("train.steps=10", f"train.seed={seed}")) for seed, (name, _) in enumerate(members)]
-    trainer.train_stack(half, "digits", tmp_path / "part", device="cpu", engine="grouped")
-    trainer.train_stack(members, "digits", tmp_path / "part", device="cpu", resume=True, engine="grouped")
-    for name, _ in members:
-        full, part = _saved(tmp_path / "full" / name), _saved(tmp_path / "part" / name)
-        assert part["step"] == 20
-        for key, value in full["model"].items():
-            assert torch.equal(part["model"][key], value), key
