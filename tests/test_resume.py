@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from jvae_cli import trainer
+from jvae_cli import runfolder, trainer
 from jvae_cli.checkpoint import read_checkpoint
 from jvae_cli.kinds import KINDS
 from jvae_cli.presets import Preset, load_preset
@@ -125,7 +125,7 @@ def _assert_same(a: Any, b: Any, where: str) -> None:
 
 
 def _records(run: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run / trainer.METRICS).read_text().splitlines()]
+    records = [json.loads(line) for line in (run / runfolder.METRICS).read_text().splitlines()]
     for record in records:
         assert record.pop("images_per_sec") > 0  # the one field that may differ: it is timed
     return records
@@ -145,14 +145,14 @@ def test_a_stopped_and_resumed_run_ends_exactly_where_the_uninterrupted_run_ends
     stopped = _train(case, tmp_path / "split", should_stop=lambda: next(calls) >= case.stop)
     assert [(r.step, r.interrupted) for r in stopped] == [(case.stop, True)] * len(members)
     for name, _ in members:
-        assert read_checkpoint(tmp_path / "split" / name / trainer.CHECKPOINT).step == case.stop
+        assert read_checkpoint(tmp_path / "split" / name / runfolder.CHECKPOINT).step == case.stop
     resumed = _train(case, tmp_path / "split", resume=True)
     assert [(r.step, r.interrupted) for r in resumed] == [(steps, False)] * len(members)
 
     critic = KINDS[members[0][1].loss.kind].critic is not None
     for name, preset in members:
-        a = read_checkpoint(tmp_path / "whole" / name / trainer.CHECKPOINT)
-        b = read_checkpoint(tmp_path / "split" / name / trainer.CHECKPOINT)
+        a = read_checkpoint(tmp_path / "whole" / name / runfolder.CHECKPOINT)
+        b = read_checkpoint(tmp_path / "split" / name / runfolder.CHECKPOINT)
         assert a.step == b.step == steps and a.state is not None and b.state is not None
         _assert_same(a.model, b.model, f"{name} model")
         _assert_same(a.state.optimizer, b.state.optimizer, f"{name} optimizer")
@@ -173,5 +173,5 @@ def test_a_stopped_and_resumed_run_ends_exactly_where_the_uninterrupted_run_ends
                 assert math.isfinite(record["critic_loss"])
     # The comparison can fail: the two seeds of a stack trained apart.
     if len(members) == 2:
-        first, second = (read_checkpoint(tmp_path / "whole" / n / trainer.CHECKPOINT) for n, _ in members)
+        first, second = (read_checkpoint(tmp_path / "whole" / n / runfolder.CHECKPOINT) for n, _ in members)
         assert any(not torch.equal(first.model[k], second.model[k]) for k in first.model)
