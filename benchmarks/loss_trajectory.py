@@ -20,8 +20,7 @@ from contextlib import nullcontext
 import torch
 
 from jvae_cli.data import open_dataset
-from jvae_cli.losses import stock_loss_kernels
-from jvae_cli.model import as_stock_layers
+from jvae_cli.fast import as_stock, stock
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Stepper
 
@@ -31,12 +30,12 @@ def trajectory(preset, source, fast: bool, steps: int, every: int) -> tuple[list
     if not fast:
         stepper.bf16 = stepper.objective.bf16 = False
         stepper.channels_last = False
-        as_stock_layers(stepper.model).to(memory_format=torch.contiguous_format)
+        as_stock(stepper.model).to(memory_format=torch.contiguous_format)
         stepper.optimizer = torch.optim.Adam(stepper.model.parameters(), lr=preset.train.lr)
     losses, window = [], []
     started = time.perf_counter()
     for index in range(steps):
-        with nullcontext() if fast else stock_loss_kernels():
+        with nullcontext() if fast else stock():
             terms, _ = stepper(index)
         window.append(terms.loss.detach())
         if (index + 1) % every == 0:

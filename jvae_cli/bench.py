@@ -24,9 +24,8 @@ from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
 from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import UsageError
+from jvae_cli.fast import as_stock, stock
 from jvae_cli.kinds import build_critic, model_objective
-from jvae_cli.losses import stock_loss_kernels
-from jvae_cli.model import as_stock_layers
 from jvae_cli.presets import Preset, with_seed
 from jvae_cli.steps import Stepper, critic_step
 
@@ -127,9 +126,9 @@ def reference_training(
     loss.item() every step; eager fp32, and the critic step for kinds that have one. Returns the loop and
     its state (step count, last loss)."""
     torch.manual_seed(preset.train.seed)
-    model = as_stock_layers(build_model(preset)).to(device).train()  # plain nn layers
+    model = as_stock(build_model(preset)).to(device).train()  # plain nn layers
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr)
-    critic = build_critic(preset, device)
+    critic = build_critic(preset.loss, preset.model, device)
     tensors = (images,) if labels is None else (images, labels)
     loader = DataLoader(
         TensorDataset(*tensors), batch_size=preset.train.batch_size, shuffle=True, drop_last=True
@@ -149,7 +148,7 @@ def reference_training(
             state["step"] += 1
             posterior = model.encode(x, y)
             latent = posterior.sample(preset.model.temperature, noise)
-            with stock_loss_kernels():
+            with stock():
                 terms = model_objective(
                     model,
                     x,

@@ -9,6 +9,7 @@ import torch
 
 from jvae_cli.critics import Critic
 from jvae_cli.devices import use_bf16
+from jvae_cli.fast import swap_in
 from jvae_cli.initialisation import as_pytorch04
 from jvae_cli.kinds import build_critic
 from jvae_cli.model import JointVAE
@@ -17,7 +18,7 @@ from jvae_cli.presets import Preset
 
 def build_model(preset: Preset) -> JointVAE:
     """The untrained network `preset` describes (weights from the global torch seed, drawn as
-    model.init says)."""
+    model.init says), on jvae's fast kernels unless $JVAE_STOCK is set."""
     model = JointVAE(
         image_size=preset.data.image_size,
         channels=preset.data.channels,
@@ -28,7 +29,7 @@ def build_model(preset: Preset) -> JointVAE:
         classes=preset.model.classes,
         generic=preset.model.generic,
     )
-    return as_pytorch04(model) if preset.model.init == "pytorch-0.4" else model
+    return swap_in(as_pytorch04(model) if preset.model.init == "pytorch-0.4" else model)
 
 
 @dataclass
@@ -53,6 +54,6 @@ def build_training(preset: Preset, device: torch.device) -> Training:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.train.lr, fused=True)
     noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
-    critic = build_critic(preset, device)
+    critic = build_critic(preset.loss, preset.model, device)
     bf16 = use_bf16(preset.train.precision, device)
     return Training(model, optimizer, noise, critic, bf16, channels_last)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 from torch import Tensor
 
 from jvae_cli import __version__
@@ -102,71 +103,100 @@ class Checkpoint:
         write_via(Path(path), lambda temporary: torch.save(payload, temporary))
 
 
+class _UnitKL(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    continuous: list[StrictInt | StrictFloat]
+    discrete: list[StrictInt | StrictFloat]
+
+
+class _Fields(BaseModel):
+    """The type of every field jvae writes, so a damaged or forged file is refused when read rather than
+    failing later inside a command. Only validated: the checkpoint keeps the loaded objects themselves."""
+
+    model_config = ConfigDict(strict=True, arbitrary_types_allowed=True, extra="ignore")
+
+    step: int = Field(ge=0)
+    preset: dict[Any, Any]
+    model: dict[str, Tensor]
+    unit_names: dict[str, str]
+    unit_kl: _UnitKL | None
+    imported: dict[Any, Any] | None
+
+
+class _Rng(BaseModel):
+    model_config = ConfigDict(strict=True, arbitrary_types_allowed=True, extra="ignore")
+
+    torch: Tensor  # the global generator's state; other entries (noise, device) are read where used
+
+
+class _Interval(BaseModel):
+    model_config = ConfigDict(strict=True, arbitrary_types_allowed=True, extra="ignore")
+
+    count: StrictInt | StrictBool
+    sums: dict[Any, Tensor]
+
+
+class _StateFields(BaseModel):
+    """The fields of a checkpoint that can continue its run (one with an optimiser state)."""
+
+    model_config = ConfigDict(strict=True, arbitrary_types_allowed=True, extra="ignore")
+
+    optimizer: dict[Any, Any]
+    rng: _Rng
+    total_steps: int
+    critic: dict[Any, Any] | None
+    interval: _Interval | None
+
+
+_EXPECTED = {
+    "step": "a non-negative integer",
+    "preset": "a table",
+    "model": "a table of tensors",
+    "unit_names": "a table of names",
+    "unit_kl": "lists of numbers for continuous and discrete units",
+    "imported": "a table",
+    "optimizer": "a table",
+    "rng": "a table of generator states",
+    "total_steps": "an integer",
+    "critic": "a table",
+    "interval": "a step count and a table of tensors",
+}
+
+
+def _validated(path: Path, fields: type[BaseModel], values: dict[str, Any]) -> None:
+    """`values` checked against `fields`; the first field in error named in one line."""
+    try:
+        fields.model_validate(values)
+    except ValidationError as exc:
+        key = str(exc.errors()[0]["loc"][0])
+        raise CheckpointError(f"{path}: damaged jvae checkpoint ({key} is not {_EXPECTED[key]})") from None
+
+
 def _typed(path: Path, payload: dict[str, Any]) -> Checkpoint:
-    """The payload's fields, each checked for the type jvae writes, so a damaged or forged file is refused
-    here rather than failing later inside a command."""
-
-    def bad(key: str, what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: damaged jvae checkpoint ({key} is not {what})")
-
-    step = payload["step"]
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise bad("step", "a non-negative integer")
-    if not isinstance(payload["preset"], dict):
-        raise bad("preset", "a table")
-    weights = payload["model"]
-    if not isinstance(weights, dict) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in weights.items()
-    ):
-        raise bad("model", "a table of tensors")
-    names = payload.get("unit_names") or {}
-    if not isinstance(names, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in names.items()
-    ):
-        raise bad("unit_names", "a table of names")
-    unit_kl = payload.get("unit_kl")
-    if unit_kl is not None and not (
-        isinstance(unit_kl, dict)
-        and all(
-            isinstance(unit_kl.get(part), list)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in unit_kl[part])
-            for part in ("continuous", "discrete")
-        )
-    ):
-        raise bad("unit_kl", "lists of numbers for continuous and discrete units")
-    imported = payload.get("imported")
-    if imported is not None and not isinstance(imported, dict):
-        raise bad("imported", "a table")
+    """The payload as a Checkpoint, each field checked for the type jvae writes."""
+    names = payload.get("unit_names") or {}  # a file without names may hold any empty value
+    shown = {key: payload.get(key) for key in _EXPECTED}
+    _validated(path, _Fields, {**shown, "unit_names": names})
     state = None
     if "optimizer" in payload:
-        rng, total = payload.get("rng"), payload.get("total_steps")
-        if not isinstance(payload["optimizer"], dict):
-            raise bad("optimizer", "a table")
-        if not isinstance(rng, dict) or not isinstance(rng.get("torch"), Tensor):
-            raise bad("rng", "a table of generator states")
-        if not isinstance(total, int) or isinstance(total, bool):
-            raise bad("total_steps", "an integer")
-        critic = payload.get("critic")
-        if critic is not None and not isinstance(critic, dict):
-            raise bad("critic", "a table")
-        interval = payload.get("interval")
-        if interval is not None and not (
-            isinstance(interval, dict)
-            and isinstance(interval.get("count"), int)
-            and isinstance(interval.get("sums"), dict)
-            and all(isinstance(v, Tensor) for v in interval["sums"].values())
-        ):
-            raise bad("interval", "a step count and a table of tensors")
-        state = RunState(payload["optimizer"], rng, total, critic, interval)
+        _validated(path, _StateFields, shown)
+        state = RunState(
+            payload["optimizer"],
+            payload["rng"],
+            payload["total_steps"],
+            payload.get("critic"),
+            payload.get("interval"),
+        )
     return Checkpoint(
         preset_name=str(payload.get("preset_name", path.stem)),
         preset=payload["preset"],
-        model=weights,
-        step=step,
+        model=payload["model"],
+        step=payload["step"],
         unit_names=dict(names),
-        unit_kl=unit_kl,
+        unit_kl=payload.get("unit_kl"),
         state=state,
-        imported=imported,
+        imported=payload.get("imported"),
         format_version=payload["format_version"],
         jvae_version=str(payload.get("jvae_version", "")),
         torch_version=str(payload.get("torch_version", "")),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jvae_cli.errors import JvaeError
+from jvae_cli.evaluation.registry import headline
 from jvae_cli.files import write_text, write_via
 from jvae_cli.runfiles import (
     RunFileError,
@@ -24,18 +25,12 @@ from jvae_cli.runfiles import (
     read_report,
     read_run_record,
 )
+from jvae_cli.runfolder import METRICS, PRESET_FILE, REPORT, REPORT_JSON, RUN_RECORD, is_stack, read_stack
 from jvae_cli.selection import read_run_scores
-from jvae_cli.study import MANIFEST, REPORT, RUN_RECORD, load_study
+from jvae_cli.study import MANIFEST, load_study
 from jvae_cli.tables import write_csv
-from jvae_cli.trainer import METRICS, PRESET_FILE, is_stack, read_stack
 
 COLLAPSED_NATS = 0.5
-HEADLINE = {  # the number a metric's dict is known by
-    "factorvae": "eval_accuracy",
-    "betavae": "eval_accuracy",
-    "dci": "disentanglement",
-    "elbo": "elbo",
-}
 FIXED_COLUMNS = ["run", "preset", "kind", "seed", "overrides", "final_loss", "seconds", "collapsed"]
 
 
@@ -58,7 +53,7 @@ def flatten_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, dict):
             for key, inner in value.items():
                 if isinstance(inner, (int, float)) and not isinstance(inner, bool):
-                    flat[name if HEADLINE.get(name) == key else f"{name}.{key}"] = float(inner)
+                    flat[name if headline(name) == key else f"{name}.{key}"] = float(inner)
     return flat
 
 
@@ -69,24 +64,24 @@ def _runs_in(path: Path) -> list[Found]:
         return [
             Found(
                 path / spec.name,
-                path / spec.name / REPORT / "report.json",
+                path / spec.name / REPORT / REPORT_JSON,
                 spec.preset,
                 spec.seed,
                 " ".join(o for o in spec.overrides if o not in fixed),
             )
             for spec in runs
         ]
-    if (path / "report.json").is_file():
-        settings = read_report(path / "report.json").settings
+    if (path / REPORT_JSON).is_file():
+        settings = read_report(path / REPORT_JSON).settings
         checkpoint = Path(settings.checkpoint or "")
         run_dir = (
             checkpoint.parent if settings.checkpoint and (checkpoint.parent / METRICS).is_file() else None
         )
-        return [Found(run_dir, path / "report.json", seed=settings.seed)]
+        return [Found(run_dir, path / REPORT_JSON, seed=settings.seed)]
     if (path / METRICS).is_file():
-        return [Found(path, path / REPORT / "report.json")]
+        return [Found(path, path / REPORT / REPORT_JSON)]
     if is_stack(path):
-        return [Found(path / name, path / name / REPORT / "report.json") for name in read_stack(path)]
+        return [Found(path / name, path / name / REPORT / REPORT_JSON) for name in read_stack(path)]
     raise JvaeError(
         f"{path}: not a study folder ({MANIFEST}), a stack's folder, a run folder ({METRICS}) or a report folder"
     )

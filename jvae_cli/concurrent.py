@@ -11,7 +11,6 @@ and noise. The trainer sees the same members as from a grouped stack (`stacking.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +19,7 @@ from jvae_cli.data.sources import ImageSource
 from jvae_cli.losses import LossTerms
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
-from jvae_cli.steps import Mark, MemberState, Stepper
+from jvae_cli.steps import Mark, MemberState, Resumed, Stepper
 
 Result = tuple[LossTerms, dict[str, Tensor]]
 
@@ -67,10 +66,10 @@ class ConcurrentSteps:
     def member_state(self, member: int) -> MemberState:
         return self.steppers[member].member_state(0)
 
-    def restore(self, states: list[tuple[dict[str, Tensor], dict[str, Any], Tensor | None]]) -> None:
-        """Every member from its checkpoint: (weights, Adam state, noise state or None to keep the seed's)."""
+    def restore(self, states: list[Resumed]) -> None:
+        """Every member from its checkpoint."""
         for stepper, state in zip(self.steppers, states):
-            stepper.restore(*state)
+            stepper.restore([state])
 
     @property
     def noises(self) -> list[torch.Generator]:

@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from jvae_cli.model import JointVAE
-
-if TYPE_CHECKING:
-    from jvae_cli.presets import Preset
+from jvae_cli.sections import ModelConfig
 
 
 def mlp(inputs: int, width: int, layers: int, outputs: int, slope: float) -> nn.Sequential:
@@ -38,7 +36,7 @@ class CriticInputs:
     """What a critic's own step reads."""
 
     model: JointVAE
-    preset: Preset
+    model_section: ModelConfig  # the preset's model section (a critic's step may sample codes)
     latent: Tensor  # (B, D + sum K) the VAE batch's sampled codes (detached by the critic)
     labels: Tensor | None  # (B,) class indices, where the dataset has them
     noise: torch.Generator

@@ -7,7 +7,7 @@ from pathlib import Path
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_via
 from jvae_cli.runfiles import EvalLine, RunFileError, TrainLine, read_metrics
-from jvae_cli.trainer import METRICS
+from jvae_cli.runfolder import METRICS
 
 PANELS = (  # (title, what is drawn)
     ("loss", "training loss per image"),

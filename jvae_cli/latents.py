@@ -20,7 +20,6 @@ from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.errors import JvaeError
 from jvae_cli.limits import VALUE_LIMIT
-from jvae_cli.losses import kl_normal, kl_uniform_categorical
 from jvae_cli.model import JointVAE, Posterior
 
 # The paper's traversal range: the 5% and 95% quantiles of the N(0, 1) prior.
@@ -67,10 +66,8 @@ def ranked_units(model: JointVAE, kl: UnitKL) -> list[Unit]:
 
 def kl_sums(posterior: Posterior) -> tuple[Tensor, Tensor]:
     """Per-unit KL summed over the batch, in float64 on the CPU, for averaging over many batches."""
-    cont = kl_normal(posterior.mean, posterior.logvar).sum(dim=0).double().cpu()  # (D,)
-    disc = torch.tensor(
-        [kl_uniform_categorical(lg).sum().item() for lg in posterior.logits], dtype=torch.float64
-    )
+    cont = posterior.kl_continuous().sum(dim=0).double().cpu()  # (D,)
+    disc = torch.tensor([kl.sum().item() for kl in posterior.kl_discrete()], dtype=torch.float64)
     return cont, disc
 
 

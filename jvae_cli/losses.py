@@ -1,5 +1,6 @@
 """The terms every model kind's loss is made of, as plain functions, so evaluation can use them without a
-trainer: the Bernoulli reconstruction, the KL of each latent from its prior, and the batch a kind's loss reads.
+trainer: the likelihoods of the reconstruction, and the batch a kind's loss reads (whose KLs its posterior
+computes).
 
 The kinds themselves (JointVAE's capacity objective, beta-VAE, beta-TCVAE, ...) live in `jvae_cli.kinds`.
 """
@@ -7,71 +8,20 @@ The kinds themselves (JointVAE's capacity objective, beta-VAE, beta-TCVAE, ...) 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import FunctionCtx
 
+from jvae_cli import fast
+from jvae_cli.fast.bernoulli import bernoulli_nll_sum as fast_bernoulli_nll_sum
 from jvae_cli.model import Posterior
 from jvae_cli.sections import LossBase
 
 # ----------------------------------------------------------------------------------------------- terms
-
-
-def kl_normal(mean: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, 1)) per example and unit, (B, D)."""
-    return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
-
-
-def kl_uniform_categorical(logits: Tensor) -> Tensor:
-    """KL(Categorical(softmax(logits)) || Uniform(K)) = log K - H, per example, (B,)."""
-    log_probs = F.log_softmax(logits, dim=-1)
-    return math.log(logits.shape[-1]) + (log_probs.exp() * log_probs).sum(dim=-1)
-
-
-class _BernoulliNLL(torch.autograd.Function):
-    """sum over pixels of BCE(sigmoid(logits), target), written as max(l, 0) - l t + log(1 + exp(-|l|)).
-
-    PyTorch's fused loss evaluates log-sigmoid with a scalar log1p that costs more than the rest of the
-    loss together; exp then log is vectorised, and the few ulps it gives up where exp(-|l|) is below
-    float32's epsilon are far below the sum's own rounding. The gradient is sigmoid(l) - t, as for the
-    stock loss.
-    """
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, logits: Tensor, target: Tensor) -> Tensor:
-        ctx.save_for_backward(logits, target)
-        softplus_of_negative_magnitude = logits.abs().neg_().exp_().add_(1).log_()
-        return (
-            softplus_of_negative_magnitude.sum()
-            + logits.clamp_min(0).sum()
-            - torch.dot(logits.reshape(-1), target.reshape(-1).to(logits.dtype))
-        )
-
-    @staticmethod
-    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        logits, target = ctx.saved_tensors  # type: ignore[attr-defined]
-        return torch.sigmoid(logits).sub_(target).mul_(grad), None
-
-
-_STOCK_BCE: ContextVar[bool] = ContextVar("stock_bce", default=False)
-
-
-@contextmanager
-def stock_loss_kernels() -> Iterator[None]:
-    """Reconstruction through PyTorch's own fused binary cross-entropy, as plain code computes it (the
-    reference loop of `jvae bench` and the eager path of the loss-trajectory benchmark)."""
-    token = _STOCK_BCE.set(True)
-    try:
-        yield
-    finally:
-        _STOCK_BCE.reset(token)
 
 
 def bernoulli_nll_sum(logits: Tensor, target: Tensor) -> Tensor:
@@ -79,9 +29,9 @@ def bernoulli_nll_sum(logits: Tensor, target: Tensor) -> Tensor:
     wider (as autocast runs PyTorch's own loss), whatever precision the logits come in."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    if _STOCK_BCE.get():
-        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-    return _BernoulliNLL.apply(logits, target)
+    if fast.enabled():
+        return fast_bernoulli_nll_sum(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
 
 
 GAUSSIAN_SCALE = math.sqrt(0.5)  # sigma with which the Gaussian data term is the plain sum of squared errors
@@ -172,11 +122,9 @@ class LossInputs:
     def kls(self) -> tuple[Tensor, Tensor]:
         """Per-unit KL (D,) and per-variable KL (V,), batch means over the global batch."""
         posterior = self.posterior
-        kl_cont = kl_normal(posterior.mean.float(), posterior.logvar.float()).mean(dim=0)  # (D,)
+        kl_cont = posterior.kl_continuous().mean(dim=0)  # (D,)
         if posterior.logits:
-            kl_disc = torch.stack(
-                [kl_uniform_categorical(lg.float()).mean() for lg in posterior.logits]
-            )  # (V,)
+            kl_disc = torch.stack([kl.mean() for kl in posterior.kl_discrete()])  # (V,)
         else:
             kl_disc = torch.zeros(0, device=posterior.mean.device, dtype=torch.float32)
         if self.kl_mean is None:

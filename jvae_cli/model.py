@@ -15,19 +15,20 @@ units (z) are read from the image alone, the rest (w) also from the one-hot labe
 label appended to the latent code. The label travels inside the code, so everything that edits or decodes
 codes works unchanged; encoding needs the labels, or the model's `default_class` when there are none.
 
-This module imports only torch (and jvae's own torch-only convolutions module) so that every other part of jvae (and other people's code) can build on it.
+The posterior owns its KL from the prior, so training, evaluation and unit rankings compute it one way.
+
+This module imports only torch, so that every other part of jvae (and other people's code) can build on it. Its
+layers are PyTorch's own; the builder swaps jvae's faster kernels in (`jvae_cli.fast`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from jvae_cli.convolutions import DownConv, UpConv
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -36,13 +37,12 @@ from jvae_cli.convolutions import DownConv, UpConv
 CONV_CHANNELS = {32: [32, 64, 64], 64: [32, 32, 64, 64], 128: [32, 32, 64, 64, 64]}
 DECONV_CHANNELS = {32: [64, 32, 32], 64: [64, 64, 32, 32], 128: [64, 64, 64, 32, 32]}
 FEATURE_SIDE = 4  # every architecture halves the image down to 4x4 feature maps
-AnyModule = TypeVar("AnyModule", bound=nn.Module)
 
 
 def _conv_stack(channels: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [DownConv(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -50,13 +50,24 @@ def _deconv_stack(channels: list[int]) -> nn.Sequential:
     """The last layer has no activation because the loss works on logits."""
     layers: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-        layers.append(UpConv(c_in, c_out, 4, stride=2, padding=1))
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
         if i < len(channels) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
 # ----------------------------------------------------------------------------------------------- posterior
+
+
+def kl_normal(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)) per example and unit, (B, D)."""
+    return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
+
+
+def kl_uniform_categorical(logits: Tensor) -> Tensor:
+    """KL(Categorical(softmax(logits)) || Uniform(K)) = log K - H, per example, (B,)."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    return math.log(logits.shape[-1]) + (log_probs.exp() * log_probs).sum(dim=-1)
 
 
 @dataclass
@@ -81,6 +92,15 @@ class Posterior:
     @property
     def categories(self) -> list[Tensor]:
         return [logit.argmax(dim=-1) for logit in self.logits]  # each (B,)
+
+    def kl_continuous(self) -> Tensor:
+        """KL of each continuous unit from its N(0, 1) prior, per example, (B, D), in float32 whatever the
+        autocast precision the posterior came in."""
+        return kl_normal(self.mean.float(), self.logvar.float())
+
+    def kl_discrete(self) -> list[Tensor]:
+        """KL of each discrete variable from its uniform prior, per example: one (B,) per variable, float32."""
+        return [kl_uniform_categorical(logit.float()) for logit in self.logits]
 
     def mode(self) -> Tensor:
         """Deterministic code: the Gaussian means and the one-hot most likely category of each variable."""
@@ -239,15 +259,3 @@ class JointVAE(nn.Module):
         posterior = self.encode(x)
         latent = posterior.sample(temperature, generator) if self.training else posterior.mode()
         return self.decode_logits(latent), posterior
-
-
-def as_stock_layers(model: AnyModule) -> AnyModule:
-    """The model computing as code written against plain PyTorch modules does (the reference loop of
-    `jvae bench`): transposed convolutions on nn.ConvTranspose2d's kernels and ReLUs that allocate their
-    output instead of overwriting their input."""
-    for module in model.modules():
-        if isinstance(module, (UpConv, DownConv)):
-            module.on_convolution_kernels = False
-        if isinstance(module, nn.ReLU):
-            module.inplace = False
-    return model

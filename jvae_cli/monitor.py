@@ -1,7 +1,7 @@
 """Looking at a model while it trains: every `train.eval_every` steps, the ELBO terms on a fixed sample of
-images, a traversal snapshot, for labelled datasets the label accuracy of each discrete variable (on the
-test split where the dataset publishes one, so a recipe can be judged from its curve) and, for ground-truth
-datasets, optionally MIG.
+images, a traversal snapshot, and whatever each metric of the registry asks to watch (the label accuracy of
+each discrete variable, on the test split where the dataset publishes one, so a recipe can be judged from its
+curve; MIG with `train.eval_mig`).
 
 Everything here draws from its own seeded generators and restores the model's training mode, so a run with
 evaluations trains exactly the weights of a run without them.
@@ -15,28 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from jvae_cli import metrics
-from jvae_cli.data.capabilities import ground_truth, labels_of
+from jvae_cli import runfolder
+from jvae_cli.data.capabilities import labels_of
 from jvae_cli.data.registry import DATASETS, open_dataset
 from jvae_cli.data.sources import ImageSource
-from jvae_cli.evaluation import elbo_on, labelled_codes, representation
+from jvae_cli.evaluation.heldout import elbo_on
+from jvae_cli.evaluation.registry import METRICS, Training
 from jvae_cli.figures import traversal_grid, unit_label, write_ranked_traversal
 from jvae_cli.latents import UnitKL, encode_from, prior_mode, ranked_units
 from jvae_cli.media import grid, to_uint8
 from jvae_cli.model import JointVAE
 from jvae_cli.presets import Preset
 
-SNAPSHOTS = "snapshots"
 EVAL_SEED_OFFSET = 104729  # the evaluation sample's seed, apart from every seed training draws from
 SNAPSHOT_UNITS = 6  # continuous units in a snapshot, ranked by KL
-MIG_POINTS = 2000
 RECONSTRUCTIONS = 8
-ACCURACY_IMAGES = 10000  # training images scored for label accuracy where there is no test split
-ACCURACY_BATCH = 1000
-
-
-def snapshot_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / SNAPSHOTS / f"step-{step:06d}.gif"
 
 
 def held_out_source(preset: Preset, data_path: str | None) -> ImageSource | None:
@@ -47,27 +40,6 @@ def held_out_source(preset: Preset, data_path: str | None) -> ImageSource | None
         return None
     test = open_dataset(preset.data.model_copy(update={"split": "test"}), data_path)
     return test if labels_of(test) is not None else None
-
-
-def label_accuracy(
-    model: JointVAE, source: ImageSource, device: torch.device, seed: int, whole: bool
-) -> list[float] | None:
-    """Each discrete variable's cluster accuracy (`jvae evaluate`'s cluster_accuracy) on all of `source`
-    (`whole`) or a seeded sample of it; None without labels or discrete variables."""
-    labels = labels_of(source)
-    if labels is None or not model.discrete:
-        return None
-    if whole:
-        picks = torch.arange(len(source))
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        picks = torch.randperm(len(source), generator=generator)[:ACCURACY_IMAGES]
-    batches = list(picks.split(ACCURACY_BATCH))
-    codes, _ = labelled_codes(model, source, batches, device, seed)
-    truth = np.asarray(labels)[picks.numpy()]
-    return [
-        metrics.cluster_accuracy(codes[:, model.continuous + i], truth) for i in range(len(model.discrete))
-    ]
 
 
 def evaluate_now(
@@ -89,19 +61,12 @@ def evaluate_now(
         record: dict[str, Any] = {"step": step, "split": "eval", **terms}
         record["kl_cont"] = [per_unit[str(i)] for i in range(model.continuous)]
         record["kl_disc"] = [per_unit[f"d{i}"] for i in range(len(model.discrete))]
-        accuracy = label_accuracy(model, held_out or source, device, seed, whole=held_out is not None)
-        if accuracy is not None:
-            record["accuracy"] = accuracy
-            record["accuracy_on"] = "test" if held_out is not None else "train"
-        factors = ground_truth(source)
-        if preset.train.eval_mig and factors is not None:
-            with torch.no_grad():
-                codes, values = metrics.factor_codes(
-                    representation(model), factors, MIG_POINTS, np.random.RandomState(seed), device=device
-                )
-            record["mig"] = metrics.mig(codes, values)
+        training = Training(model, preset, source, device, seed, held_out)
+        for metric in METRICS.values():
+            watched = metric.during_training(training) if metric.during_training is not None else None
+            record.update(watched or {})
         kl = UnitKL(record["kl_cont"], record["kl_disc"])
-        snapshot = snapshot_path(run_dir, step)
+        snapshot = runfolder.snapshot(run_dir, step)
         snapshot.parent.mkdir(exist_ok=True)
         with torch.no_grad():
             write_ranked_traversal(model, source, device, kl, snapshot, seed, max_continuous=SNAPSHOT_UNITS)

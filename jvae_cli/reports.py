@@ -10,35 +10,20 @@ from typing import Any
 import numpy as np
 
 from jvae_cli.evaluation import Report
+from jvae_cli.evaluation.registry import title
 from jvae_cli.files import write_text, write_via
 
 REPORT_FILES = ("report.json", "report.md", "kl_per_unit.png", "top_units.gif", "mi_heatmap.png")
 
-METRIC_TITLES = {
-    "factorvae": "FactorVAE score",
-    "betavae": "beta-VAE score",
-    "mig": "MIG",
-    "dci": "DCI",
-    "sap": "SAP",
-    "mic": "MIC (factor in its top unit)",
-    "cluster_accuracy": "discrete latent accuracy",
-    "linear_probe": "linear probe accuracy",
-    "class_split": "label accuracy from (class-conditional table 1)",
-    "elbo": "held-out ELBO terms",
-    "unsupervised": "unsupervised (encoder means)",
-}
-
 
 def rows(report: Report) -> list[tuple[str, str]]:
-    """(metric, value) pairs for tables: nested metrics flattened as `metric.key`."""
+    """(metric title, value) pairs for tables: nested metrics flattened as `title: key`."""
     out = []
     for name, value in report.metrics.items():
-        title = METRIC_TITLES.get(name, name)
         if isinstance(value, dict):
-            for key, inner in value.items():
-                out.append((f"{title}: {key}", _fmt(inner)))
+            out += [(f"{title(name)}: {key}", _fmt(inner)) for key, inner in value.items()]
         else:
-            out.append((title, _fmt(value)))
+            out.append((title(name), _fmt(value)))
     return out
 
 

@@ -1,5 +1,6 @@
-"""The building blocks every preset section is made of, kept apart from `presets` so that model kinds and
-datasets can declare their own sections without importing the whole schema (which imports them)."""
+"""The preset sections the registries read, kept below `presets` so that model kinds and datasets declare and
+read their own sections without importing the whole schema (which imports them): the base of every loss
+section, the model section and the data section as a dataset opens it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from jvae_cli.limits import STEPS_MAX
+from jvae_cli.limits import (
+    CATEGORIES_MAX,
+    CLASSES_MAX,
+    DISCRETE_VARIABLES_MAX,
+    HIDDEN_MAX,
+    LATENT_MAX,
+    STEPS_MAX,
+)
 
 
 class Section(BaseModel):
@@ -85,4 +93,112 @@ class LossBase(Section):
     def _scale_needs_a_continuous_likelihood(self) -> LossBase:
         if self.noise_scale is not None and self.reconstruction not in ("gaussian", "laplace"):
             raise ValueError("loss.noise_scale is for reconstruction = gaussian or laplace")
+        return self
+
+
+class DataSection(Section):
+    """The data section as datasets read it; `presets.DataConfig` checks the name against the registry."""
+
+    dataset: str = Field(title="Dataset registry name")
+    image_size: Literal[32, 64, 128] = Field(title="Side of the square images the model sees, in pixels")
+    channels: Literal[1, 3] = Field(title="1 for greyscale, 3 for RGB")
+    source: Literal["file", "generated"] = Field(
+        "file", title="Read the dataset's files, or generate it (dsprites only)"
+    )
+    path: str | None = Field(
+        None, title="Where the dataset lives; --data and JVAE_DATA take over when this is unset"
+    )
+    download: bool = Field(False, title="Fetch the dataset on first use where it has a public address")
+    split: Literal["all", "train", "test"] = Field(
+        "all",
+        title="chairs: held-out chairs (every tenth) or the rest; celeba: the official partition; mnist, "
+        "fashion-mnist: the 10000 test images (test) or the 60000 training images (all, train)",
+    )
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", title="folder datasets: stop at an unreadable image, or leave it out and report it"
+    )
+
+
+class ModelConfig(Section):
+    architecture: Literal["conv32", "conv64", "conv128", "mlp"] = Field(
+        title="Dupont 2018 appendix B: conv32 for 32x32 images, conv64 for 64x64; conv128: conv64 with one more "
+        "layer each side, for 128x128; mlp: fully connected, "
+        "ReLU encoder and tanh decoder of width `hidden` (Grouped-VAE's dSprites setting)"
+    )
+    continuous: int = Field(ge=0, le=4096, title="Number of Gaussian latent units")
+    discrete: list[int] = Field(
+        default_factory=list,
+        max_length=DISCRETE_VARIABLES_MAX,
+        title=f"Category count of each Gumbel-Softmax latent variable (each 2 to {CATEGORIES_MAX})",
+    )
+    temperature: float = Field(
+        0.67,
+        gt=0,
+        title="Gumbel-Softmax temperature used while training (with temperature_start: the one it anneals to)",
+    )
+    temperature_start: float | None = Field(
+        None,
+        gt=0,
+        title="Anneal the temperature from this value at step 0 to `temperature` at temperature_steps "
+        "(unset: constant)",
+    )
+    temperature_steps: int | None = Field(
+        None,
+        ge=1,
+        le=STEPS_MAX,
+        title="Steps over which the temperature moves from temperature_start to temperature",
+    )
+    temperature_curve: Literal["exponential", "linear"] = Field(
+        "exponential", title="exponential: the same factor every step (Jang et al. 2017); linear"
+    )
+    hidden: int = Field(
+        256, ge=1, le=HIDDEN_MAX, title="Width of the fully connected layer between convolutions and latents"
+    )
+    classes: int = Field(
+        0,
+        ge=0,
+        le=CLASSES_MAX,
+        title="class-conditional: number of label classes; the w units' encoder head and the decoder read "
+        "the one-hot label (0: unconditional)",
+    )
+    generic: int = Field(
+        0,
+        ge=0,
+        le=LATENT_MAX,
+        title="class-conditional: how many continuous units (the first ones) are class-generic z",
+    )
+    init: Literal["current", "pytorch-0.4"] = Field(
+        "current",
+        title="Initial weights. current: today's PyTorch layer defaults; pytorch-0.4: PyTorch 0.4.1's, with "
+        "which the released JointVAE models were trained (transposed convolutions drawn within "
+        "1/sqrt(in_channels*16) instead of 1/sqrt(out_channels*16); other layers as today)",
+    )
+
+    @model_validator(mode="after")
+    def _annealing_is_whole(self) -> ModelConfig:
+        if self.temperature_start is None and self.temperature_steps is not None:
+            raise ValueError("model.temperature_steps needs model.temperature_start (where annealing begins)")
+        if self.temperature_start is not None and self.temperature_steps is None:
+            raise ValueError(
+                "model.temperature_start needs model.temperature_steps (how long annealing lasts)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _has_latents(self) -> ModelConfig:
+        if any(k < 2 for k in self.discrete):
+            raise ValueError(f"every discrete variable needs at least 2 categories, got {self.discrete}")
+        if any(k > CATEGORIES_MAX for k in self.discrete):
+            raise ValueError(
+                f"a discrete variable has at most {CATEGORIES_MAX} categories, got {self.discrete}"
+            )
+        if self.continuous + sum(self.discrete) > LATENT_MAX:
+            raise ValueError(
+                f"continuous units and discrete categories together are at most {LATENT_MAX}, got "
+                f"{self.continuous + sum(self.discrete)}"
+            )
+        if self.continuous == 0 and not self.discrete:
+            raise ValueError(
+                "the model needs at least one latent unit (continuous > 0 or a discrete variable)"
+            )
         return self

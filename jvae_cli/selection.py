@@ -22,14 +22,11 @@ from jvae_cli import udr
 from jvae_cli.errors import JvaeError
 from jvae_cli.files import write_text
 from jvae_cli.runfiles import RunFileError, RunSelection, read_model, read_toml
-from jvae_cli.trainer import CHECKPOINT, PRESET_FILE
+from jvae_cli.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
 
 if TYPE_CHECKING:
     from jvae_cli.model import JointVAE
     from jvae_cli.presets import DataConfig
-
-UDR_FILE = "udr.json"
-SELECTED_LINK = "selected"
 
 
 @dataclass
@@ -66,18 +63,14 @@ def representation_of(
     model: JointVAE, images: torch.Tensor, device: torch.device, batch: int = 250
 ) -> udr.Representation:
     """The code UDR compares: posterior means, each discrete variable's argmax, and their mean KLs."""
-    from jvae_cli.losses import kl_normal, kl_uniform_categorical
-
     means, kl_cont, categories, kl_disc = [], [], [], []
     for start in range(0, len(images), batch):
         posterior = model.encode(images[start : start + batch].to(device))
         means.append(posterior.mean.float().cpu())
-        kl_cont.append(kl_normal(posterior.mean.float(), posterior.logvar.float()).sum(dim=0).cpu())
+        kl_cont.append(posterior.kl_continuous().sum(dim=0).cpu())
         categories.append(torch.stack(posterior.categories, dim=1).cpu())
         kl_disc.append(
-            torch.stack([kl_uniform_categorical(logits.float()) for logits in posterior.logits], dim=1)
-            .sum(dim=0)
-            .cpu()
+            torch.stack(posterior.kl_discrete(), dim=1).sum(dim=0).cpu()
             if posterior.logits
             else torch.zeros(0)
         )
@@ -218,8 +211,8 @@ def select_in_folder(
     folder: Path, data_path: str | None = None, device: torch.device | None = None
 ) -> list[tuple[list[Path], Selection]]:
     """UDR selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
+    from jvae_cli.runfolder import is_stack, read_stack
     from jvae_cli.study import MANIFEST
-    from jvae_cli.trainer import is_stack, read_stack
 
     if (folder / MANIFEST).is_file():
         return select_in_study(folder, data_path, device)

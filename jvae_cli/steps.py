@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -113,7 +113,7 @@ def critic_step(
 ) -> Tensor:
     """Update the critic alone: its inputs are detached codes, so the encoder receives nothing. `other_x` is
     the second batch of kinds whose critic compares two."""
-    return critic.train_step(CriticInputs(model, preset, latent, labels, noise, other_x))
+    return critic.train_step(CriticInputs(model, preset.model, latent, labels, noise, other_x))
 
 
 class PhaseTimer:
@@ -215,6 +215,42 @@ class MemberState:
     critic: dict[str, Any] | None
 
 
+@dataclass
+class Resumed:
+    """What a run continues from, read from its checkpoint: weights, Adam state, noise generator state (None:
+    keep the seed's, as a state saved on another device type cannot be set) and its critic's state."""
+
+    weights: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    noise: Tensor | None
+    critic: dict[str, Any] | None = None
+
+
+class Steps(Protocol):
+    """What the loop asks of the steps it drives: `Stepper` (one run) or `stacking.stack_steps` (several).
+    Members are numbered from 0; a single run is a stack of one."""
+
+    count: int
+    engine: str
+    steps_per_epoch: int
+    bf16: bool
+
+    def step_members(
+        self, index: int, mark: Mark | None = None
+    ) -> list[tuple[LossTerms, dict[str, Any]]]: ...
+
+    def member_model(self, member: int) -> JointVAE: ...
+
+    def member_state(self, member: int) -> MemberState: ...
+
+    def restore(self, states: list[Resumed]) -> None: ...
+
+    @property
+    def noises(self) -> list[torch.Generator]: ...
+
+    def close(self) -> None: ...
+
+
 class Stepper:
     """Runs global step k of a run: the k-th batch of the seeded data order, this process's share of it, the
     VAE update and, for kinds that have one, the critic update."""
@@ -281,12 +317,22 @@ class Stepper:
     def member_model(self, member: int) -> JointVAE:
         return self.model
 
-    def restore(self, weights: dict[str, Tensor], optimizer: dict[str, Any], noise: Tensor | None) -> None:
-        """Continue from a checkpoint's weights, Adam state and noise state (None: keep the seed's)."""
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(optimizer)
-        if noise is not None:
-            self.noise.set_state(noise)
+    def restore(self, states: list[Resumed]) -> None:
+        """Continue from a checkpoint (a list of one, as the steps of a stack take one per member)."""
+        (state,) = states
+        self.model.load_state_dict(state.weights)
+        self.optimizer.load_state_dict(state.optimizer)
+        if state.noise is not None:
+            self.noise.set_state(state.noise)
+        if self.critic is not None and state.critic is not None:
+            self.critic.load_state_dict(state.critic)
+
+    @property
+    def noises(self) -> list[torch.Generator]:
+        return [self.noise]
+
+    def close(self) -> None:
+        """Nothing to release (the concurrent steps hold threads)."""
 
     def member_state(self, member: int) -> MemberState:
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}

@@ -11,7 +11,6 @@ are exactly what a user would get by typing them, and one crashing run cannot ta
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import itertools
 import json
@@ -29,16 +28,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from jvae_cli import runfolder, runplan
 from jvae_cli.devices import THREADS_ENV
-from jvae_cli.errors import CheckpointError, JvaeError, PresetError, UsageError
+from jvae_cli.errors import JvaeError, PresetError, UsageError
 from jvae_cli.files import write_text
 from jvae_cli.limits import RUNS_MAX, SEED_MAX, SEEDS_MAX
 from jvae_cli.presets import load_preset
 from jvae_cli.runfiles import RunFileError, read_manifest, read_run_record
 
 MANIFEST = "study.json"
-RUN_RECORD = "run.json"  # per run: how its last attempt went
-REPORT = "report"  # the evaluation folder inside a run
 
 
 @dataclass(frozen=True)
@@ -217,19 +215,10 @@ def load_study(folder: Path) -> tuple[Study, list[RunSpec]]:
 
 def run_state(run_dir: Path, study: Study) -> str:
     """finished, evaluate (trained, report missing), interrupted (a checkpoint to resume) or pending."""
-    from jvae_cli.checkpoint import read_checkpoint
-
-    checkpoint = run_dir / "ckpt.pt"
-    if not checkpoint.is_file():
-        return "pending"
-    try:
-        state = read_checkpoint(checkpoint)
-    except CheckpointError:
-        return "pending"
-    total = state.state.total_steps if state.state is not None else state.step
-    if state.step < total or not (run_dir / "traversals.gif").is_file():
-        return "interrupted"
-    if study.evaluate and not (run_dir / REPORT / "report.json").is_file():
+    progress = runfolder.progress(run_dir)
+    if progress != "trained":
+        return progress
+    if study.evaluate and not runfolder.report_file(runfolder.report_folder(run_dir)).is_file():
         return "evaluate"
     return "finished"
 
@@ -256,25 +245,6 @@ def _stop_with_parent(parent: int) -> Callable[[], None]:
             os._exit(EXIT_STOPPED)
 
     return arm
-
-
-def _wait_for_lock(run_dir: Path, seconds: float = 120.0) -> bool:
-    """Wait while another process (a dying earlier attempt) holds the run's lock; True once it is free."""
-    from jvae_cli.runlock import LOCK_FILE
-
-    lock = run_dir / LOCK_FILE
-    deadline = time.monotonic() + seconds
-    while lock.is_file():
-        with open(lock, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 class Stopping:
@@ -348,7 +318,7 @@ def run_one(
     study = Study(**definition)
     run_dir = Path(folder) / run.name
     env = _child_env(threads, gpu)
-    if run_dir.is_dir() and not _wait_for_lock(run_dir):
+    if run_dir.is_dir() and not runfolder.wait_until_free(run_dir):
         return {"name": run.name, "started_as": "busy", "returncode": 1, "seconds": 0.0, "state": "busy"}
     state = run_state(run_dir, study)
     started = time.perf_counter()
@@ -363,8 +333,15 @@ def run_one(
             code = _run_jvae(args, output, env)
         if code == 0 and study.evaluate and run_state(run_dir, study) == "evaluate" and not stopped():
             chosen = [item for name in study.metrics for item in ("--metrics", name)]
-            args = ["evaluate", str(run_dir / "ckpt.pt"), "--fast", "--seed", str(run.seed), *chosen]
-            args += ["--out", str(run_dir / REPORT)]
+            args = [
+                "evaluate",
+                str(runfolder.checkpoint(run_dir)),
+                "--fast",
+                "--seed",
+                str(run.seed),
+                *chosen,
+            ]
+            args += ["--out", str(runfolder.report_folder(run_dir))]
             code = _run_jvae(args, output, env)
     record: dict[str, Any] = {
         "name": run.name,
@@ -376,7 +353,7 @@ def run_one(
     if run_dir.is_dir() and state != "finished":
         previous = _read_record(run_dir)
         record["seconds"] += previous.get("seconds", 0.0) if previous.get("state") != "pending" else 0.0
-        write_text(run_dir / RUN_RECORD, json.dumps(record) + "\n")
+        write_text(runfolder.run_record(run_dir), json.dumps(record) + "\n")
     return record
 
 
@@ -415,7 +392,7 @@ def run_group(
     gpu: str | None = None,
 ) -> list[dict[str, Any]]:
     """Bring a group of runs to finished: several new runs train as one stacked process (`jvae train
-    --members`), then each is evaluated; a plain function of plain values, like `run_one`, so a Slurm job
+    --members FILE`, the members file of `runplan`), then each is evaluated; a plain function of plain values, like `run_one`, so a Slurm job
     runs exactly what a local process runs."""
     if len(specs) == 1:
         return [run_one(specs[0], folder, definition, threads, gpu)]
@@ -428,8 +405,7 @@ def run_group(
     logs = Path(folder) / "logs"
     logs.mkdir(exist_ok=True)
     listing = logs / f"{first.name}.stack.json"
-    members = [{"folder": run.name, "seed": run.seed, "sets": list(run.overrides)} for run in runs]
-    write_text(listing, json.dumps(members, indent=1) + "\n")
+    runplan.write_members(listing, [(run.name, run.seed, list(run.overrides)) for run in runs])
     args = ["train", "--preset", first.preset, "--members", str(listing), "--out", folder]
     started = time.perf_counter()
     with open(logs / f"{first.name}.stack.log", "a", encoding="utf-8") as output:
@@ -446,7 +422,7 @@ def run_group(
             record = {"name": run.name, "started_as": "pending", "returncode": code or 1, "seconds": share}
             record.update(state=state, stacked=len(runs))
         if run_dir.is_dir():
-            write_text(run_dir / RUN_RECORD, json.dumps(record) + "\n")
+            write_text(runfolder.run_record(run_dir), json.dumps(record) + "\n")
         records.append(record)
     return records
 
@@ -454,7 +430,7 @@ def run_group(
 def _read_record(run_dir: Path) -> dict[str, Any]:
     """The run's previous record; a missing or damaged one is replaced by the new record."""
     try:
-        return read_run_record(run_dir / RUN_RECORD).model_dump()
+        return read_run_record(runfolder.run_record(run_dir)).model_dump()
     except RunFileError:
         return {}
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jvae_cli.convolutions import DownConv, UpConv
+from jvae_cli.fast import as_stock, swap_in
+from jvae_cli.fast.convolutions import DownConv, UpConv
 from jvae_cli.model import JointVAE
 
 # (in, out, side): the 64x64 decoder's layers, the layer drawing an RGB image, and odd sizes.
@@ -60,7 +61,7 @@ def test_under_bf16_autocast_it_matches_to_bf16_precision_and_returns_bf16(c_in,
 
 
 def test_the_model_keeps_conv_transpose_parameters_and_checkpoint_keys():
-    model = JointVAE(64, 1, 6, [3])
+    model = swap_in(JointVAE(64, 1, 6, [3]))
     ups = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
     assert ups and all(isinstance(m, UpConv) for m in ups)
     assert [k for k in model.state_dict() if k.startswith("decoder.")] == [
@@ -103,15 +104,14 @@ def test_down_conv_values_and_gradients_equal_conv2d(c_in, c_out, side, channels
 
 
 def test_stock_layers_switch_the_model_back_to_conv_transpose_kernels_with_the_same_result():
-    from jvae_cli.model import as_stock_layers
-
     torch.manual_seed(0)
-    model = JointVAE(64, 1, 6, [3]).eval()
+    model = swap_in(JointVAE(64, 1, 6, [3])).eval()
+    assert len([m for m in model.modules() if isinstance(m, (UpConv, DownConv))]) == 8
     latent = torch.rand(4, 9)
     with torch.no_grad():
         ours = model.decode_logits(latent)
-        stock = as_stock_layers(model).decode_logits(latent)
-    layers = [m for m in model.modules() if isinstance(m, (UpConv, DownConv))]
-    assert len(layers) == 8 and not any(m.on_convolution_kernels for m in layers)
+        stock = as_stock(model).decode_logits(latent)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert len(layers) == 8 and not any(isinstance(m, (UpConv, DownConv)) for m in layers)
     assert not any(m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU))
     assert torch.allclose(ours, stock, atol=1e-5)

@@ -1,7 +1,7 @@
 """Every example states what it reproduces, and its --quick variant runs and writes well-formed outputs.
 
-The quickest examples run in the default suite; the others take minutes each and run with
-`pytest -m slow_example` (about 15 minutes on 2 cores).
+The --quick runs train real models (half a minute to several minutes each): they are left out of the default
+suite and run with `pytest -m slow_example`; the default suite checks every example's header.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def _rows(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.startswith("|") and "---" not in line]
 
 
+@pytest.mark.slow_example
 def test_python_api_example(tmp_path):
     _run(REPO / "examples" / "python_api.py", tmp_path, "--quick")
     codes = np.load(tmp_path / "codes.npz")
@@ -67,6 +68,7 @@ def test_python_api_example(tmp_path):
     assert _image(tmp_path / "edited" / "sprite0.png") == (32, 32)
 
 
+@pytest.mark.slow_example
 def test_mnist_jointvae_example(tmp_path):
     _run(REPO / "examples" / "mnist_jointvae.sh", tmp_path, "--quick")
     width, height = _image(tmp_path / "per_digit.png")
@@ -76,6 +78,7 @@ def test_mnist_jointvae_example(tmp_path):
     assert 0 <= metrics["cluster_accuracy"]["d0"] <= 1 and 0 <= metrics["linear_probe"] <= 1
 
 
+@pytest.mark.slow_example
 def test_factor_correlation_example(tmp_path):
     stdout = _run(REPO / "examples" / "factor_correlation.py", tmp_path, "--quick")
     result = json.loads(stdout.strip().splitlines()[-1])

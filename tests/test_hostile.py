@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -39,17 +40,19 @@ def _one_line(result, code: int) -> str:
     return lines[0]
 
 
+def _says(line: str, expected: str | re.Pattern[str]) -> bool:
+    """A message of jvae's own, word for word; a dependency's (pydantic's bounds) by what it names."""
+    return expected.search(line) is not None if isinstance(expected, re.Pattern) else expected in line
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A finished 4-step digits run: checkpoint, metrics, preset and traversal."""
-    folder = tmp_path_factory.mktemp("hostile") / "run"
-    name, preset = load_preset("digits", TINY)
-    trainer.train(preset, name, folder)
-    return folder
+@pytest.fixture
+def run(digits_run) -> Path:
+    """A finished 4-step digits run (the session's, `TINY`): checkpoint, metrics, preset and traversal."""
+    return digits_run
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def test_a_run_folder_in_use_is_refused_naming_the_process(cli, run, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from jvae_cli.runlock import RunLock; RunLock(sys.argv[1]).__enter__(); "
+            "import sys, time; from jvae_cli.runfolder import RunLock; RunLock(sys.argv[1]).__enter__(); "
             "print('held', flush=True); time.sleep(120)",
             str(folder),
         ],
@@ -338,24 +341,6 @@ def test_unit_name_errors_are_usage_errors_and_read_only_checkpoints_stay_so(cli
     line = _one_line(cli("units", copy / "ckpt.pt", "--name", "0=height"), 1)
     assert "read-only" in line
     assert stat.S_IMODE((copy / "ckpt.pt").stat().st_mode) == 0o444 and _digest(copy / "ckpt.pt") == before
-
-
-def test_the_log_line_spanning_an_interruption_averages_the_same_steps(tmp_path):
-    name, preset = load_preset(
-        "digits", ["train.steps=20", "train.log_every=10", "train.checkpoint_every=100"]
-    )
-    trainer.train(preset, name, tmp_path / "whole")
-    calls = iter(range(1000))
-    stopped = trainer.train(preset, name, tmp_path / "split", should_stop=lambda: next(calls) >= 15)
-    assert stopped.interrupted and stopped.step == 15
-    trainer.train(preset, name, tmp_path / "split", resume=True)
-    lines = {
-        run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-        for run in ("whole", "split")
-    }
-    for record in lines["whole"] + lines["split"]:
-        record.pop("images_per_sec")
-    assert lines["split"] == lines["whole"]
 
 
 def test_a_stop_request_with_the_last_step_is_not_reported_as_a_finished_run(tmp_path):
@@ -721,7 +706,7 @@ SPECS = {
         ({"latent_spec": {"cont": 10, "disc": [10**9]}}, "at most 1000 categories"),
         ({"dataset": ["mnist"]}, "dataset ['mnist'] is not one"),
         ({"cont_capacity": [0.0, 5.0, float("inf"), 30.0]}, "finite numbers"),
-        ({"batch_size": 10**12}, "less than or equal to 16384"),
+        ({"batch_size": 10**12}, re.compile(r"batch_size: .*\b16384\b")),
         ("deep", "nested deeper than 64"),
     ],
 )
@@ -732,7 +717,7 @@ def test_import_official_refuses_crafted_specs_in_one_line(cli, tmp_path, change
     (folder / "specs.json").write_text(text)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     line = _one_line(cli("import", "official", folder, "--out", tmp_path / "m.pt"), 1)
-    assert expected in line and "specs.json" in line
+    assert _says(line, expected) and "specs.json" in line
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB
     assert not (tmp_path / "m.pt").exists()
 
@@ -742,10 +727,13 @@ def test_import_official_refuses_crafted_specs_in_one_line(cli, tmp_path, change
     [
         ("model.discrete=[1000000000]", "at most 1000 categories"),
         ("model.discrete=[2," + ",".join(["2"] * 100) + "]", "at most 64 items"),
-        ("model.hidden=1000000000", "less than or equal to 8192"),
+        ("model.hidden=1000000000", re.compile(r"model\.hidden: .*\b8192\b")),
         ("model.continuous=4000", "at most 8192"),
-        ("train.batch_size=100000000", "less than or equal to 16384"),
-        ("loss.continuous_capacity.steps=100000000000000", "less than or equal to 1000000000"),
+        ("train.batch_size=100000000", re.compile(r"train\.batch_size: .*\b16384\b")),
+        (
+            "loss.continuous_capacity.steps=100000000000000",
+            re.compile(r"loss\.continuous_capacity\.steps: .*\b1000000000\b"),
+        ),
         ("model.discrete=" + "[" * 5000 + "]" * 5000, "nested deeper than 64"),
         ("FILE", "nested deeper than 64"),
     ],
@@ -758,7 +746,7 @@ def test_preset_sizes_are_bounded_where_they_enter(cli, tmp_path, override, expe
         preset, sets = str(tmp_path / "deep.toml"), []
         Path(preset).write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     line = _one_line(cli("train", "--preset", preset, *sets, "--out", tmp_path / "r"), 2)
-    assert expected in line
+    assert _says(line, expected)
     assert not (tmp_path / "r").exists()
 
 

@@ -12,37 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli import trainer
 from jvae_cli.checkpoint import load_checkpoint, read_checkpoint
 from jvae_cli.data.dsprites import render
 from jvae_cli.latents import Unit, traversal_images
-from jvae_cli.presets import load_preset
-
-# Generated dSprites at 32x32 with four continuous units and one 4-way variable; this seed leaves the early
-# plateau within 800 steps (about 40 s): the discrete variable takes the sprite's size, continuous units its
-# position, and one unit stays nearly unused. Which unit, and whether one does, depends on the seed and on the
-# rounding of the kernels (seeds 1 and 2 leave one unused with the current kernels, 0 and 3 do not).
-OVERRIDES = [
-    "data.image_size=32",
-    'model.architecture="conv32"',
-    "model.continuous=4",
-    "model.discrete=[4]",
-    "loss.continuous_capacity.stop=5",
-    "loss.continuous_capacity.steps=600",
-    "loss.discrete_capacity.stop=1.4",
-    "loss.discrete_capacity.steps=600",
-    "train.steps=800",
-    "train.log_every=100",
-    "train.seed=2",
-]
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    _, preset = load_preset("quickstart", OVERRIDES)
-    run = tmp_path_factory.mktemp("model") / "run"
-    trainer.train(preset, "quickstart", run)
-    return run / "ckpt.pt"
+@pytest.fixture
+def ckpt(sprites_ckpt) -> Path:
+    """The session's trained sprites model (conftest.py): four continuous units, one 4-way variable."""
+    return sprites_ckpt
 
 
 @pytest.fixture(scope="module")

@@ -166,16 +166,10 @@ def test_same_seed_same_numbers():
 # ----------------------------------------------------------------------------------------------- evaluate
 
 
-@pytest.fixture(scope="module")
-def small_ckpt(tmp_path_factory):
-    from jvae_cli import trainer
-    from jvae_cli.presets import load_preset
-
-    overrides = ["data.image_size=32", 'model.architecture="conv32"', "train.steps=60", "train.log_every=30"]
-    _, preset = load_preset("quickstart", overrides)
-    run = tmp_path_factory.mktemp("eval") / "run"
-    trainer.train(preset, "quickstart", run)
-    return run / "ckpt.pt"
+@pytest.fixture
+def small_ckpt(sprites_ckpt):
+    """The session's sprites model (conftest.py): a 32x32 quickstart network trained on generated dSprites."""
+    return sprites_ckpt
 
 
 def test_evaluate_writes_the_report_and_matches_the_api(cli, small_ckpt, tmp_path):

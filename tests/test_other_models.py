@@ -12,14 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli import trainer
 from jvae_cli.builder import build_model
-from jvae_cli.checkpoint import read_checkpoint
 from jvae_cli.kinds import build_critic, model_objective
 from jvae_cli.kinds.beta_tcvae import pair_log_weights, tc_decomposition
 from jvae_cli.kinds.class_conditional import LabelClassifier
 from jvae_cli.kinds.factor_vae import TCDiscriminator, permute_dims
-from jvae_cli.losses import kl_normal, reconstruction
+from jvae_cli.losses import reconstruction
+from jvae_cli.model import kl_normal
 from jvae_cli.presets import load_preset
 from jvae_cli.steps import Objective, critic_step, vae_step
 
@@ -148,7 +147,12 @@ def _factor_vae():
     )
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_factor_vae_steps_do_not_leak_into_each_other():
@@ -199,7 +203,12 @@ def _class_conditional():
     _, preset = load_preset("digits-class-conditional")
     torch.manual_seed(0)
     model = build_model(preset)
-    return preset, model, torch.optim.Adam(model.parameters(), lr=1e-3), build_critic(preset, "cpu")
+    return (
+        preset,
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        build_critic(preset.loss, preset.model, "cpu"),
+    )
 
 
 def test_only_w_and_the_decoder_read_the_label():
@@ -257,33 +266,6 @@ def test_class_conditional_classifier_and_vae_steps_stay_apart():
 # ----------------------------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize(
-    "name,sets",
-    [
-        (
-            "dsprites-factor-vae",
-            ['data.source="generated"', "data.image_size=32", 'model.architecture="conv32"'],
-        ),
-        ("digits-class-conditional", []),
-    ],
-)
-def test_critic_state_is_checkpointed_and_resumes_exactly(tmp_path, name, sets):
-    _, preset = load_preset(name, [*sets, "train.steps=8", "train.log_every=4", "train.batch_size=16"])
-    trainer.train(preset, name, tmp_path / "whole")
-    calls = iter(range(1000))
-    trainer.train(preset, name, tmp_path / "split", should_stop=lambda: next(calls) >= 3)
-    trainer.train(preset, name, tmp_path / "split", resume=True)
-    a, b = read_checkpoint(tmp_path / "whole" / "ckpt.pt"), read_checkpoint(tmp_path / "split" / "ckpt.pt")
-    critic_a, critic_b = a.state.critic, b.state.critic
-    assert set(critic_a) == {"network", "optimizer"}
-    for key in a.model:
-        assert torch.equal(a.model[key], b.model[key]), key
-    for key in critic_a["network"]:
-        assert torch.equal(critic_a["network"][key], critic_b["network"][key]), key
-    record = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert math.isfinite(record["critic_loss"])
-
-
 def test_class_conditional_trains_on_digits_and_every_command_takes_a_class(cli, tmp_path):
     run = tmp_path / "run"
     sets = ["train.steps=6", "train.log_every=3", "train.batch_size=32"]
@@ -318,10 +300,8 @@ def test_class_conditional_trains_on_digits_and_every_command_takes_a_class(cli,
     assert set(split) == {"z", "w"} and all(0.0 <= v <= 1.0 for v in split.values())
 
 
-def test_class_option_is_refused_for_unconditional_models(cli, tmp_path):
-    _, preset = load_preset("digits", ["train.steps=2", "train.batch_size=32"])
-    trainer.train(preset, "digits", tmp_path / "run")
-    result = cli("sample", tmp_path / "run" / "ckpt.pt", "--class", "1", "--out", tmp_path / "s.png")
+def test_class_option_is_refused_for_unconditional_models(cli, tmp_path, digits_run):
+    result = cli("sample", digits_run / "ckpt.pt", "--class", "1", "--out", tmp_path / "s.png")
     assert result.exit_code == 2 and "not one" in result.output
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     size, channels = preset.data.image_size, preset.data.channels
     x = torch.rand(4, channels, size, size).round()
     before = [p.detach().clone() for p in model.parameters()]
-    critic = build_critic(preset, "cpu")
+    critic = build_critic(preset.loss, preset.model, "cpu")
     labels = torch.tensor([0, 1, 1, 0]) if preset.model.classes else None
     noise = torch.Generator().manual_seed(0)
     terms, latent = vae_step(Objective(model, preset, 1000, critic), optimizer, x, labels, 1, noise)
@@ -123,11 +124,11 @@ def test_presets_show_applies_overrides_and_prints_toml(cli):
         ),
         (
             "model.architecture=resnet",
-            "model.architecture: Input should be 'conv32', 'conv64', 'conv128' or 'mlp'",
+            re.compile(r"model\.architecture: .*'conv32'.*'conv64'.*'conv128'.*'mlp'.*\(got 'resnet'\)"),
         ),
-        ("train.lr=-1", "train.lr: Input should be greater than 0"),
+        ("train.lr=-1", re.compile(r"train\.lr: .*\b0\b.*\(got -1\)")),
         ("model.discrete=[1]", "at least 2 categories"),
-        ("data.image_size=48", "data.image_size: Input should be 32, 64 or 128"),
+        ("data.image_size=48", re.compile(r"data\.image_size: .*\b32\b.*\b64\b.*\b128\b.*\(got 48\)")),
         ("data.image_size=32", "needs data.image_size = 64"),
         ("trian.lr=1", "trian: unknown key; allowed here: description, data, model, loss, train"),
         ("novalue", "expected section.key=value"),
@@ -136,7 +137,11 @@ def test_presets_show_applies_overrides_and_prints_toml(cli):
 def test_bad_overrides_exit_2_with_the_field_path(cli, override, expected):
     result = cli("presets", "show", "dsprites", "--set", override)
     assert result.exit_code == 2
-    assert expected in result.stderr
+    # jvae's own messages word for word; pydantic's by the field, the allowed values and the value given
+    if isinstance(expected, re.Pattern):
+        assert expected.search(result.stderr), result.stderr
+    else:
+        assert expected in result.stderr
     assert "Traceback" not in result.stderr
 
 

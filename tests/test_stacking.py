@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import trainer
+from jvae_cli import runfolder, trainer
 from jvae_cli.presets import Preset, load_preset
 
 # fp32 on the CPU, a checkpoint only at the end: what the comparison reads is the run itself.
@@ -24,7 +24,7 @@ def two_threads(monkeypatch):
     monkeypatch.setenv("JVAE_THREADS", "2")
 
 
-def _alone(monkeypatch, preset: Preset, run_dir: Path) -> None:
+def _alone(monkeypatch: pytest.MonkeyPatch, preset: Preset, run_dir: Path) -> None:
     with monkeypatch.context() as patch:
         patch.setenv("JVAE_THREADS", "1")
         trainer.train(preset, "digits", run_dir, device="cpu")
@@ -35,7 +35,7 @@ def _preset(*sets: str) -> Preset:
 
 
 def _saved(run_dir: Path) -> dict:
-    return torch.load(run_dir / trainer.CHECKPOINT, weights_only=True)
+    return torch.load(run_dir / runfolder.CHECKPOINT, weights_only=True)
 
 
 def _assert_same_run(stacked: Path, alone: Path) -> None:
@@ -51,8 +51,8 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
         for name, value in entry.items():
             torch.testing.assert_close(saved_a["state"][index][name], value, rtol=1e-5, atol=1e-6)
     assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])  # the same draws were taken
-    lines_a = (stacked / trainer.METRICS).read_text().splitlines()
-    lines_b = (alone / trainer.METRICS).read_text().splitlines()
+    lines_a = (stacked / runfolder.METRICS).read_text().splitlines()
+    lines_b = (alone / runfolder.METRICS).read_text().splitlines()
     assert len(lines_a) == len(lines_b)
     for line_a, line_b in zip(lines_a, lines_b):
         record_a, record_b = json.loads(line_a), json.loads(line_b)
@@ -60,26 +60,37 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
         assert record_a.keys() == record_b.keys()
         assert record_a["step"] == record_b["step"]
         assert record_a["loss"] == pytest.approx(record_b["loss"], rel=1e-5)
-    assert (stacked / trainer.TRAVERSAL).stat().st_size > 0
-    assert (stacked / trainer.PRESET_FILE).read_text() == (alone / trainer.PRESET_FILE).read_text()
+    assert (stacked / runfolder.TRAVERSAL).stat().st_size > 0
+    assert (stacked / runfolder.PRESET_FILE).read_text() == (alone / runfolder.PRESET_FILE).read_text()
+
+
+TWO = {
+    "seed-3": ("train.steps=200", "train.seed=3"),
+    "seed-5": ("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10"),
+}
+
+
+@pytest.fixture(scope="module")
+def two_alone(tmp_path_factory) -> Path:
+    """The runs the two-model stacks are compared with, trained once for every thread count of the stack."""
+    folder = tmp_path_factory.mktemp("alone")
+    for name, sets in TWO.items():
+        _alone(pytest.MonkeyPatch(), _preset(*sets), folder / name)
+    return folder
 
 
 @pytest.mark.parametrize("threads", ["2", "1"])  # models side by side; one thread, shared optimiser step
 def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_alone(
-    tmp_path, monkeypatch, threads
+    tmp_path, monkeypatch, threads, two_alone
 ):
     monkeypatch.setenv("JVAE_THREADS", threads)
-    members = [
-        ("seed-3", _preset("train.steps=200", "train.seed=3")),
-        ("seed-5", _preset("train.steps=200", "train.seed=5", "loss.continuous_capacity.gamma=10")),
-    ]
+    members = [(name, _preset(*sets)) for name, sets in TWO.items()]
     results = trainer.train_stack(members, "digits", tmp_path / "stack", device="cpu")
     assert [r.run_dir.name for r in results] == ["seed-3", "seed-5"] and all(r.step == 200 for r in results)
-    for name, preset in members:
-        _alone(monkeypatch, preset, tmp_path / name)
-        _assert_same_run(tmp_path / "stack" / name, tmp_path / name)
+    for name, _ in members:
+        _assert_same_run(tmp_path / "stack" / name, two_alone / name)
     # The comparison can fail: a model trained with another seed is far from it.
-    other, mine = _saved(tmp_path / "seed-3"), _saved(tmp_path / "seed-5")
+    other, mine = _saved(two_alone / "seed-3"), _saved(two_alone / "seed-5")
     assert max((other["model"][k] - mine["model"][k]).abs().max().item() for k in mine["model"]) > 1e-2
 
 
@@ -100,7 +111,7 @@ def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_pa
     assert result.exit_code == 0, result.output
     assert "run folders in" in result.output and "seed-0, seed-1, seed-2" in result.output
     stack = tmp_path / "s"
-    assert json.loads((stack / trainer.STACK_FILE).read_text())["members"] == ["seed-0", "seed-1", "seed-2"]
+    assert json.loads((stack / runfolder.STACK_FILE).read_text())["members"] == ["seed-0", "seed-1", "seed-2"]
     resumed = cli("train", "--resume", stack, "--set", "train.steps=60")
     assert resumed.exit_code == 0, resumed.output
     for seed in range(3):
@@ -124,7 +135,7 @@ def test_a_stacked_models_folder_works_with_every_command_and_resumes_alone(tmp_
     stack = tmp_path / "s"
     small = ["--set", "train.steps=30", "--set", "train.log_every=10", "--set", "train.batch_size=32"]
     assert cli("train", "--preset", "digits", "--seeds", "4,9", *small, "--out", stack).exit_code == 0
-    ckpt = stack / "seed-9" / trainer.CHECKPOINT
+    ckpt = stack / "seed-9" / runfolder.CHECKPOINT
     assert _saved(stack / "seed-9")["preset"]["train"]["seed"] == 9
     commands = [
         ("units", ckpt),
@@ -207,17 +218,3 @@ def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(p
         own, grouped = (run.network.weight(name).grad for run in runs)
         assert own is not None and grouped is not None
         assert ((own - grouped).norm() / own.norm()).item() < 1e-4, name
-
-
-def test_a_grouped_stack_checkpoints_and_resumes_exactly(tmp_path):
-    """The GPU's engine end to end (here on the CPU): per-model checkpoints that resume into the stack."""
-    members = [(f"seed-{seed}", _preset("train.steps=20", f"train.seed={seed}")) for seed in (0, 1)]
-    trainer.train_stack(members, "digits", tmp_path / "full", device="cpu", engine="grouped")
-    half = [(name, _preset("train.steps=10", f"train.seed={seed}")) for seed, (name, _) in enumerate(members)]
-    trainer.train_stack(half, "digits", tmp_path / "part", device="cpu", engine="grouped")
-    trainer.train_stack(members, "digits", tmp_path / "part", device="cpu", resume=True, engine="grouped")
-    for name, _ in members:
-        full, part = _saved(tmp_path / "full" / name), _saved(tmp_path / "part" / name)
-        assert part["step"] == 20
-        for key, value in full["model"].items():
-            assert torch.equal(part["model"][key], value), key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,19 +39,34 @@ def read_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory):
-    """The shipped quickstart, in full, through the real CLI: what a newcomer runs first."""
+def _train_quickstart(folder: Path, sets: list[str]):
     from typer.testing import CliRunner
 
     from jvae_cli.cli import app
 
-    run = tmp_path_factory.mktemp("quick") / "run"
-    result = CliRunner().invoke(app, ["train", "--preset", "quickstart", "--out", str(run)])
+    run = folder / "run"
+    args = ["train", "--preset", "quickstart", *[f"--set={s}" for s in sets], "--out", str(run)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return run, result
 
 
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """The shipped quickstart, in full, through the real CLI: what a newcomer runs first (minutes: slow)."""
+    return _train_quickstart(tmp_path_factory.mktemp("quick"), [])
+
+
+BRIEF = ["train.steps=20", "train.log_every=10"]
+
+
+@pytest.fixture(scope="module")
+def quickstart_brief(tmp_path_factory):
+    """The shipped quickstart's network and data through the real CLI, 20 steps: what a run folder holds."""
+    return _train_quickstart(tmp_path_factory.mktemp("brief"), BRIEF)
+
+
+@pytest.mark.slow
 def test_quickstart_loss_falls_and_kl_tracks_capacity(quickstart_run):
     run, result = quickstart_run
     preset = load_preset("quickstart")[1]
@@ -88,12 +104,12 @@ def test_paper_gamma_holds_kl_at_a_rising_capacity(tmp_path, small):
         assert sum(r["kl_disc"]) == pytest.approx(r["capacity_disc"], abs=0.15 * r["capacity_disc"] + 0.02)
 
 
-def test_run_directory_holds_a_self_describing_checkpoint(quickstart_run):
-    run, _ = quickstart_run
+def test_run_directory_holds_a_self_describing_checkpoint(quickstart_brief):
+    run, _ = quickstart_brief
     payload = torch.load(run / "ckpt.pt", weights_only=True)  # the file as other programs read it
-    steps = load_preset("quickstart")[1].train.steps
-    assert payload["format"] == FORMAT and payload["format_version"] == 2 and payload["step"] == steps
-    assert payload["preset"] == load_preset("quickstart")[1].model_dump(mode="json")
+    preset = load_preset("quickstart", BRIEF)[1]
+    assert payload["format"] == FORMAT and payload["format_version"] == 2 and payload["step"] == 20
+    assert payload["preset"] == preset.model_dump(mode="json") and preset.train.steps == 20
     assert {"model", "optimizer", "rng", "jvae_version", "torch_version", "unit_kl"} <= set(payload)
     assert len(payload["unit_kl"]["continuous"]) == 6
     loaded = load_checkpoint(run / "ckpt.pt")
@@ -101,8 +117,8 @@ def test_run_directory_holds_a_self_describing_checkpoint(quickstart_run):
     assert (run / "preset.toml").read_text().startswith("description")
 
 
-def test_training_traversal_gif_has_a_row_per_unit_and_loops(quickstart_run):
-    run, _ = quickstart_run
+def test_training_traversal_gif_has_a_row_per_unit_and_loops(quickstart_brief):
+    run, _ = quickstart_brief
     gif = Image.open(run / "traversals.gif")
     assert gif.is_animated and gif.n_frames == 18 and gif.info.get("loop") == 0
     assert gif.size[1] == 2 + 7 * (64 + 2)  # 6 continuous units and one discrete variable
@@ -119,6 +135,7 @@ def _centre_and_area(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return (images.sum(-2) * grid).sum(-1) / area, (images.sum(-1) * grid).sum(-1) / area, area
 
 
+@pytest.mark.slow
 def test_quickstart_top_units_move_the_sprite(quickstart_run):
     """The traversal means something: its top units move the sprite across and down, and resize it."""
     from jvae_cli.data.dsprites import GeneratedDSprites
@@ -146,29 +163,6 @@ def test_quickstart_top_units_move_the_sprite(quickstart_run):
     assert max(m[0] for m in moves) > 8  # some unit moves the sprite at least 8 px horizontally
     assert max(m[1] for m in moves) > 8  # and some unit vertically
     assert max(m[2] for m in moves) > 0.3  # and some unit changes its size by a third or more
-
-
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, small):
-    _, preset = load_preset("quickstart", [*small, "train.steps=30", "train.checkpoint_every=7"])
-    whole = trainer.train(preset, "quickstart", tmp_path / "whole")
-    assert not whole.interrupted and whole.step == 30
-
-    calls = iter(range(1000))
-    stopped = trainer.train(preset, "quickstart", tmp_path / "split", should_stop=lambda: next(calls) >= 12)
-    assert stopped.interrupted and stopped.step == 12
-    assert read_checkpoint(tmp_path / "split" / "ckpt.pt").step == 12
-    resumed = trainer.train(preset, "quickstart", tmp_path / "split", resume=True)
-    assert resumed.step == 30 and not resumed.interrupted
-
-    a = read_checkpoint(tmp_path / "whole" / "ckpt.pt")
-    b = read_checkpoint(tmp_path / "split" / "ckpt.pt")
-    for key in a.model:
-        assert torch.equal(a.model[key], b.model[key]), key
-    assert read_metrics(tmp_path / "whole")[-1] == {
-        **read_metrics(tmp_path / "split")[-1],
-        "images_per_sec": read_metrics(tmp_path / "whole")[-1]["images_per_sec"],
-    }
-    assert [r["step"] for r in read_metrics(tmp_path / "split")] == [10, 20, 30]
 
 
 def test_sigint_writes_a_checkpoint_exits_cleanly_and_resumes(tmp_path, small):
@@ -261,10 +255,7 @@ def test_an_existing_run_is_never_overwritten(cli, tmp_path):
 
 def test_bad_override_exits_2_and_writes_nothing(cli, tmp_path):
     result = cli("train", "--preset", "quickstart", "--set", "train.batch_size=0", "--out", tmp_path / "run")
-    assert (
-        result.exit_code == 2
-        and "train.batch_size: Input should be greater than or equal to 1" in result.stderr
-    )
+    assert result.exit_code == 2 and re.search(r"train\.batch_size: .*\b1\b.*\(got 0\)", result.stderr)
     assert not (tmp_path / "run").exists()
 
 
@@ -307,15 +298,10 @@ def test_resume_survives_a_metrics_line_cut_short_by_a_crash(tmp_path, small):
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [10, 20]
 
 
-def test_unwritable_output_is_one_line(cli, tmp_path):
-    run = tmp_path / "run"
+def test_unwritable_output_is_one_line(cli, digits_run):
     result = cli("presets", "show", "quickstart")
     assert result.exit_code == 0
-    _, preset = load_preset(
-        "quickstart", ["data.image_size=32", 'model.architecture="conv32"', "train.steps=1"]
-    )
-    trainer.train(preset, "quickstart", run)
-    result = cli("sample", run / "ckpt.pt", "--out", "/sys/jvae-test.png", "--n", "1")
+    result = cli("sample", digits_run / "ckpt.pt", "--out", "/sys/jvae-test.png", "--n", "1")
     assert (
         result.exit_code == 1
         and result.stderr.startswith("error: /sys/")

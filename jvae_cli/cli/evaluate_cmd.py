@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 import typer
 from rich.table import Table
 
+from jvae_cli import runfolder
 from jvae_cli.cli.common import DEVICE_HELP, checkpoint_file, load, seed_option
 from jvae_cli.cli.console import err, fail, out, user_errors
 
@@ -60,11 +61,11 @@ def evaluate(
 
     FactorVAE, beta-VAE, MIG, DCI, SAP, MIC, label accuracy, ELBO terms, per-unit KL.
     """
-    from jvae_cli.evaluation import ALL_METRICS
+    from jvae_cli.evaluation import METRICS
 
-    unknown = [name for name in metrics if name not in ALL_METRICS]
+    unknown = [name for name in metrics if name not in METRICS]
     if unknown:
-        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}", 2)
+        raise fail(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}", 2)
     expanded = [found for given in ckpts for found in _checkpoints(given)]
     if len(expanded) == 1:
         _evaluate_one(expanded[0], data, metrics, out_dir, split, seed, fast, name_units, device)
@@ -77,9 +78,8 @@ def evaluate(
 def _checkpoints(given: Path) -> list[Path]:
     """A run folder stands for its checkpoint history, oldest first, then its ckpt.pt."""
     if given.is_dir():
-        found = sorted(given.glob("ckpt-*.pt")) + (
-            [given / "ckpt.pt"] if (given / "ckpt.pt").is_file() else []
-        )
+        last = runfolder.checkpoint(given)
+        found = runfolder.kept_checkpoints(given) + ([last] if last.is_file() else [])
         if not found:
             raise fail(f"{given}: a folder without ckpt.pt or ckpt-STEP.pt checkpoints", 1)
         return found
@@ -165,7 +165,7 @@ def _evaluate_one(
     elif ckpt != Path(named):  # a pretrained model lives in the cache; its report goes to the current folder
         target = Path(f"report-{ckpt.stem}")
     else:
-        target = ckpt.parent / "report"
+        target = runfolder.report_folder(ckpt.parent)
     if not target.parent.is_dir():
         raise fail(f"output folder does not exist: {target.parent}", 1)
     if target.exists() and not target.is_dir():
@@ -232,7 +232,7 @@ def _evaluate_one(
                 target / "mi_heatmap.png",
             )
             figures.append("mi_heatmap.png")
-        write_json(report, target / "report.json")
+        write_json(report, runfolder.report_file(target))
         write_markdown(report, target / "report.md", figures)
         stored = {}
         if name_units:
@@ -252,6 +252,7 @@ def _evaluate_one(
             markup=False,
         )
     out.print(
-        f"wrote {target / 'report.json'}, {target / 'report.md'} and {len(figures)} figure(s)", markup=False
+        f"wrote {runfolder.report_file(target)}, {target / 'report.md'} and {len(figures)} figure(s)",
+        markup=False,
     )
     return report, loaded.checkpoint.step

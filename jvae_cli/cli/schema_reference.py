@@ -1,10 +1,9 @@
 """The manual's reference pages on presets and metrics, read from the pydantic schema, the preset files and
-the metric functions, so that a field's meaning, its allowed values and a metric's definition are written
+the metric registry, so that a field's meaning, its allowed values and a metric's definition are written
 once, in the code, and the manual cannot disagree with it."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import types
 from typing import Any, Literal, Union, get_args, get_origin
@@ -172,45 +171,12 @@ def presets_page() -> str:
     return "\n".join([*intro, *table, "", *sections]).rstrip() + "\n"
 
 
-def _doc(function: Any) -> str:
-    return " ".join((inspect.getdoc(function) or "").split("\n\n")[0].split())
-
-
 def metrics_page() -> str:
-    from jvae_cli import evaluation, metrics
-    from jvae_cli.reports import METRIC_TITLES
+    from jvae_cli import evaluation
 
-    definitions = {
-        "factorvae": _doc(metrics.factorvae_score),
-        "betavae": _doc(metrics.betavae_score),
-        "mig": _doc(metrics.mig),
-        "dci": _doc(metrics.dci),
-        "sap": _doc(metrics.sap),
-        "mic": _doc(metrics.mic) + " Reported for each factor in its top unit.",
-        "cluster_accuracy": _doc(metrics.cluster_accuracy) + " One score per discrete variable.",
-        "linear_probe": _doc(metrics.linear_probe),
-        "class_split": "The class-conditional paper's table 1: held-out accuracy of a logistic regression "
-        "predicting the label from one posterior sample of the generic units z, and of the class-specific "
-        "units w.",
-        "elbo": _doc(evaluation.elbo_terms),
-        "unsupervised": " ".join(
-            f"`{key}`: {_doc(function)}"
-            for key, function in (
-                ("gaussian_total_correlation", metrics.gaussian_total_correlation),
-                ("mutual_information", metrics.mutual_information_between_units),
-                ("active_units", metrics.active_units),
-            )
-        ),
-    }
-    needs = {name: "ground-truth factors" for name in evaluation.GROUND_TRUTH_METRICS}
-    needs |= {name: "labels" for name in evaluation.LABEL_METRICS}
-    needs |= {"class_split": "labels and a class-conditional model"}
-    needs |= {name: "any dataset" for name in evaluation.ALWAYS}
     rows = ["| `--metrics` name | report title | needs | definition |", "|---|---|---|---|"]
-    for name in evaluation.ALL_METRICS:
-        rows.append(
-            f"| `{name}` | {cell(METRIC_TITLES.get(name, name))} | {needs[name]} | {cell(definitions[name])} |"
-        )
+    for name, metric in evaluation.METRICS.items():
+        rows.append(f"| `{name}` | {cell(metric.title)} | {metric.needs_text} | {cell(metric.definition)} |")
     full, fast = evaluation.default_settings(False), evaluation.default_settings(True)
     counts = ["| sample count | default | `--fast` |", "|---|---|---|"]
     counts += [f"| `{key}` | {full[key]} | {fast[key]} |" for key in full]
@@ -227,4 +193,10 @@ def metrics_page() -> str:
         "The metrics are also a Python API (`jvae_cli.metrics`) for any representation.",
         "",
     ]
-    return "\n".join([*intro, *rows]).rstrip() + "\n"
+    across = [
+        "",
+        "UDR (`udr`, `udr_lasso` in `jvae compare`'s table) is not a metric of one checkpoint: it scores each "
+        "run against the other runs of its setting, so `--select udr` computes it over a stack or a study "
+        "([Run a study](../tutorials/study.md)).",
+    ]
+    return "\n".join([*intro, *rows, *across]).rstrip() + "\n"

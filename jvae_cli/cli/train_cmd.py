@@ -12,23 +12,11 @@ import typer
 
 from jvae_cli.cli.console import err, fail, out, user_errors
 from jvae_cli.cli.selecting import check_selection, print_selections
-from jvae_cli.limits import STACK_MAX
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import Preset
+    from jvae_cli.runplan import RunPlan
 
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-RESUMABLE = {  # what a resume may change without changing the weights it trains
-    "train.steps",
-    "train.epochs",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.keep_checkpoints",
-    "train.eval_every",
-    "train.eval_images",
-    "train.eval_mig",
-    "train.track",
-}
 
 
 class StopOnSignal:
@@ -103,9 +91,9 @@ def train(
     members_file: Path = typer.Option(
         None,
         "--members",
-        hidden=True,
-        help="A stack's runs as JSON, as jvae sweep writes it: [{folder, seed, sets}, ...], each trained "
-        "from --preset with its own --set values into OUT/folder.",
+        help="Train the runs a JSON file lists as one stack, each into OUT/FOLDER beside what OUT holds: "
+        '[{"folder": NAME, "seed": N, "sets": ["section.key=value", ...]}, ...], each --preset with its '
+        "own --set values and seed (what jvae sweep --stack writes).",
     ),
     profile: bool = typer.Option(
         False,
@@ -123,14 +111,11 @@ def train(
 
     Writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif into the run directory.
     """
-    from jvae_cli import trainer
-    from jvae_cli.checkpoint import read_checkpoint
-    from jvae_cli.cli.progress import TrainDisplay, profile_table
-    from jvae_cli.presets import apply_overrides, load_preset, validate_preset
+    from jvae_cli import runfolder, runplan, trainer
     from jvae_cli.study import parse_seeds
 
     check_selection(select)
-    if select is not None and seeds is None and (resume is None or not trainer.is_stack(resume)):
+    if select is not None and seeds is None and (resume is None or not runfolder.is_stack(resume)):
         raise fail("--select chooses among a stack's models; add --seeds (or --resume a stack)", 2)
     with user_errors():
         if resume is not None:
@@ -138,214 +123,92 @@ def train(
                 raise fail("--resume continues a run with its own preset; leave out --preset", 2)
             if out_dir is not None:
                 raise fail("--resume continues in its own directory; leave out --out", 2)
-            bad = [o for o in overrides if o.partition("=")[0].strip() not in RESUMABLE]
-            if bad:
-                allowed = ", ".join(sorted(RESUMABLE))
-                raise fail(
-                    f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}", 2
-                )
             if seeds is not None or members_file is not None:
                 raise fail("--resume continues a stack with its own seeds; leave out --seeds", 2)
-            if trainer.is_stack(resume):
-                _resume_stack(resume, overrides, data, device, profile)
-                _select_stack(resume, select, data, device)
-                return
-            checkpoint = read_checkpoint(resume / trainer.CHECKPOINT)
-            name = checkpoint.preset_name
-            resolved = validate_preset(apply_overrides(checkpoint.preset, overrides), f"{resume} preset")
-            run_dir = resume
-        else:
-            if preset is None:
-                raise fail("pass --preset NAME (see `jvae presets`) or --resume RUN_DIR", 2)
-            name, resolved = load_preset(preset, overrides)
-            run_dir = out_dir if out_dir is not None else Path("runs") / name
-        if track:
-            resolved = _tracked(resolved, track)
-            overrides = [*overrides, "train.track=" + json.dumps(resolved.train.track)]
-        if folders is not None and seeds is None:
-            raise fail("--folders names the runs of --seeds; add --seeds", 2)
-        if members_file is not None:
+            plan = runplan.resumed(resume, overrides)
+        elif preset is None:
+            raise fail("pass --preset NAME (see `jvae presets`) or --resume RUN_DIR", 2)
+        elif members_file is not None:
             if seeds is not None or out_dir is None or nproc > 1:
                 raise fail("--members takes --preset and --out, without --seeds or --nproc", 2)
-            members = _listed(preset, overrides, members_file)
-            _run_stack(members, name, run_dir, data, device, False, profile, within=True)
-            return
-        if seeds is not None:
-            if nproc > 1:
-                raise fail("stacked models train in one process; leave out --nproc", 2)
-            members = _seeded(resolved, parse_seeds(seeds), folders)
-            _run_stack(members, name, run_dir, data, device, False, profile, within=folders is not None)
-            _select_stack(run_dir, select, data, device, [folder for folder, _ in members])
-            return
+            plan = runplan.members_from_file(preset, overrides, members_file, out_dir)
+        elif seeds is not None:
+            names = None if folders is None else [name.strip() for name in folders.split(",")]
+            plan = runplan.seeded(preset, overrides, parse_seeds(seeds), out_dir, names)
+        else:
+            plan = runplan.new(preset, overrides, out_dir)
+        if folders is not None and seeds is None:
+            raise fail("--folders names the runs of --seeds; add --seeds", 2)
+        if track:
+            plan = plan.with_tracking(track)
+            overrides = [*overrides, "train.track=" + json.dumps(plan.runs[0].preset.train.track)]
         if nproc > 1:  # checked here first, so a bad preset or folder is one line, not one per process
-            trainer.check_run_dir(run_dir, resume is not None)
-            trainer.check_processes(resolved, nproc)
+            if plan.stacked:
+                raise fail("stacked models train in one process; leave out --nproc", 2)
+            plan.check()
+            trainer.check_processes(plan.runs[0].preset, nproc)
             raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
-
-        with StopOnSignal() as stopper, TrainDisplay() as display:
-            result = trainer.train(
-                resolved,
-                name,
-                run_dir,
-                device=device,
-                data_path=data,
-                resume=resume is not None,
-                callbacks=[display],
-                should_stop=stopper,
-                profile=profile,
-            )
-    if not result.main:
-        return
-    if profile:
-        err.print(profile_table(result.profile, result.steps_run), markup=False)
-    if result.interrupted:
-        err.print(
-            f"interrupted at step {result.step}/{result.total_steps}; checkpoint written to "
-            f"{run_dir / trainer.CHECKPOINT}; continue with: jvae train --resume {run_dir}",
-            markup=False,
-        )
-        raise typer.Exit(stopper.exit_code())
-    out.print(
-        f"trained {name} to step {result.step} in {result.seconds:.0f} s ({result.images_per_sec:.0f} images/s); "
-        f"run directory {run_dir}: {trainer.CHECKPOINT}, {trainer.METRICS}, {trainer.TRAVERSAL}",
-        markup=False,
-    )
+        _train(plan, data, device, profile)
+    if plan.stacked and select is not None:
+        assert plan.stack_dir is not None
+        _select_stack(plan.stack_dir, select, data, device, [d.name for d in plan.run_dirs])
 
 
-def _seeded(preset: Preset, seeds: list[int], folders: str | None) -> list[tuple[str, Preset]]:
-    """(folder, preset) of each seed's model: the preset with train.seed set."""
-    from jvae_cli.presets import with_seed
-
-    if len(seeds) > STACK_MAX:
-        raise fail(f"--seeds: {len(seeds)} seeds; a stack trains at most {STACK_MAX}", 2)
-    names = [f"seed-{seed}" for seed in seeds]
-    if folders is not None:
-        names = [name.strip() for name in folders.split(",")]
-        if len(names) != len(seeds) or len(set(names)) != len(names):
-            raise fail(f"--folders: {len(seeds)} different names, one per seed, separated by commas", 2)
-        if any(not name or Path(name).name != name or name in (".", "..") for name in names):
-            raise fail("--folders: plain folder names, without slashes", 2)
-    return [(name, with_seed(preset, seed)) for name, seed in zip(names, seeds)]
-
-
-def _listed(preset: str, overrides: list[str], listing: Path) -> list[tuple[str, Preset]]:
-    """(folder, preset) of each run a --members file lists: the preset with the run's own overrides."""
-    from jvae_cli.presets import load_preset
-    from jvae_cli.runfiles import RunFileError, read_json
-
-    try:
-        entries = read_json(listing)
-        runs = [(str(e["folder"]), int(e["seed"]), [str(text) for text in e["sets"]]) for e in entries]
-    except RunFileError as error:
-        detail = str(error).removeprefix(f"{listing}: ")
-        raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({detail})", 2) from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise fail(f"--members {listing}: not a list of {{folder, seed, sets}} ({error})", 2) from None
-    if len(runs) > STACK_MAX:
-        raise fail(f"--members {listing}: {len(runs)} runs; a stack trains at most {STACK_MAX}", 2)
-    names = [folder for folder, _, _ in runs]
-    if not runs or len(set(names)) != len(names):
-        raise fail(f"--members {listing}: one or more runs, each with its own folder", 2)
-    if any(not name or Path(name).name != name or name in (".", "..") for name in names):
-        raise fail(f"--members {listing}: plain folder names, without slashes", 2)
-    return [
-        (folder, load_preset(preset, [*overrides, *sets, f"train.seed={seed}"])[1])
-        for folder, seed, sets in runs
-    ]
-
-
-def _resume_stack(
-    stack_dir: Path, overrides: list[str], data: str | None, device: str, profile: bool
-) -> None:
-    """Continue every run of the stack in `stack_dir` from its own checkpoint."""
-    from jvae_cli import trainer
-    from jvae_cli.checkpoint import read_checkpoint
-    from jvae_cli.presets import apply_overrides, validate_preset
-
-    members = []
-    name = ""
-    for folder in trainer.read_stack(stack_dir):
-        checkpoint = read_checkpoint(stack_dir / folder / trainer.CHECKPOINT)
-        name = checkpoint.preset_name
-        preset = validate_preset(
-            apply_overrides(checkpoint.preset, overrides), f"{stack_dir / folder} preset"
-        )
-        members.append((folder, preset))
-    _run_stack(members, name, stack_dir, data, device, True, profile)
-
-
-def _run_stack(
-    members: list[tuple[str, Preset]],
-    name: str,
-    stack_dir: Path,
-    data: str | None,
-    device: str,
-    resume: bool,
-    profile: bool,
-    within: bool = False,
-) -> None:
-    """Train the stack, showing the first model's progress, and say where each run went."""
-    from jvae_cli import trainer
+def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
+    """Train the plan, showing the first run's progress, and say where each run went."""
+    from jvae_cli import runfolder, trainer
     from jvae_cli.cli.progress import TrainDisplay, profile_table
 
     with StopOnSignal() as stopper, TrainDisplay() as display:
-        results = trainer.train_stack(
-            members,
-            name,
-            stack_dir,
-            device=device,
-            data_path=data,
-            resume=resume,
-            callbacks=[display],
-            should_stop=stopper,
-            profile=profile,
-            within=within,
+        results = trainer.train_plan(
+            plan, device=device, data_path=data, callbacks=[display], should_stop=stopper, profile=profile
         )
     first = results[0]
+    if not first.main:
+        return
     if profile:
         err.print(profile_table(first.profile, first.steps_run), markup=False)
+    folder = plan.stack_dir if plan.stack_dir is not None else first.run_dir
     if any(result.interrupted for result in results):
+        written = (
+            f"checkpoints written in each run folder of {folder}"
+            if plan.stacked
+            else f"checkpoint written to {runfolder.checkpoint(folder)}"
+        )
         err.print(
-            f"interrupted at step {first.step}/{first.total_steps}; checkpoints written in each run folder "
-            f"of {stack_dir}; continue with: jvae train --resume {stack_dir}",
+            f"interrupted at step {first.step}/{first.total_steps}; {written}; continue with: "
+            f"jvae train --resume {folder}",
             markup=False,
         )
         raise typer.Exit(stopper.exit_code())
-    folders = ", ".join(result.run_dir.name for result in results)
+    name = plan.preset_name
+    if plan.stacked:
+        folders = ", ".join(result.run_dir.name for result in results)
+        out.print(
+            f"trained {len(results)} stacked {name} models to step {first.step} in {first.seconds:.0f} s "
+            f"({first.images_per_sec * len(results):.0f} images/s in all); run folders in {folder}: {folders}",
+            markup=False,
+        )
+        return
     out.print(
-        f"trained {len(results)} stacked {name} models to step {first.step} in {first.seconds:.0f} s "
-        f"({first.images_per_sec * len(results):.0f} images/s in all); run folders in {stack_dir}: {folders}",
+        f"trained {name} to step {first.step} in {first.seconds:.0f} s ({first.images_per_sec:.0f} images/s); "
+        f"run directory {folder}: {runfolder.CHECKPOINT}, {runfolder.METRICS}, {runfolder.TRAVERSAL}",
         markup=False,
     )
 
 
-def _select_stack(
-    stack_dir: Path, select: str | None, data: str | None, device: str, folders: list[str] | None = None
-) -> None:
+def _select_stack(stack_dir: Path, select: str, data: str | None, device: str, folders: list[str]) -> None:
     """With --select, score the stack's models against each other and link the chosen one."""
-    if select is None:
-        return
-    from jvae_cli import trainer
     from jvae_cli.devices import resolve_device
-    from jvae_cli.selection import SELECTED_LINK, select_groups
+    from jvae_cli.runfolder import SELECTED_LINK
+    from jvae_cli.selection import select_groups
 
-    names = folders if folders is not None else trainer.read_stack(stack_dir)
     with user_errors():
         groups = select_groups(
-            stack_dir, [stack_dir / name for name in names], data, resolve_device(device), link=True
+            stack_dir, [stack_dir / name for name in folders], data, resolve_device(device), link=True
         )
     print_selections(groups)
     out.print(f"selected {groups[0][1].selected}: {stack_dir / SELECTED_LINK}", markup=False)
-
-
-def _tracked(preset: Preset, track: list[str]) -> Preset:
-    """`preset` also sending the run to the trackers `--track` names."""
-    from jvae_cli.presets import validate_preset
-
-    tracked = list(preset.train.track)
-    tracked += [name for name in track if name not in tracked]
-    train_section = {**preset.train.model_dump(mode="json"), "track": tracked}
-    return validate_preset({**preset.model_dump(mode="json"), "train": train_section}, "--track")
 
 
 def _torchrun(

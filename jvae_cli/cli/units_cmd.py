@@ -23,7 +23,9 @@ class _UnitRow(TypedDict):
 
 
 def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
-    log = ckpt.parent / "metrics.jsonl"
+    from jvae_cli import runfolder
+
+    log = runfolder.metrics(ckpt.parent)
     if not log.is_file():
         return None
     from jvae_cli.runfiles import RunFileError, read_metrics

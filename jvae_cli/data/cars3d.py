@@ -24,7 +24,7 @@ from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 FACTOR_NAMES = ["elevation", "azimuth", "object"]
 ELEVATIONS, AZIMUTHS, OBJECTS = 4, 24, 183
@@ -104,7 +104,7 @@ def load_cars3d(root: Path, channels: int, image_size: int) -> GridSource:
     return GridSource(images, f"Cars3D ({len(files)} cars)", FACTOR_NAMES, sizes)
 
 
-def open_cars3d(config: DataConfig, data_path: str | None) -> GridSource:
+def open_cars3d(config: DataSection, data_path: str | None) -> GridSource:
     return load_cars3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 

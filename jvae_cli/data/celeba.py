@@ -20,7 +20,7 @@ from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 CROP = (15, 40, 163, 188)
 PARTITIONS = {"train": 0, "test": 2}
@@ -70,7 +70,7 @@ def load_celeba(root: Path, channels: int, image_size: int, split: str) -> Tenso
     return source
 
 
-def open_celeba(config: DataConfig, data_path: str | None) -> TensorImages:
+def open_celeba(config: DataSection, data_path: str | None) -> TensorImages:
     root = data_root(LAYOUT, data_path, config.path)
     return load_celeba(root, config.channels, config.image_size, config.split)
 

@@ -25,7 +25,7 @@ from jvae_cli.data.sources import TensorImages, array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 PATTERN = re.compile(r"image_(\d+)_p(\d+)_t(\d+)_r(\d+)\.png$")
 CROP = (100, 100, 500, 500)
@@ -108,7 +108,7 @@ def load_chairs(root: Path, channels: int, image_size: int, split: str) -> Chair
     return ChairsSource(images, factors, values, description)
 
 
-def open_chairs(config: DataConfig, data_path: str | None) -> ChairsSource:
+def open_chairs(config: DataSection, data_path: str | None) -> ChairsSource:
     root = data_root(LAYOUT, data_path, config.path)
     return load_chairs(root, config.channels, config.image_size, config.split)
 

@@ -13,7 +13,7 @@ from jvae_cli.data.registry import Dataset
 from jvae_cli.data.sources import TensorImages
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 MAX_VALUE = 16.0  # the bundled images hold integer intensities 0..16
 
@@ -30,7 +30,7 @@ def load_digits(channels: int, image_size: int) -> TensorImages:
     return source
 
 
-def open_digits(config: DataConfig, data_path: str | None) -> TensorImages:
+def open_digits(config: DataSection, data_path: str | None) -> TensorImages:
     return load_digits(config.channels, config.image_size)
 
 

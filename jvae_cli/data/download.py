@@ -6,6 +6,12 @@ match, so a dropped connection or a wrong file never leaves something that looks
 can also send too much, forever, or a byte at a time: the size is bounded (a declared length over the bound is
 refused before the body is read), and so are the total time and the time without progress. Each refusal is
 one line and leaves nothing behind.
+
+Written here rather than with a download library such as pooch, on purpose: pooch's HTTP downloader gives
+a per-read timeout but no bound on the size, the total time or a slow drip of bytes, so jvae would still write
+those limits as a downloader of its own and keep only pooch's checksum-and-rename, which is a dozen lines
+here; it would also add pooch and requests to jvae's dependencies for two call sites (datasets and the
+released models), which share this routine and its loopback-server tests.
 """
 
 from __future__ import annotations

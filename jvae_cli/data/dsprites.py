@@ -25,7 +25,7 @@ from jvae_cli.data.sources import ImageSource, fit_images
 from jvae_cli.errors import DataError, DataNotFoundError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 URL = "https://github.com/deepmind/dsprites-dataset/raw/master/" + FILE_NAME
@@ -272,7 +272,7 @@ def _published_file(root: Path) -> Path:
 FILE_MAX_BYTES = 64 * 2**20  # the published file is 26 MB
 
 
-def open_dsprites(config: DataConfig, data_path: str | None) -> ImageSource:
+def open_dsprites(config: DataSection, data_path: str | None) -> ImageSource:
     if config.source == "generated":
         return GeneratedDSprites(config.channels, config.image_size)
     root = data_root(LAYOUT, data_path, config.path, config.download)

@@ -26,7 +26,7 @@ from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
     from jvae_cli.data.sources import ImageSource
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 VARIANT_SEED = 0
 MASK32 = 0xFFFFFFFF
@@ -132,15 +132,15 @@ def _painting(root: Path) -> Path:
     raise not_found(SCREAM_LAYOUT, root)
 
 
-def open_colour(config: DataConfig, data_path: str | None) -> ImageSource:
+def open_colour(config: DataSection, data_path: str | None) -> ImageSource:
     return ColourDSprites(config.channels, config.image_size)
 
 
-def open_noisy(config: DataConfig, data_path: str | None) -> ImageSource:
+def open_noisy(config: DataSection, data_path: str | None) -> ImageSource:
     return NoisyDSprites(config.channels, config.image_size)
 
 
-def open_scream(config: DataConfig, data_path: str | None) -> ImageSource:
+def open_scream(config: DataSection, data_path: str | None) -> ImageSource:
     root = data_root(SCREAM_LAYOUT, data_path, config.path)
     return ScreamDSprites(config.channels, config.image_size, _painting(root))
 

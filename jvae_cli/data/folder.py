@@ -20,7 +20,7 @@ from jvae_cli.errors import DataError
 from jvae_cli.images import ImageReadError, image_files, load_image
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 LAYOUT = Layout("folder", "a directory tree of images", "pass --data DIR")
 
@@ -81,7 +81,7 @@ def cached_crops(
     return array
 
 
-def open_folder(config: DataConfig, data_path: str | None) -> TensorImages:
+def open_folder(config: DataSection, data_path: str | None) -> TensorImages:
     root = data_root(LAYOUT, data_path, config.path)
     return load_folder(root, config.channels, config.image_size, config.on_unreadable)
 

@@ -14,7 +14,7 @@ from jvae_cli.data.sources import TensorImages
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 _CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 LAYOUTS = {
@@ -96,7 +96,7 @@ def _fetch(cls: Any, raw: Path) -> None:
             archive.unlink(missing_ok=True)
 
 
-def open_mnist(config: DataConfig, data_path: str | None) -> TensorImages:
+def open_mnist(config: DataSection, data_path: str | None) -> TensorImages:
     root = data_root(LAYOUTS[config.dataset], data_path, config.path, config.download)
     return load_mnist(config.dataset, root, config.channels, config.image_size, config.download, config.split)
 

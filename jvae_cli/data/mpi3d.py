@@ -26,7 +26,7 @@ from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 VARIANTS = ("toy", "realistic", "real")
 FACTOR_NAMES = ["colour", "shape", "size", "height", "background", "horizontal", "vertical"]
@@ -102,7 +102,7 @@ def load_mpi3d(root: Path, channels: int, image_size: int) -> GridSource:
     return GridSource(images, f"MPI3D ({path.name}, {shape[0]} images)", FACTOR_NAMES, FACTOR_SIZES)
 
 
-def open_mpi3d(config: DataConfig, data_path: str | None) -> GridSource:
+def open_mpi3d(config: DataSection, data_path: str | None) -> GridSource:
     return load_mpi3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 

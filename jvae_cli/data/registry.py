@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jvae_cli.data.locations import Layout
@@ -19,14 +20,14 @@ from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
     from jvae_cli.data.sources import ImageSource
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     layout: Layout
-    open: Callable[[DataConfig, str | None], ImageSource]  # (data section, --data PATH) -> images
+    open: Callable[[DataSection, str | None], ImageSource]  # (data section, --data PATH) -> images
     classes: int | None = None  # label classes a class-conditional model can condition on
     labels: bool = False  # every image has a label (a class or an identity): the label metrics apply
     factors: bool = False  # known generative factors: the disentanglement metrics apply
@@ -36,13 +37,12 @@ class Dataset:
 
 
 def _discover() -> dict[str, Dataset]:
-    import jvae_cli.data as package
-
+    """Every dataset module beside this one (found by path, so the registry never imports its package)."""
     found: dict[str, Dataset] = {}
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+    for module in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
         if module.name == "registry":
             continue
-        loaded = importlib.import_module(f"{package.__name__}.{module.name}")
+        loaded = importlib.import_module(f"{__package__}.{module.name}")
         entries = getattr(loaded, "DATASETS", ()) + ((loaded.DATASET,) if hasattr(loaded, "DATASET") else ())
         found.update((entry.name, entry) for entry in entries if isinstance(entry, Dataset))
     return found
@@ -57,6 +57,6 @@ def dataset_named(name: str) -> Dataset:
     return DATASETS[name]
 
 
-def open_dataset(config: DataConfig, data_path: str | None = None) -> ImageSource:
+def open_dataset(config: DataSection, data_path: str | None = None) -> ImageSource:
     """The dataset a preset names, found through --data, data.path or $JVAE_DATA."""
     return dataset_named(config.dataset).open(config, data_path)

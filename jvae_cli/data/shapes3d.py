@@ -23,7 +23,7 @@ from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 FILE_NAME = "3dshapes.h5"
 FACTOR_NAMES = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
@@ -93,7 +93,7 @@ def load_shapes3d(root: Path, channels: int, image_size: int) -> GridSource:
     return GridSource(images, f"3D Shapes ({path.name}, {shape[0]} images)", FACTOR_NAMES, FACTOR_SIZES)
 
 
-def open_shapes3d(config: DataConfig, data_path: str | None) -> GridSource:
+def open_shapes3d(config: DataSection, data_path: str | None) -> GridSource:
     return load_shapes3d(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 

@@ -28,7 +28,7 @@ from jvae_cli.data.sources import array_source
 from jvae_cli.errors import DataError
 
 if TYPE_CHECKING:
-    from jvae_cli.presets import DataConfig
+    from jvae_cli.sections import DataSection
 
 PARTS = {
     "training": "smallnorb-5x46789x9x18x6x2x96x96-training",
@@ -134,7 +134,7 @@ def load_smallnorb(root: Path, channels: int, image_size: int) -> TableSource:
     return TableSource(images, f"smallNORB ({len(factors)} images)", FACTOR_NAMES, FACTOR_SIZES, factors)
 
 
-def open_smallnorb(config: DataConfig, data_path: str | None) -> TableSource:
+def open_smallnorb(config: DataSection, data_path: str | None) -> TableSource:
     return load_smallnorb(data_root(LAYOUT, data_path, config.path), config.channels, config.image_size)
 
 

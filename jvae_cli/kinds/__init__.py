@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, Union
 
 import torch
 from pydantic import Field
@@ -20,31 +20,35 @@ from torch import Tensor
 
 from jvae_cli.losses import LossInputs, LossTerms, Reducer
 from jvae_cli.model import JointVAE, Posterior
-from jvae_cli.sections import LossBase
+from jvae_cli.sections import LossBase, ModelConfig
 
 if TYPE_CHECKING:
     from jvae_cli.critics import Critic
-    from jvae_cli.presets import Preset
 
 DEFAULT_KIND = "jointvae"  # a loss section without `kind` is the paper's model
 
 
+Section = TypeVar("Section", bound=LossBase)
+
+
 @dataclass(frozen=True)
-class Kind:
-    """Everything jvae needs to know about one model kind."""
+class Kind(Generic[Section]):
+    """Everything jvae needs to know about one model kind. Its hooks receive its own loss section, typed,
+    and the model section where they need it; never the whole preset, whose schema is built from them."""
 
     name: str
-    config: type[LossBase]
-    loss: Callable[[Any, LossInputs], LossTerms]  # (the kind's config, the batch) -> every term
-    critic: Callable[[Preset, torch.device | str], Critic] | None = None  # builds its second network
+    config: type[Section]
+    loss: Callable[[Section, LossInputs], LossTerms]  # (the kind's section, the batch) -> every term
+    # (its section, the model section, the device) -> its second network
+    critic: Callable[[Section, ModelConfig, torch.device | str], Critic] | None = None
     second_batch: bool = False  # the critic's step compares the batch with a second, independent one
     labelled: bool = False  # the model and loss read each image's label
     multiprocess: bool = True  # whether DistributedDataParallel can train it (a critic is not distributed)
-    check: Callable[[Preset], None] | None = None  # rules across sections; raises ValueError
+    check: Callable[[Section, ModelConfig], None] | None = None  # rules across sections; raises ValueError
 
 
-def _discover() -> dict[str, Kind]:
-    found: dict[str, Kind] = {}
+def _discover() -> dict[str, Kind[Any]]:
+    found: dict[str, Kind[Any]] = {}
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         loaded = importlib.import_module(f"{__name__}.{module.name}")
         for kind in getattr(loaded, "KINDS", (getattr(loaded, "KIND", None),)):
@@ -53,21 +57,21 @@ def _discover() -> dict[str, Kind]:
     return {name: found[name] for name in [DEFAULT_KIND, *sorted(set(found) - {DEFAULT_KIND})]}
 
 
-KINDS: dict[str, Kind] = _discover()
+KINDS: dict[str, Kind[Any]] = _discover()
 if TYPE_CHECKING:  # a type checker sees what every kind's section has in common
     LossConfig = LossBase
 else:  # pydantic sees the union of the registered kinds' sections, told apart by `kind`
     LossConfig = Annotated[Union[tuple(k.config for k in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-def kind_of(config: LossBase) -> Kind:
+def kind_of(config: LossBase) -> Kind[Any]:
     return KINDS[config.kind]
 
 
-def build_critic(preset: Preset, device: torch.device | str) -> Critic | None:
-    """The second network `preset`'s kind trains alongside the VAE, or None."""
-    make = kind_of(preset.loss).critic
-    return make(preset, device) if make is not None else None
+def build_critic(loss: LossBase, model: ModelConfig, device: torch.device | str) -> Critic | None:
+    """The second network the kind of `loss` trains alongside the VAE, or None."""
+    make = kind_of(loss).critic
+    return make(loss, model, device) if make is not None else None
 
 
 def model_objective(

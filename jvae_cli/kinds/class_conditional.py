@@ -7,7 +7,7 @@ loss = recon + beta |KL_z - C_z| + gamma |KL_w - C_w| - weight * L_class(z)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +17,7 @@ from torch import Tensor
 from jvae_cli.critics import CriticBase, CriticInputs, mlp
 from jvae_cli.kinds import Kind
 from jvae_cli.losses import LossInputs, LossTerms
-from jvae_cli.sections import CapacitySchedule, LossBase
-
-if TYPE_CHECKING:
-    from jvae_cli.presets import Preset
+from jvae_cli.sections import CapacitySchedule, LossBase, ModelConfig
 
 CLASSIFIER_WIDTH = 256
 
@@ -46,8 +43,11 @@ class ClassConditionalLoss(LossBase):
 class LabelClassifier(CriticBase):
     """The classifier h(.): per-class sigmoid outputs, the paper's equation 5."""
 
-    def __init__(self, units: int, classes: int, lr: float, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, units: int, classes: int, lr: float, device: torch.device | str = "cpu", reads: str = "w"
+    ) -> None:
         self.classes = classes
+        self.reads = reads  # the units its own step trains on: w or z
         self.network = mlp(units, CLASSIFIER_WIDTH, 2, classes, 0.0).to(device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr)
 
@@ -68,8 +68,7 @@ class LabelClassifier(CriticBase):
         if inputs.labels is None:
             raise ValueError("the class-conditional classifier needs the batch's labels")
         g = inputs.model.generic
-        reads = cast(ClassConditionalLoss, inputs.preset.loss).classifier_reads  # this kind's own section
-        codes = inputs.latent[:, g : 2 * g] if reads == "w" else inputs.latent[:, :g]
+        codes = inputs.latent[:, g : 2 * g] if self.reads == "w" else inputs.latent[:, :g]
         return self.update(self.bce(codes.detach(), inputs.labels))
 
 
@@ -94,13 +93,13 @@ def class_conditional_loss(config: ClassConditionalLoss, batch: LossInputs) -> L
     return LossTerms(loss, recon, kl_cont, kl_disc, c_z, 0.0, extra)
 
 
-def build_classifier(preset: Preset, device: torch.device | str) -> LabelClassifier:
-    lr = cast(ClassConditionalLoss, preset.loss).adversary_lr  # built only for this kind's section
-    return LabelClassifier(preset.model.generic, preset.model.classes, lr, device)
+def build_classifier(
+    loss: ClassConditionalLoss, model: ModelConfig, device: torch.device | str
+) -> LabelClassifier:
+    return LabelClassifier(model.generic, model.classes, loss.adversary_lr, device, loss.classifier_reads)
 
 
-def check(preset: Preset) -> None:
-    model, loss = preset.model, cast(ClassConditionalLoss, preset.loss)  # checked only for this kind
+def check(loss: ClassConditionalLoss, model: ModelConfig) -> None:
     if model.classes < 2:
         raise ValueError("class-conditional needs model.classes >= 2 (the number of labels)")
     if not 1 <= model.generic < model.continuous:

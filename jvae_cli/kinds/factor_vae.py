@@ -4,7 +4,7 @@ prod_d q(z_d)). The discriminator trains in its own step on a second, independen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -14,10 +14,7 @@ from torch import Tensor
 from jvae_cli.critics import CriticBase, CriticInputs, mlp
 from jvae_cli.kinds import Kind
 from jvae_cli.losses import LossInputs, LossTerms
-from jvae_cli.sections import LossBase
-
-if TYPE_CHECKING:
-    from jvae_cli.presets import Preset
+from jvae_cli.sections import LossBase, ModelConfig
 
 DISCRIMINATOR_WIDTH = 1000  # Kim & Mnih: six fully connected layers of 1000 units, leaky ReLU 0.2
 DISCRIMINATOR_LAYERS = 6
@@ -66,7 +63,7 @@ class TCDiscriminator(CriticBase):
             raise ValueError("factor-vae's discriminator step needs a second batch")
         model = inputs.model
         with torch.no_grad():
-            other = model.encode(inputs.other).sample(inputs.preset.model.temperature, inputs.noise)
+            other = model.encode(inputs.other).sample(inputs.model_section.temperature, inputs.noise)
         units = model.continuous
         return self.step(inputs.latent[:, :units], other[:, :units], inputs.noise)
 
@@ -80,9 +77,10 @@ def factor_vae_loss(config: FactorVAELoss, batch: LossInputs) -> LossTerms:
     return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0, {"tc": tc})
 
 
-def build_discriminator(preset: Preset, device: torch.device | str) -> TCDiscriminator:
-    lr = cast(FactorVAELoss, preset.loss).adversary_lr  # this kind builds critics only for its own section
-    return TCDiscriminator(preset.model.continuous, lr, device)
+def build_discriminator(
+    loss: FactorVAELoss, model: ModelConfig, device: torch.device | str
+) -> TCDiscriminator:
+    return TCDiscriminator(model.continuous, loss.adversary_lr, device)
 
 
 KIND = Kind(

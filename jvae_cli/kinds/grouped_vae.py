@@ -4,7 +4,7 @@ made from the groups before it, so earlier groups carry the coarse factors."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -13,10 +13,7 @@ from torch import Tensor
 from jvae_cli.kinds import Kind
 from jvae_cli.limits import LATENT_MAX
 from jvae_cli.losses import LossInputs, LossTerms, reconstruction
-from jvae_cli.sections import LossBase
-
-if TYPE_CHECKING:
-    from jvae_cli.presets import Preset
+from jvae_cli.sections import LossBase, ModelConfig
 
 
 class GroupedVAELoss(LossBase):
@@ -61,13 +58,13 @@ def grouped_vae_loss(config: GroupedVAELoss, batch: LossInputs) -> LossTerms:
     return LossTerms(loss, recon, kl_cont, kl_disc, 0.0, 0.0)
 
 
-def check(preset: Preset) -> None:
-    groups = cast(GroupedVAELoss, preset.loss).groups  # this kind's check sees only this kind's section
-    if any(g < 1 for g in groups) or sum(groups) != preset.model.continuous:
+def check(loss: GroupedVAELoss, model: ModelConfig) -> None:
+    groups = loss.groups
+    if any(g < 1 for g in groups) or sum(groups) != model.continuous:
         raise ValueError(
-            f"loss.groups {groups} must be positive and sum to model.continuous ({preset.model.continuous})"
+            f"loss.groups {groups} must be positive and sum to model.continuous ({model.continuous})"
         )
-    if preset.model.discrete:
+    if model.discrete:
         raise ValueError("grouped-vae groups continuous units only; set model.discrete = []")
 
 

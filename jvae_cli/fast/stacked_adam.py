@@ -7,6 +7,9 @@ sees exactly the kernel a single run's tensor sees; any other (a 10-unit head's 
 moved between the two loops. Those few small tensors get one Adam per model over views of their slices, so
 every weight of a stacked model follows the single run's trajectory exactly, with one Adam state per model
 that saves as a single run's does.
+
+With the stock switch on (`jvae_cli.fast`) the alignment is left out: one fused Adam over every stacked weight,
+whose narrow slices then differ from their single runs in the last bits.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ VECTOR_ALIGNMENT = 64  # floats: a multiple of every CPU vector width (AVX-512 h
 
 
 class StackedAdam:
-    """Fused Adam for `stacked` weights (each (K, ...), in the single model's parameter order)."""
+    """Fused Adam for `stacked` weights (each (K, ...), in the single model's parameter order); `aligned`:
+    each model's narrow tensors in an Adam of its own, so every slice follows its single run bit for bit."""
 
-    def __init__(self, stacked: list[Tensor], lr: float) -> None:
+    def __init__(self, stacked: list[Tensor], lr: float, aligned: bool = True) -> None:
         self.stacked = stacked
         self.models = stacked[0].shape[0]
-        self.wide = [i for i, p in enumerate(stacked) if p[0].numel() % VECTOR_ALIGNMENT == 0]
+        self.wide = [i for i, p in enumerate(stacked) if not aligned or p[0].numel() % VECTOR_ALIGNMENT == 0]
         self.narrow = [i for i in range(len(stacked)) if i not in self.wide]
         self.shared = (
             torch.optim.Adam([stacked[i] for i in self.wide], lr=lr, fused=True) if self.wide else None

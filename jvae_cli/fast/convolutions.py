@@ -7,7 +7,7 @@ the convolution primitives doing the same arithmetic; `UpConv` calls the convolu
 results are the same numbers (the same kernels compute them), the module keeps nn.ConvTranspose2d's
 parameters and state-dict keys, and on other devices it is nn.ConvTranspose2d unchanged.
 
-This module imports only torch, like the model that uses it.
+This module imports only torch; `jvae_cli.fast.swap_in` puts its layers in place of the stock ones.
 """
 
 from __future__ import annotations
@@ -187,11 +187,9 @@ class _OneChannelConvolution(torch.autograd.Function):
 
 
 def _routable(layer: UpConv | DownConv, x: Tensor) -> bool:
-    """What both of jvae's CPU routes need: switched on, a CPU batch of images, one group, no dilation,
-    zero padding."""
+    """What both of jvae's CPU routes need: a CPU batch of images, one group, no dilation, zero padding."""
     return (
-        layer.on_convolution_kernels
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dim() == 4
         and layer.groups == 1
         and tuple(layer.dilation) == (1, 1)
@@ -202,8 +200,6 @@ def _routable(layer: UpConv | DownConv, x: Tensor) -> bool:
 class UpConv(nn.ConvTranspose2d):
     """nn.ConvTranspose2d (groups 1, no dilation or output padding) that runs on the convolution kernels on
     the CPU, casting to the autocast dtype when autocast is on as nn.ConvTranspose2d would."""
-
-    on_convolution_kernels = True  # False makes it nn.ConvTranspose2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None:
@@ -241,8 +237,6 @@ class DownConv(nn.Conv2d):
     """nn.Conv2d whose weight gradient, when it reads a one-channel image on the CPU (the encoder's first
     layer on greyscale data), is one matrix product; everything else, and every other device, is
     nn.Conv2d unchanged."""
-
-    on_convolution_kernels = True  # False makes it nn.Conv2d everywhere (the bench's reference)
 
     def forward(self, x: Tensor) -> Tensor:
         return down_convolution(self, x, self.weight, self.bias)
