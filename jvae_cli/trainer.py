@@ -123,7 +123,12 @@ def train_plan(
             raise PresetError("stacked models train in one process; leave out torchrun / --nproc")
         plan.check()
         with pages_kept(), RunContext(plan, cluster, callbacks) as context:
-            return _train(plan, context, cluster, torch_device, data_path, should_stop, profile, engine)
+            results = _train(plan, context, cluster, torch_device, data_path, should_stop, profile, engine)
+        # The other processes wait while rank 0 draws the final figures, so that every process tears the
+        # group down together: one leaving early while rank 0 still holds its connections was seen to abort
+        # (SIGABRT in gloo's teardown), failing a run that had finished.
+        barrier(cluster)
+        return results
     finally:
         leave(cluster)
 

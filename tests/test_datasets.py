@@ -30,6 +30,18 @@ def test_digits_are_real_labelled_images_upscaled():
     assert rgb.shape == (2, 3, 64, 64)
 
 
+def test_digits_read_without_scikit_learn_are_scikit_learns_digits():
+    """jvae reads the bundled CSV itself (importing scikit-learn costs every command a second); the images
+    and labels must be exactly what scikit-learn's own loader gives."""
+    from sklearn.datasets import load_digits
+
+    from jvae_cli.data.digits import _bundled
+
+    images, labels = _bundled()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+
+
 @pytest.fixture
 def folder(tmp_path):
     """Grey, RGB, RGBA, 16-bit, a JPEG, nested folders, a corrupt file and a truncated PNG."""

@@ -467,7 +467,7 @@ def test_one_ctrl_c_stops_the_whole_sweep_and_the_rerun_finishes_exactly_the_res
     assert 0 < stopped_at < 100
     (study / "digits-seed0" / "run.json").write_text('{"seconds": "a while"')  # damaged by hand
 
-    result = cli(*args)
+    result = cli(*args, "--jobs", "3")  # the rest side by side: one run resumed, two started
     assert result.exit_code == 0, result.stderr
     assert "3/3 runs finished" in result.stdout
     records = {name: json.loads((study / name / "run.json").read_text()) for name in names}

@@ -163,6 +163,8 @@ def test_sweep_select_udr_writes_the_selection_per_setting_into_the_study(cli, t
         "loss.continuous_capacity.gamma=10,30",
         "--select",
         "udr",
+        "--jobs",
+        "2",
         "--out",
         study,
         *SHORT,
