@@ -184,3 +184,19 @@ def test_help_is_fast_because_it_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     result = subprocess.run([sys.executable, "-m", "jvae_cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "presets" in result.stdout
+
+
+def test_the_jvae_process_leaves_with_the_commands_status_and_all_its_output(tmp_path):
+    """`jvae` skips the interpreter's teardown once a command has ended; its status and output stay whole."""
+    import subprocess
+    import sys
+
+    def jvae(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jvae_cli", *args], capture_output=True, text=True)
+
+    shown = jvae("presets", "show", "mnist", "--explain")
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert shown.stdout.count("\n") >= 40 and "train.adam" in shown.stdout  # the whole listing, flushed
+    unknown = jvae("train", "--preset", "no-such-preset", "--out", str(tmp_path / "run"))
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown preset 'no-such-preset'")
+    assert not (tmp_path / "run").exists()
