@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from jvae_cli.recipes import RECIPES
+
 RAW = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -60,29 +62,6 @@ def mnist_root(given: Path, work: Path) -> Path:
     return work / "mnist"
 
 
-RECIPES = {
-    "a": [
-        'loss.objective_scale="image"',
-        'train.precision="bf16"',
-        'train.adam="current"',
-        'model.init="current"',
-        'train.last_batch="drop"',
-    ],
-    "b": [
-        'loss.objective_scale="pixel"',
-        'train.precision="fp32"',
-        'train.adam="current"',
-        'model.init="current"',
-        'train.last_batch="drop"',
-    ],
-    "c": [
-        'loss.objective_scale="pixel"',
-        'train.precision="fp32"',
-        'train.adam="pytorch-0.4"',
-        'model.init="pytorch-0.4"',
-        'train.last_batch="keep"',
-    ],
-}
 CURVE_POINTS = 4
 
 

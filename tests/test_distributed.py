@@ -12,6 +12,7 @@ import torch
 from jvae_cli import trainer
 from jvae_cli.checkpoint import read_checkpoint
 from jvae_cli.presets import load_preset
+from jvae_cli.recipes import RECIPE_2018
 
 SETS = [
     "data.image_size=32",
@@ -20,13 +21,9 @@ SETS = [
     "train.log_every=2",
     "loss.continuous_capacity.steps=4",  # capacities rise during the run: the |KL - C| terms are exercised
     "loss.discrete_capacity.steps=4",
-    # The 2018 recipe, which the paper presets train: per-pixel loss, fp32, PyTorch 0.4's Adam and
-    # initialisation, the kept last batch (whose share per process `test_recipe` checks on its own).
-    'loss.objective_scale="pixel"',
-    'train.precision="fp32"',
-    'train.adam="pytorch-0.4"',
-    'model.init="pytorch-0.4"',
-    'train.last_batch="keep"',
+    # The 2018 recipe, which the paper presets train (the kept last batch's share per process is checked in
+    # `test_recipe`).
+    *RECIPE_2018,
 ]
 
 

@@ -18,21 +18,10 @@ from jvae_cli.checkpoint import read_checkpoint
 from jvae_cli.data import open_dataset
 from jvae_cli.distributed import Cluster
 from jvae_cli.presets import load_preset
+from jvae_cli.recipes import RECIPE_2018
 from jvae_cli.steps import Batches, Objective, apply_learning_rate, epoch_order
 
-RECIPE = [
-    'loss.objective_scale="pixel"',
-    'train.precision="fp32"',
-    'train.adam="pytorch-0.4"',
-    'model.init="pytorch-0.4"',
-    'train.last_batch="keep"',
-]
-TODAY = [
-    'loss.objective_scale="image"',
-    'train.adam="current"',
-    'model.init="current"',
-    'train.last_batch="drop"',
-]
+RECIPE = list(RECIPE_2018)
 
 
 def _adam_04_reference(grads: list[torch.Tensor], start: torch.Tensor, lr: float) -> torch.Tensor:

@@ -17,19 +17,14 @@ from jvae_cli import runfolder, trainer
 from jvae_cli.checkpoint import read_checkpoint
 from jvae_cli.kinds import KINDS
 from jvae_cli.presets import Preset, load_preset
+from jvae_cli.recipes import RECIPE_2018
 from jvae_cli.schedules import learning_rate, temperature
 
 SMALL = ["data.image_size=32", 'model.architecture="conv32"']
 GENERATED = ['data.source="generated"', *SMALL]
 # The 2018 recipe and today's, 34 steps of 64 digits: the kept last batch of the first epoch (step 29) falls
 # after the interruption at 13.
-RECIPE = [
-    'loss.objective_scale="pixel"',
-    'train.precision="fp32"',
-    'train.adam="pytorch-0.4"',
-    'model.init="pytorch-0.4"',
-    'train.last_batch="keep"',
-]
+RECIPE = list(RECIPE_2018)
 TODAY = [
     'loss.objective_scale="image"',
     'train.adam="current"',
