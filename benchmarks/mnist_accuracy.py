@@ -9,6 +9,7 @@ preset's defaults:
     a  today's PyTorch as jvae trained it before: loss per image, bf16 autocast, today's Adam and init
     b  loss per pixel (as the official code), fp32
     c  b with PyTorch 0.4.1's Adam and initialisation and the kept last batch: the 2018 recipe, the preset's
+    c-bf16  c under bf16 autocast: what the 2018 recipe loses (or not) in bfloat16
 
 Each run logs its test accuracy every 5000 steps (metrics.jsonl, `"accuracy"` in the `"eval"` lines), so a
 recipe can be judged from its curve; the table prints the last few points. Rerunning skips finished runs and

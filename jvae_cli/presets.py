@@ -120,10 +120,12 @@ class TrainConfig(Section):
         title="drop: epochs of whole batches (the remainder left out, another one each epoch); keep: a "
         "last, smaller batch takes the remainder, as the official JointVAE loader does",
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto",
-        title="Arithmetic of the training step: bf16 autocast (weights and loss stay float32) where the "
-        "hardware has fast bfloat16 (auto), or always fp32 / bf16",
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        title="Arithmetic of the training step. fp32: the same on every machine; bf16: bfloat16 autocast "
+        "(weights, loss terms and noise stay float32), faster where the hardware has bf16 (AVX-512 BF16, "
+        "AMX, recent GPUs) and about 10 times slower where it has not; auto: bf16 where the hardware has it, "
+        "else fp32, so a preset trains differently on different machines",
     )
 
     @model_validator(mode="after")

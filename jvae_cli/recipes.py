@@ -6,6 +6,7 @@ a: today's recipe: loss per image, bf16 autocast, today's Adam and initialisatio
 b: the official code's loss per pixel and fp32, with today's Adam and initialisation.
 c: the 2018 recipe the released models were trained with: (b) plus PyTorch 0.4.1's Adam and initialisation and
    the kept last batch (what the paper presets train).
+c-bf16: (c) under bf16 autocast, the precision measurement's other side.
 """
 
 from __future__ import annotations
@@ -33,4 +34,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
         'train.last_batch="keep"',
     ),
 }
+RECIPES["c-bf16"] = tuple(
+    'train.precision="bf16"' if field.startswith("train.precision=") else field for field in RECIPES["c"]
+)
 RECIPE_2018 = RECIPES["c"]

@@ -28,6 +28,7 @@ from jvae_cli.checkpoint import Checkpoint, RunState
 from jvae_cli.data import open_dataset
 from jvae_cli.data.capabilities import skipped_files
 from jvae_cli.data.sources import ImageSource
+from jvae_cli.devices import bf16_is_fast
 from jvae_cli.distributed import Cluster, barrier, join, leave
 from jvae_cli.errors import JvaeError, PresetError, RunDirError
 from jvae_cli.files import remove_temporaries
@@ -341,6 +342,8 @@ def _run(
         writer.prepare(start_step)
     where = f"{device}" + (f" x {cluster.world} processes" if cluster.active else "")
     precision = "bf16 autocast" if steps.bf16 else "fp32"
+    if steps.bf16 and not bf16_is_fast(device):
+        precision += " without hardware bf16: about 10 times slower than fp32"
     stacked = f", one of {len(writers)} stacked models ({steps.engine})" if len(writers) > 1 else ""
     description = f"{source.description} on {where} ({precision}{stacked})"
     skipped = skipped_files(source)

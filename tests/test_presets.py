@@ -57,6 +57,15 @@ def test_every_preset_validates_builds_and_takes_a_training_step(path):
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_every_preset_trains_in_one_precision_whatever_the_cpu():
+    """`auto` would follow the hardware (bf16 where it is fast), so a preset and seed would train differently
+    on different machines; a preset that names nothing trains in float32."""
+    precisions = {path.stem: load_preset(str(path))[1].train.precision for path in PRESET_FILES}
+    assert set(precisions.values()) <= {"fp32", "bf16"}, precisions
+    assert "precision" not in (REPO / "presets" / "quickstart.toml").read_text()
+    assert precisions["quickstart"] == "fp32"
+
+
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_paper_presets_hold_the_papers_values(name):
     cont, disc, lr, gamma, cz, cz_steps, cc, cc_steps, epochs, size, channels = PAPER[name]

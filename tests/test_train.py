@@ -117,6 +117,12 @@ def test_run_directory_holds_a_self_describing_checkpoint(quickstart_brief):
     assert (run / "preset.toml").read_text().startswith("description")
 
 
+def test_the_first_line_names_the_precision_and_the_quickstart_trains_in_fp32(quickstart_brief):
+    run, result = quickstart_brief
+    assert "on cpu (fp32)" in result.output
+    assert read_checkpoint(run / "ckpt.pt").preset["train"]["precision"] == "fp32"
+
+
 def test_training_traversal_gif_has_a_row_per_unit_and_loops(quickstart_brief):
     run, _ = quickstart_brief
     gif = Image.open(run / "traversals.gif")
