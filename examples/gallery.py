@@ -11,7 +11,7 @@ by examples/pretrained_gallery.py).
 RUN=examples/out/quickstart_seeds/seed0 uses that finished quickstart run (and its report) instead of
 training one.
 
-Runtime: about 5 minutes on a 2-core CPU for the full run plus 1.5 minutes for `evaluate --fast`; --quick
+Runtime: about 7 minutes on a 2-core CPU for the full run plus 1.5 minutes for `evaluate --fast`; --quick
 about 1 minute. Outputs: the run and report in $OUT (default examples/out/gallery/); the full run also
 refreshes docs/gallery/ (quickstart_traversals.gif, quickstart_metrics.md), which README.md and the
 manual's results page show.

@@ -15,8 +15,8 @@ others (unsupervised, `jvae compare --select udr`) joins the table, with its ran
 the FactorVAE score across seeds and the MIG of the seed it selects against the median and the best.
 Compare with the released model: `jvae evaluate official:dsprites --fast`.
 
-Runtime: about 6.5 minutes per seed on a 2-core CPU (5 of training, 1.5 of evaluation), so about
-33 minutes in full and 13 with --quick. Outputs: in $OUT (default examples/out/quickstart_seeds/): a run
+Runtime: about 8.5 minutes per seed on a 2-core CPU (7 of training, 1.5 of evaluation), so about
+43 minutes in full and 17 with --quick. Outputs: in $OUT (default examples/out/quickstart_seeds/): a run
 and a report folder per seed, seeds.md (the table) and seeds.json (the same numbers).
 """
 
