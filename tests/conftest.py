@@ -25,11 +25,13 @@ def private_cache(tmp_path_factory):
     os.environ["JVAE_CACHE"] = str(tmp_path_factory.mktemp("jvae-cache"))
 
 
-# Generated dSprites at 32x32 with four continuous units and one 4-way variable; this seed leaves the early
-# plateau within 800 steps (about 40 s): the discrete variable takes the sprite's size, continuous units its
-# position, and two units stay nearly unused. Which seeds leave the plateau that soon depends on the rounding of
-# the kernels and on the precision: in float32 (every preset's default) seeds 0, 7 and 8 of 0-8 do, and only 7
-# also leaves a unit below 0.5 nats; under bf16 autocast it was seeds 1 and 2.
+# Generated dSprites at 32x32 with four continuous units and one 4-way variable, trained 800 steps (about 40
+# seconds): two continuous units hold the position (about 2.4 nats each), two stay unused (below 0.05 nats)
+# and the discrete variable draws a different sprite per category. Where a run lands after 800 steps depends
+# on the kernels' rounding, so the seed and learning rate are ones whose model came out the same under every
+# rounding tried: one and two threads, and this CPU limited to AVX2 (ATEN_CPU_CAPABILITY=avx2
+# ONEDNN_MAX_CPU_ISA=AVX2). Seed 7 at learning rate 1e-3, used before, gave the clean model on an AVX-512 CPU
+# and a mixed one under AVX2 (and on another CI machine).
 SPRITES = [
     "data.image_size=32",
     'model.architecture="conv32"',
@@ -40,8 +42,9 @@ SPRITES = [
     "loss.discrete_capacity.stop=1.4",
     "loss.discrete_capacity.steps=600",
     "train.steps=800",
+    "train.lr=0.002",
     "train.log_every=100",
-    "train.seed=7",
+    "train.seed=5",
 ]
 
 
