@@ -35,8 +35,18 @@ def _is_jvae(argv: list[bytes]) -> bool:
     )
 
 
+def _stopped(pid: str) -> bool:
+    """A stopped (Ctrl-Z, SIGSTOP) or finished process holds no core, so it takes no share of them."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("T", "t", "Z", "X")
+
+
 def other_jvae_processes() -> int:
-    """jvae processes running on this machine besides this one and its parents (0 without /proc)."""
+    """jvae processes running on this machine besides this one and its parents, stopped ones left out (0
+    without /proc)."""
     proc = Path("/proc")
     if not proc.is_dir():
         return 0
@@ -49,7 +59,7 @@ def other_jvae_processes() -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        count += _is_jvae(argv)
+        count += _is_jvae(argv) and not _stopped(entry.name)
     return count
 
 

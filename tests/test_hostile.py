@@ -382,6 +382,16 @@ def test_jvae_processes_share_the_cores(tmp_path, monkeypatch):
         assert other_jvae_processes() == alone + 1
         cores = len(os.sched_getaffinity(0))
         assert share_cpu_threads() == max(1, cores // (2 + alone))
+        other.send_signal(signal.SIGSTOP)  # a run paused with Ctrl-Z holds no core
+        deadline = time.time() + 10
+        while other_jvae_processes() != alone and time.time() < deadline:
+            time.sleep(0.1)
+        assert other_jvae_processes() == alone
+        other.send_signal(signal.SIGCONT)
+        deadline = time.time() + 10
+        while other_jvae_processes() == alone and time.time() < deadline:
+            time.sleep(0.1)
+        assert other_jvae_processes() == alone + 1
     finally:
         other.kill()
         other.wait()

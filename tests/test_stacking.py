@@ -94,6 +94,8 @@ def test_two_stacked_models_with_different_seeds_and_gammas_equal_each_trained_a
     assert max((other["model"][k] - mine["model"][k]).abs().max().item() for k in mine["model"]) > 1e-2
 
 
+# Slow: the two-model stacks above and test_resume.py's stack cases check the same equality and resume faster.
+@pytest.mark.slow
 def test_three_stacked_models_equal_each_trained_alone_and_resume_exactly(tmp_path, cli, monkeypatch):
     sets = ["--set", "train.precision=fp32", "--set", "train.batch_size=32", "--set", "train.log_every=20"]
     result = cli(

@@ -226,6 +226,8 @@ def test_a_killed_sweep_resumes_and_leaves_finished_runs_untouched(cli, tmp_path
     assert (tmp_path / "table" / "linear_probe-by-kind.png").is_file()
 
 
+# Slow: submitit's local executor starts a process per job; the sweep it drives is the one tested above.
+@pytest.mark.slow
 def test_the_slurm_path_runs_through_submitits_local_executor(cli, tmp_path):
     pytest.importorskip("submitit")
     study = tmp_path / "study"
@@ -272,6 +274,8 @@ def test_sweep_groups_new_runs_that_differ_in_seed_and_loss_values_only(tmp_path
     assert all(len(group) == 1 for group in stack_groups(tmp_path, study, study.runs(), 1))
 
 
+# Slow: four runs stacked and one alone; test_stacking.py checks stacked equals alone in one process.
+@pytest.mark.slow
 def test_a_sweep_stacks_new_runs_and_each_equals_its_run_alone(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("JVAE_THREADS", "1")  # one thread, as each model of a stack on two cores computes
     study = tmp_path / "study"

@@ -151,6 +151,8 @@ def test_train_seeds_select_udr_links_the_chosen_model_and_compare_shows_the_sco
     assert {row["run"] for row in rows} == {"seed-0", "seed-2"}
 
 
+# Slow: four training processes; the selection itself is checked by the `train --seeds` test above.
+@pytest.mark.slow
 def test_sweep_select_udr_writes_the_selection_per_setting_into_the_study(cli, tmp_path):
     study = tmp_path / "study"
     result = cli(
