@@ -13,15 +13,23 @@ from jvae_cli.errors import UsageError
 THREADS_ENV = "JVAE_THREADS"
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses): the
+    state first, then the parent's pid; None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _ancestors() -> set[int]:
     """This process and the processes that started it (a `jvae train --nproc` parent waits, it computes
     nothing)."""
     found, pid = {os.getpid()}, os.getppid()
     while pid > 1 and pid not in found:
         found.add(pid)
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        fields = _stat_fields(pid)
+        if fields is None:
             break
         pid = int(fields[1])
     return found
@@ -37,11 +45,8 @@ def _is_jvae(argv: list[bytes]) -> bool:
 
 def _stopped(pid: str) -> bool:
     """A stopped (Ctrl-Z, SIGSTOP) or finished process holds no core, so it takes no share of them."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("T", "t", "Z", "X")
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in ("T", "t", "Z", "X")
 
 
 def other_jvae_processes() -> int:

@@ -372,26 +372,25 @@ def test_jvae_processes_share_the_cores(tmp_path, monkeypatch):
     assert share_cpu_threads() == 1 and torch.get_num_threads() == 1
     monkeypatch.delenv("JVAE_THREADS")
     alone = other_jvae_processes()
+
+    def counted(expected: int) -> int:
+        """The count once it reaches `expected` (or after 10 s): /proc shows a new or stopped process late."""
+        deadline = time.time() + 10
+        while other_jvae_processes() != expected and time.time() < deadline:
+            time.sleep(0.1)
+        return other_jvae_processes()
+
     script = tmp_path / "jvae"
     script.write_text("import time\ntime.sleep(60)\n")
     other = subprocess.Popen([sys.executable, str(script)])
     try:
-        deadline = time.time() + 10
-        while other_jvae_processes() == alone and time.time() < deadline:
-            time.sleep(0.1)
-        assert other_jvae_processes() == alone + 1
+        assert counted(alone + 1) == alone + 1
         cores = len(os.sched_getaffinity(0))
         assert share_cpu_threads() == max(1, cores // (2 + alone))
         other.send_signal(signal.SIGSTOP)  # a run paused with Ctrl-Z holds no core
-        deadline = time.time() + 10
-        while other_jvae_processes() != alone and time.time() < deadline:
-            time.sleep(0.1)
-        assert other_jvae_processes() == alone
+        assert counted(alone) == alone
         other.send_signal(signal.SIGCONT)
-        deadline = time.time() + 10
-        while other_jvae_processes() == alone and time.time() < deadline:
-            time.sleep(0.1)
-        assert other_jvae_processes() == alone + 1
+        assert counted(alone + 1) == alone + 1
     finally:
         other.kill()
         other.wait()
