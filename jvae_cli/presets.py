@@ -101,6 +101,36 @@ class TrainConfig(Section):
         'split "eval"), a traversal snapshot in snapshots/, and MIG with eval_mig (unset: none)',
     )
     eval_images: int = Field(512, ge=16, le=65536, title="Images of the fixed evaluation sample")
+    collapse_step: int | None = Field(
+        None,
+        ge=1,
+        le=STEPS_MAX,
+        title="Step of the discrete-code collapse check (unset: the end of the discrete capacity ramp, for "
+        "kinds that have one and runs that reach it; models without discrete variables are never checked)",
+    )
+    collapse_check: bool = Field(
+        True, title="Check each discrete variable for a collapsed code at collapse_step (false: never)"
+    )
+    collapse_information: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        title="A discrete variable has collapsed when the information it carries, I(x; c) on held-out "
+        "images, is below this fraction of its share of the discrete capacity at the check",
+    )
+    collapse_perplexity: float = Field(
+        1.5,
+        ge=1,
+        title="... or when it uses fewer categories than this (the perplexity exp H(q_bar(c)) of category "
+        "use: 1 for a constant code, K for a balanced one)",
+    )
+    on_collapse: Literal["warn", "restart"] = Field(
+        "warn",
+        title="warn: say so in one line and record it in collapse.json; restart: train the run again from "
+        "the next seed (train.seed + 1), at most collapse_restarts times, keeping the record",
+    )
+    collapse_restarts: int = Field(3, ge=0, le=100, title="How many times on_collapse = restart may restart")
+
     eval_mig: bool = Field(
         False, title="Also compute MIG at each evaluation (datasets with ground-truth factors)"
     )

@@ -18,9 +18,10 @@ from typing import IO, Any
 
 import torch
 
-from jvae_cli import runfolder
+from jvae_cli import collapse, runfolder
 from jvae_cli.callbacks import CallbackList, RunInfo
 from jvae_cli.checkpoint import Checkpoint, RunState
+from jvae_cli.collapse import Finding
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.distributed import Cluster, any_rank, mean_over_ranks
 from jvae_cli.errors import JvaeError
@@ -48,6 +49,7 @@ class TrainResult:
     main: bool = True  # False in the processes of a distributed run other than rank 0
     profile: dict[str, float] = field(default_factory=dict)  # seconds per phase, with profile=True
     steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
+    collapse: Finding | None = None  # the collapse check of this call, where one ran
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class RunWriter:
         self.saved_step: int | None = resumed.step if resumed is not None else None
         self.log: IO[str] | None = None
         self.run: RunInfo | None = None
+        self.collapse: Finding | None = None
 
     @property
     def ckpt_path(self) -> Path:
@@ -224,6 +227,23 @@ class RunWriter:
         self._write(evaluation)
         self.emit.on_evaluation(step, evaluation, pictures)
 
+    def note_collapse(self, finding: Finding) -> bool:
+        """Say and record the collapse check (rank 0); whether this run is to restart from another seed."""
+        train = self.preset.train
+        action = "warned"
+        if finding.collapsed and train.on_collapse == "restart":
+            left = train.collapse_restarts - collapse.restarts_taken(self.run_dir)
+            action = "restarted" if left > 0 else "kept"
+        self.collapse = collapse.set_action(self.run_dir, finding, action)
+        follow = {
+            "restarted": "; restarting from another seed",
+            "kept": f"; no restarts left ({train.collapse_restarts} taken), training on",
+            "warned": '; train.on_collapse = "restart" would train it again from another seed',
+        }
+        tail = follow[action] if finding.collapsed else ""
+        self.emit.on_status(finding.step, f"{self.label}{finding.line()}{tail}")
+        return action == "restarted"
+
     def _write(self, record: dict[str, Any]) -> None:
         if self.log is not None:
             self.log.write(json.dumps(record) + "\n")
@@ -274,6 +294,7 @@ class RunWriter:
             timing.main,
             timing.profile,
             timing.steps_run,
+            self.collapse,
         )
 
     def finish(

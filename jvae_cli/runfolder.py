@@ -44,8 +44,11 @@ REPORT = "report"  # the evaluation folder `jvae evaluate` writes beside a check
 REPORT_JSON = "report.json"  # an evaluation folder's numbers and settings
 UDR_FILE = "udr.json"  # a stack's folder: the scores of `--select udr`
 SELECTED_LINK = "selected"  # a stack's folder: the link to the chosen model
+COLLAPSE_RECORD = "collapse.json"  # a run's collapse checks and the seed its folder holds
+COLLAPSED_ATTEMPTS = "collapsed"  # a restarted run's collapsed attempts, one folder seed-N each
 
 WRITTEN = (CHECKPOINT, METRICS, PRESET_FILE, TRAVERSAL)  # what training writes into a run folder
+RESTART_KEEPS = (LOCK_FILE, COLLAPSE_RECORD, COLLAPSED_ATTEMPTS)  # what a restarted run's folder holds
 
 
 def checkpoint(run_dir: Path) -> Path:
@@ -128,7 +131,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> Checkpoint | None:
     if ckpt_path.exists():
         raise RunDirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick --out")
     if run_dir.exists() and (
-        not run_dir.is_dir() or any(entry.name != LOCK_FILE for entry in run_dir.iterdir())
+        not run_dir.is_dir() or any(entry.name not in RESTART_KEEPS for entry in run_dir.iterdir())
     ):
         raise RunDirError(f"{run_dir} exists and is not an empty folder; pick a new or empty --out")
     return None

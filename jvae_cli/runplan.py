@@ -34,6 +34,11 @@ RESUMABLE = frozenset(  # what a resume may change without changing the weights 
         "train.eval_images",
         "train.eval_mig",
         "train.track",
+        "train.collapse_check",
+        "train.collapse_information",
+        "train.collapse_perplexity",
+        "train.on_collapse",
+        "train.collapse_restarts",
     }
 )
 

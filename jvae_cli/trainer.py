@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -25,6 +26,7 @@ import torch
 from jvae_cli import runfolder, runplan
 from jvae_cli.callbacks import Callback, CallbackList, RunInfo
 from jvae_cli.checkpoint import Checkpoint, RunState
+from jvae_cli.collapse import check_step, next_seed, put_attempt_aside
 from jvae_cli.data import open_dataset
 from jvae_cli.data.capabilities import skipped_files
 from jvae_cli.data.sources import ImageSource
@@ -35,7 +37,7 @@ from jvae_cli.files import remove_temporaries
 from jvae_cli.host_memory import pages_kept
 from jvae_cli.kinds import kind_of
 from jvae_cli.monitor import held_out_source
-from jvae_cli.presets import Preset
+from jvae_cli.presets import Preset, with_seed
 from jvae_cli.run_writer import RunWriter, Timing, TrainResult
 from jvae_cli.runplan import RunPlan
 from jvae_cli.schedules import total_steps
@@ -120,18 +122,72 @@ def train_plan(
         check_available(name)  # a missing extra is refused before anything starts
     cluster, torch_device = join(device)
     try:
-        if cluster.active and plan.stacked:
-            raise PresetError("stacked models train in one process; leave out torchrun / --nproc")
-        plan.check()
-        with pages_kept(), RunContext(plan, cluster, callbacks) as context:
-            results = _train(plan, context, cluster, torch_device, data_path, should_stop, profile, engine)
-        # The other processes wait while rank 0 draws the final figures, so that every process tears the
-        # group down together: one leaving early while rank 0 still holds its connections was seen to abort
-        # (SIGABRT in gloo's teardown), failing a run that had finished.
-        barrier(cluster)
-        return results
+        return _train_with_restarts(
+            plan, cluster, torch_device, data_path, callbacks, should_stop, profile, engine
+        )
     finally:
         leave(cluster)
+
+
+def _train_with_restarts(
+    plan: RunPlan,
+    cluster: Cluster,
+    device: torch.device,
+    data_path: str | None,
+    callbacks: Sequence[Callback],
+    should_stop: Callable[[], bool] | None,
+    profile: bool,
+    engine: str | None,
+) -> list[TrainResult]:
+    """Train the plan; then train each run the collapse check sent back (`collapse`) again from another
+    seed, in its own folder, until none is sent back."""
+    results = _train_plan_once(plan, cluster, device, data_path, callbacks, should_stop, profile, engine)
+    tried = {run.preset.train.seed for run in plan.runs}
+    while True:
+        again = [k for k, result in enumerate(results) if _restarts(result)]
+        if not again or (should_stop is not None and should_stop()):
+            return results
+        runs = list(plan.runs)
+        for k in again:
+            seed = next_seed(runs[k].preset.train.seed, tried)
+            tried.add(seed)
+            if cluster.main:
+                put_attempt_aside(runs[k].run_dir, runs[k].preset.train.seed)
+            runs[k] = runplan.PlannedRun(runs[k].run_dir, with_seed(runs[k].preset, seed))
+        barrier(cluster)  # the folders are ready before any process checks them
+        plan = replace(plan, runs=tuple(runs))
+        # Only the restarted runs train again; a stack's others are finished. The stack file keeps listing
+        # every run, so it is not rewritten.
+        subset = replace(plan, runs=tuple(runs[k] for k in again), resume=False, stack_file=None, within=True)
+        redone = _train_plan_once(subset, cluster, device, data_path, callbacks, should_stop, profile, engine)
+        for k, result in zip(again, redone):
+            results[k] = result
+
+
+def _restarts(result: TrainResult) -> bool:
+    return result.collapse is not None and result.collapse.action == "restarted"
+
+
+def _train_plan_once(
+    plan: RunPlan,
+    cluster: Cluster,
+    device: torch.device,
+    data_path: str | None,
+    callbacks: Sequence[Callback],
+    should_stop: Callable[[], bool] | None,
+    profile: bool,
+    engine: str | None,
+) -> list[TrainResult]:
+    if cluster.active and plan.stacked:
+        raise PresetError("stacked models train in one process; leave out torchrun / --nproc")
+    plan.check()
+    with pages_kept(), RunContext(plan, cluster, callbacks) as context:
+        results = _train(plan, context, cluster, device, data_path, should_stop, profile, engine)
+    # The other processes wait while rank 0 draws the final figures, so that every process tears the
+    # group down together: one leaving early while rank 0 still holds its connections was seen to abort
+    # (SIGABRT in gloo's teardown), failing a run that had finished.
+    barrier(cluster)
+    return results
 
 
 class RunContext:
@@ -336,8 +392,8 @@ def _run(
     """Train every run from `start_step` to `total`, then its final checkpoint, unit KL and traversal."""
     stop = should_stop or (lambda: False)
     preset = writers[0].preset  # the runs share every setting the loop reads
-    evaluating = preset.train.eval_every is not None and cluster.main
-    held_out = held_out_source(preset, data_path) if evaluating else None
+    evaluating = preset.train.eval_every is not None or check_step(preset, total) is not None
+    held_out = held_out_source(preset, data_path) if evaluating and cluster.main else None
     for writer in writers:
         writer.prepare(start_step)
     where = f"{device}" + (f" x {cluster.world} processes" if cluster.active else "")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
+from jvae_cli import collapse
 from jvae_cli.data.sources import ImageSource
 from jvae_cli.distributed import Cluster, any_rank
 from jvae_cli.losses import LossTerms
@@ -53,6 +54,8 @@ class Loop:
     log_every: int = 1  # under DDP every process must stop at the same step: the request is shared here
 
     def stop_requested(self) -> bool:
+        if any(getattr(action, "halt", False) for action in self.actions):
+            return True  # agreed by every process when the action decided it
         if self.cluster.active and self.step % self.log_every:
             return False
         return any_rank(self.cluster, self.stop(), self.device)
@@ -146,6 +149,44 @@ class Evaluation:
 
 
 @dataclass
+class CollapseCheck:
+    """Once, at `at` (`collapse.check_step`): each member's discrete code read on held-out images, said in one
+    line and kept in collapse.json. When every member collapsed and may restart, the loop stops here, so the
+    trainer restarts them without training a collapsed run to its end."""
+
+    writers: list[RunWriter]
+    steps: Steps
+    source: ImageSource
+    held_out: ImageSource | None
+    device: torch.device
+    cluster: Cluster
+    at: int
+    halt: bool = False
+    timed: bool = False
+
+    def due(self, step: int) -> bool:
+        return step == self.at
+
+    def __call__(self, step: int, results: Results) -> None:
+        restarting = []
+        for writer in self.writers:
+            if not writer.main:
+                continue
+            writer.check_finite(step, everywhere=False)
+            model = self.steps.member_model(writer.index)
+            finding = collapse.examine(model, writer.preset, self.held_out or self.source, self.device, step)
+            model.train()
+            restarting.append(writer.note_collapse(finding))
+        self.halt = any_rank(self.cluster, bool(restarting) and all(restarting), self.device)
+        if self.halt:  # the other processes of a distributed run restart with rank 0
+            for writer in self.writers:
+                if not writer.main:
+                    writer.collapse = collapse.Finding(
+                        writer.preset.train.seed, step, [], [], [], [0], "restarted"
+                    )
+
+
+@dataclass
 class PeriodicCheckpoint:
     """Every `every` steps before the last: every member's checkpoint (the final one is the writer's)."""
 
@@ -197,5 +238,8 @@ def periodic_actions(
     actions.append(LogLine(writers, train.log_every, total, steps.steps_per_epoch))
     if train.eval_every is not None and cluster.main:
         actions.append(Evaluation(writers, steps, source, held_out, device, train.eval_every))
+    at = collapse.check_step(writers[0].preset, total)
+    if at is not None:
+        actions.append(CollapseCheck(writers, steps, source, held_out, device, cluster, at))
     actions.append(PeriodicCheckpoint(writers, steps, train.checkpoint_every, total))
     return actions

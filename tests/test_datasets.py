@@ -136,7 +136,13 @@ def test_digits_preset_trains_and_evaluates_with_label_metrics(cli, tmp_path):
     result = cli("evaluate", run / "ckpt.pt", "--fast", "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert set(report["metrics"]) == {"cluster_accuracy", "linear_probe", "elbo", "unsupervised"}
+    assert set(report["metrics"]) == {
+        "cluster_accuracy",
+        "linear_probe",
+        "elbo",
+        "unsupervised",
+        "discrete_code",
+    }
     assert report["metrics"]["unsupervised"]["active_units"] >= 0
     assert 0.1 <= report["metrics"]["cluster_accuracy"]["d0"] <= 1.0
     assert report["metrics"]["linear_probe"] > 0.3  # even a briefly trained encoder separates digits

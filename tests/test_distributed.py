@@ -73,13 +73,35 @@ for name, reduce in (("global", global_mean(Cluster(rank, 2))), ("local", lambda
     grad = w.grad.clone(); dist.all_reduce(grad); value = loss.detach().clone(); dist.all_reduce(value)
     if rank == 0:
         print(f"{name} grad={grad.item() / 2} loss={value.item() / 2}")
+
+# The aggregate posterior of the discrete code: each process's half of the batch is constant (category 0 on
+# one, 1 on the other); the global batch is a balanced code of two categories carrying log 2 nats.
+from jvae_cli.kinds import model_objective
+from jvae_cli.model import Posterior
+from jvae_cli.presets import load_preset
+_, preset = load_preset("digits", ['loss.discrete_measure="mutual-information"', "loss.marginal_weight=1.0"])
+logits = torch.full((4, 10), -30.0)
+logits[:, rank] = 30.0
+posterior = Posterior(torch.zeros(4, 10), torch.zeros(4, 10), [logits])
+class Decoder:
+    generic = 0
+    def decode_logits(self, latent):
+        return torch.zeros(4, 1, 8, 8)
+for name, reduce in (("global", global_mean(Cluster(rank, 2))), ("local", None)):
+    terms = model_objective(
+        Decoder(), torch.full((4, 1, 8, 8), 0.5), posterior, posterior.mean, 10**6, preset.loss, kl_mean=reduce
+    )
+    if rank == 0:
+        print(f"{name} information={terms.extra['mutual_info'].item():.4f} "
+              f"marginal={terms.extra['marginal_kl'].item():.4f}")
 dist.destroy_process_group()
 """
 
 
 def test_capacity_terms_see_the_global_batch_across_processes(tmp_path):
     """|KL - C| of the global batch (KL 2, C 1.5) has gradient 2 in w; averaging each process's own
-    |KL_local - C| gradient would give (3 - 1) / 2 = 1 (computed beside it, so the check can tell them apart)."""
+    |KL_local - C| gradient would give (3 - 1) / 2 = 1 (computed beside it, so the check can tell them apart).
+    The discrete code's aggregate posterior is the global batch's too."""
     script = tmp_path / "reduce.py"
     script.write_text(SCRIPT)
     done = subprocess.run(
@@ -90,7 +112,14 @@ def test_capacity_terms_see_the_global_batch_across_processes(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-2:] == ["global grad=2.0 loss=0.5", "local grad=1.0 loss=1.0"]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-4:-2] == ["global grad=2.0 loss=0.5", "local grad=1.0 loss=1.0"]
+    # I(x; c) and KL(q_bar || U) of the global batch (log 2, log 10 - log 2); each half alone reads a constant
+    # code (0, log 10), which a per-process estimate would charge.
+    assert lines[-2:] == [
+        "global information=0.6931 marginal=1.6094",
+        "local information=0.0000 marginal=2.3026",
+    ]
 
 
 def test_nproc_refuses_bad_input_in_one_line_before_starting_processes(cli, tmp_path):

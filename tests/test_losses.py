@@ -230,3 +230,82 @@ def test_objective_scale_pixel_steps_on_the_loss_divided_by_the_pixel_count():
     )  # metrics.jsonl shows the per-image loss either way
     assert losses[1] == pytest.approx(losses[0] / 1024, rel=1e-6)
     torch.testing.assert_close(gradients[1] * 1024, gradients[0], rtol=1e-4, atol=1e-6)
+
+
+def _discrete_config(**options: object) -> object:
+    return LossConfig(
+        continuous_capacity=CapacitySchedule(stop=0.0, steps=10, gamma=30.0),
+        discrete_capacity=CapacitySchedule(stop=5.0, steps=10, gamma=30.0),
+        **options,
+    )
+
+
+def _confident_codes(categories: list[int], k: int = 4) -> Posterior:
+    logits = torch.full((len(categories), k), -30.0)
+    logits[torch.arange(len(categories)), torch.tensor(categories)] = 30.0
+    return Posterior(torch.zeros(len(categories), 2), torch.zeros(len(categories), 2), [logits])
+
+
+def test_the_information_capacity_charges_a_constant_confident_code_and_not_a_balanced_one():
+    """The paper's term cannot tell the two codes apart (both sit at KL log K); bounding I(x; c) instead makes
+    the constant code pay gamma * log K and leaves the balanced code, which carries log K nats, free."""
+    constant, balanced = _confident_codes([2] * 8), _confident_codes([0, 1, 2, 3] * 2)
+    logits, target = torch.zeros(8, 1, 8, 8), torch.full((8, 1, 8, 8), 0.5)
+    penalty = {}
+    for name, options in (("kl", {}), ("mi", {"discrete_measure": "mutual-information"})):
+        for code, posterior in (("constant", constant), ("balanced", balanced)):
+            terms = objective(logits, target, posterior, 20, _discrete_config(**options))
+            penalty[name, code] = terms.loss.item() - terms.recon.item()
+            if name == "mi":
+                information = terms.extra["mutual_info"].item()
+                assert information == pytest.approx(0.0 if code == "constant" else math.log(4), abs=1e-5)
+                assert terms.extra["perplexity"].item() == pytest.approx(1.0 if code == "constant" else 4.0)
+    assert penalty["kl", "constant"] == pytest.approx(penalty["kl", "balanced"], abs=1e-4)
+    assert penalty["kl", "balanced"] == pytest.approx(0.0, abs=1e-3)
+    assert penalty["mi", "balanced"] == pytest.approx(0.0, abs=1e-3)
+    assert penalty["mi", "constant"] == pytest.approx(30.0 * math.log(4), rel=1e-4)
+
+
+def test_the_marginal_term_charges_an_unbalanced_code_until_its_last_step():
+    constant = _confident_codes([1] * 8)
+    logits, target = torch.zeros(8, 1, 8, 8), torch.full((8, 1, 8, 8), 0.5)
+    config = _discrete_config(marginal_weight=2.0, marginal_steps=100)
+    plain = objective(logits, target, constant, 20, _discrete_config()).loss.item()
+    assert objective(logits, target, constant, 100, config).loss.item() == pytest.approx(
+        plain + 2.0 * math.log(4), rel=1e-5
+    )
+    assert objective(logits, target, constant, 101, config).loss.item() == pytest.approx(plain, rel=1e-6)
+    assert objective(logits, target, constant, 20, config).extra["marginal_kl"].item() == pytest.approx(
+        math.log(4), abs=1e-5
+    )
+
+
+def test_the_aggregate_estimate_is_the_entropy_decomposition_with_gradients():
+    """E_x KL(q(c|x) || U) = I(x; c) + KL(q_bar || U) on soft codes, and the information term's gradient
+    reaches the encoder's logits."""
+    torch.manual_seed(0)
+    logits = torch.randn(16, 5, requires_grad=True)
+    posterior = Posterior(torch.zeros(16, 2), torch.zeros(16, 2), [logits])
+    terms = objective(
+        torch.zeros(16, 1, 4, 4),
+        torch.rand(16, 1, 4, 4),
+        posterior,
+        3,
+        _discrete_config(discrete_measure="mutual-information"),
+    )
+    probs = logits.detach().softmax(-1)
+    q_bar = probs.mean(0)
+    information = (probs * (probs.log() - q_bar.log())).sum(-1).mean()
+    assert terms.extra["mutual_info"].item() == pytest.approx(information.item(), rel=1e-4)
+    assert terms.kl_disc.item() == pytest.approx(
+        (terms.extra["mutual_info"] + terms.extra["marginal_kl"]).item(), rel=1e-5
+    )
+    terms.loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_the_paper_objective_logs_no_aggregate_terms_by_default():
+    terms = objective(
+        torch.zeros(8, 1, 8, 8), torch.rand(8, 1, 8, 8), _confident_codes([0] * 8), 20, _discrete_config()
+    )
+    assert terms.extra == {}

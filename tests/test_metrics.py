@@ -260,7 +260,13 @@ def test_label_metrics_on_a_labelled_dataset(tmp_path):
     checkpoint_file.write_bytes(b"weights")
     loaded = LoadedCheckpoint(checkpoint_file, Checkpoint.new("sprites", preset, {}), preset, model)
     report = evaluate(loaded, checkpoint_file, source, torch.device("cpu"), fast=True)
-    assert set(report.metrics) == {"cluster_accuracy", "linear_probe", "elbo", "unsupervised"}
+    assert set(report.metrics) == {
+        "cluster_accuracy",
+        "linear_probe",
+        "elbo",
+        "unsupervised",
+        "discrete_code",
+    }
     codes = representation(model)(source.images(torch.arange(600), torch.device("cpu")))
     expected = m.cluster_accuracy(codes[:, 6], factors[:, 0])  # the whole set, in another order
     assert report.metrics["cluster_accuracy"]["d0"] == pytest.approx(expected)

@@ -100,6 +100,13 @@ def train(
         "--profile",
         help="Print where a step's time goes (data, forward, backward, optimizer, logging).",
     ),
+    on_collapse: str = typer.Option(
+        None,
+        "--on-collapse",
+        help="warn or restart: what a run does when the collapse check finds a discrete code that carries "
+        "nothing (train.on_collapse; restart trains it again from the next unused seed, keeping the "
+        "collapsed attempt in collapsed/seed-N/).",
+    ),
     select: str = typer.Option(
         None,
         "--select",
@@ -115,6 +122,10 @@ def train(
     from jvae_cli.study import parse_seeds
 
     check_selection(select)
+    if on_collapse is not None:
+        if on_collapse not in ("warn", "restart"):
+            raise fail(f"--on-collapse takes warn or restart, not {on_collapse!r}", 2)
+        overrides = [*overrides, f'train.on_collapse="{on_collapse}"']
     if select is not None and seeds is None and (resume is None or not runfolder.is_stack(resume)):
         raise fail("--select chooses among a stack's models; add --seeds (or --resume a stack)", 2)
     with user_errors():
@@ -181,6 +192,24 @@ def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
             markup=False,
         )
         raise typer.Exit(stopper.exit_code())
+    for result in results:
+        if result.collapse is not None and result.collapse.collapsed:
+            then = (
+                "no restarts were left, so it trained on"
+                if result.collapse.action == "kept"
+                else "--on-collapse restart would train another seed"
+            )
+            out.print(
+                f"{result.run_dir}: the discrete code of seed {result.collapse.seed} collapsed; {then} (see "
+                f"{runfolder.COLLAPSE_RECORD})",
+                markup=False,
+            )
+        elif result.collapse is not None and result.run_dir.joinpath(runfolder.COLLAPSED_ATTEMPTS).is_dir():
+            out.print(
+                f"{result.run_dir}: seed {result.collapse.seed} kept after restarts (see "
+                f"{runfolder.COLLAPSE_RECORD}; the collapsed attempts in {runfolder.COLLAPSED_ATTEMPTS}/)",
+                markup=False,
+            )
     name = plan.preset_name
     if plan.stacked:
         folders = ", ".join(result.run_dir.name for result in results)
