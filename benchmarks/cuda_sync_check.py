@@ -13,10 +13,10 @@ import traceback
 
 import torch
 
-from jvae_cli.data import open_dataset
-from jvae_cli.presets import load_preset, with_seed
-from jvae_cli.stacking import stack_steps
-from jvae_cli.steps import Stepper
+from jvae.data import open_dataset
+from jvae.modeling.presets import load_preset, with_seed
+from jvae.training.stacking import stack_steps
+from jvae.training.steps import Stepper
 
 
 def _check(label: str, step: object, steps: int) -> None:
@@ -30,7 +30,7 @@ def _check(label: str, step: object, steps: int) -> None:
             run(index)  # type: ignore[operator]
         print(f"{label}: no host sync in {steps} steps")
     except RuntimeError:
-        where = [line for line in traceback.format_exc().splitlines() if "jvae_cli" in line][-2:]
+        where = [line for line in traceback.format_exc().splitlines() if "jvae" in line][-2:]
         print(f"{label}: synchronises at {' / '.join(w.strip() for w in where)}")
     finally:
         torch.cuda.set_sync_debug_mode("default")

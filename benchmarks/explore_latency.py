@@ -28,15 +28,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from jvae_cli.builder import build_model
-    from jvae_cli.checkpoint import Checkpoint
-    from jvae_cli.presets import load_preset
+    from jvae.modeling.builder import build_model
+    from jvae.modeling.checkpoint import Checkpoint
+    from jvae.modeling.presets import load_preset
 
     name, preset = load_preset(args.preset)
     with tempfile.TemporaryDirectory() as scratch:
         ckpt = Path(scratch) / "ckpt.pt"
         Checkpoint.new(name, preset, build_model(preset).state_dict()).save(ckpt)
-        command = [sys.executable, "-m", "jvae_cli", "explore", str(ckpt), "--port", "0", "--no-browser"]
+        command = [sys.executable, "-m", "jvae", "explore", str(ckpt), "--port", "0", "--no-browser"]
         server = subprocess.Popen([*command, "--device", args.device], stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None

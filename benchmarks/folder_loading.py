@@ -28,8 +28,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["JVAE_CACHE"] = str(Path(scratch) / "cache")
-        from jvae_cli.data import open_dataset
-        from jvae_cli.presets import DataConfig
+        from jvae.data import open_dataset
+        from jvae.modeling.presets import DataConfig
 
         folder = Path(scratch) / "jpegs"
         folder.mkdir()

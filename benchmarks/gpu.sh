@@ -14,7 +14,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH=/tmp/site:$PWD || { echo "wheel install failed"; exit 1; }
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1
-jv() { python3 -m jvae_cli "$@"; }
+jv() { python3 -m jvae "$@"; }
 steps() { python3 -c "print(max(2, int($1 * $SCALE)))"; }
 S=$OUT/summary.txt; : > "$S"; T=$OUT/table.txt; : > "$T"
 say() { echo "$*" | tee -a "$S"; }
@@ -109,7 +109,7 @@ for p in dsprites-vae dsprites-beta-vae dsprites-cc-beta-vae dsprites-beta-tcvae
   step "kind-$p" jv train --preset "$p" --device "$DEVICE" --set "$GEN" --set train.steps="$(steps 300)" --out "$R/$p"
 done
 step kind-digits-class-conditional jv train --preset digits-class-conditional --device "$DEVICE" --set train.steps="$(steps 300)" --out "$R/cc"
-step torchrun-1 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m jvae_cli train --preset quickstart \
+step torchrun-1 python3 -m torch.distributed.run --standalone --nproc_per_node=1 -m jvae train --preset quickstart \
   --device "$DEVICE" --set train.steps="$(steps 300)" --out "$R/ddp"
 
 # the step never waits on the GPU (synchronisation debug mode)

@@ -19,10 +19,10 @@ from contextlib import nullcontext
 
 import torch
 
-from jvae_cli.data import open_dataset
-from jvae_cli.fast import as_stock, stock
-from jvae_cli.presets import load_preset
-from jvae_cli.steps import Stepper
+from jvae.data import open_dataset
+from jvae.fast import as_stock, stock
+from jvae.modeling.presets import load_preset
+from jvae.training.steps import Stepper
 
 
 def trajectory(preset, source, fast: bool, steps: int, every: int) -> tuple[list[float], float]:

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from jvae_cli.recipes import RECIPES
+from jvae.modeling.recipes import RECIPES
 
 RAW = (
     "train-images-idx3-ubyte",
@@ -46,7 +46,7 @@ RAW = (
 
 
 def jvae(*args: object) -> None:
-    command = [sys.executable, "-m", "jvae_cli", *map(str, args)]
+    command = [sys.executable, "-m", "jvae", *map(str, args)]
     print("$ jvae " + " ".join(map(str, args)), flush=True)
     subprocess.run(command, check=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jvae_cli import udr
+from jvae.studies import udr
 
 TOLERANCE = 1e-6
 

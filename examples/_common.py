@@ -22,7 +22,7 @@ def setup(name: str, doc: str) -> tuple[bool, Path]:
 
 def jvae(*args: Any) -> None:
     """Run one jvae command; its errors stop the example with jvae's own message."""
-    command = [sys.executable, "-m", "jvae_cli", *[str(a) for a in args]]
+    command = [sys.executable, "-m", "jvae", *[str(a) for a in args]]
     print("$ jvae " + " ".join(str(a) for a in args), file=sys.stderr, flush=True)
     done = subprocess.run(command)
     if done.returncode:

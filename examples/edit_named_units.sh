@@ -23,7 +23,7 @@ if ((QUICK)); then
   python3 - "$OUT/input.png" <<'PY'
 import sys, torch
 from PIL import Image
-from jvae_cli.data.dsprites import render
+from jvae.data.dsprites import render
 sprite = render(torch.tensor([[1, 5, 0, 10, 16]]), torch.device("cpu"))[0, 0]  # an ellipse left of centre
 Image.fromarray((sprite * 255).byte().numpy()).save(sys.argv[1])
 PY

@@ -20,8 +20,8 @@ import torch
 from _common import jvae, sets, setup
 from scipy.stats import pearsonr, spearmanr
 
-from jvae_cli.checkpoint import load_checkpoint
-from jvae_cli.data import open_dataset
+from jvae.data import open_dataset
+from jvae.modeling.checkpoint import load_checkpoint
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jvae_cli.checkpoint import load_checkpoint
-from jvae_cli.images import image_files, load_image
-from jvae_cli.latents import Unit, UnitKL, apply_changes, parse_change, ranked_units
-from jvae_cli.media import to_uint8
+from jvae.base.images import image_files, load_image
+from jvae.base.media import to_uint8
+from jvae.modeling.checkpoint import load_checkpoint
+from jvae.modeling.latents import Unit, UnitKL, apply_changes, parse_change, ranked_units
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("ckpt", nargs="?", type=Path)
@@ -33,9 +33,9 @@ out = Path(os.environ.get("OUT", "examples/out/python_api"))
 out.mkdir(parents=True, exist_ok=True)
 
 if args.quick:  # a tiny model and a folder of inputs, both made here
-    from jvae_cli import trainer
-    from jvae_cli.data.dsprites import render
-    from jvae_cli.presets import load_preset
+    from jvae.data.dsprites import render
+    from jvae.modeling.presets import load_preset
+    from jvae.training import trainer
 
     _, preset = load_preset(
         "quickstart",

@@ -63,7 +63,7 @@ def train(seed: int) -> tuple[Path, float]:
     if run.exists():
         print(f"{run} holds an unfinished run; delete it to train seed {seed} again", file=sys.stderr)
         sys.exit(1)
-    command = [sys.executable, "-m", "jvae_cli", "train", "--preset", "quickstart", "--out", str(run)]
+    command = [sys.executable, "-m", "jvae", "train", "--preset", "quickstart", "--out", str(run)]
     command += sets(f"train.seed={seed}", *args.overrides)
     print("$ jvae " + " ".join(command[3:]), file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -87,9 +87,9 @@ def shape_nmi(run: Path, sprites: int = 5000) -> float:
     import numpy as np
     from sklearn.metrics import normalized_mutual_info_score
 
-    from jvae_cli.checkpoint import load_checkpoint
-    from jvae_cli.data import open_dataset
-    from jvae_cli.data.capabilities import ground_truth
+    from jvae.data import open_dataset
+    from jvae.data.capabilities import ground_truth
+    from jvae.modeling.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(run / "ckpt.pt")
     truth = ground_truth(open_dataset(loaded.preset.data))
@@ -132,7 +132,7 @@ selected_text = ""
 if args.select == "udr" and count > 1:
     from scipy.stats import spearmanr
 
-    from jvae_cli.selection import select, write_selections
+    from jvae.studies.selection import select, write_selections
 
     runs = [out / f"seed{row['seed']}" for row in rows]
     started = time.perf_counter()

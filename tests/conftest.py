@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from jvae_cli.cli import app
+from jvae.cli import app
 
 torch.set_num_threads(2)
 
@@ -58,8 +58,8 @@ def _digests(folder: Path) -> dict[str, str]:
 def sprites_ckpt(tmp_path_factory) -> Iterator[Path]:
     """A JointVAE trained 800 steps on generated dSprites (`SPRITES`) whose units mean something, for the
     commands that read a trained model (traverse, encode, edit, evaluate). Read it only (checked at the session's end); copy it to change it."""
-    from jvae_cli import trainer
-    from jvae_cli.presets import load_preset
+    from jvae.modeling.presets import load_preset
+    from jvae.training import trainer
 
     _, preset = load_preset("quickstart", SPRITES)
     run = tmp_path_factory.mktemp("sprites") / "run"
@@ -73,8 +73,8 @@ def sprites_ckpt(tmp_path_factory) -> Iterator[Path]:
 def digits_run(tmp_path_factory) -> Iterator[Path]:
     """A finished 4-step digits run (checkpoint every 2 steps, a log line every 2): checkpoint, metrics, preset
     and traversal, for the commands that read a run. Read it only (checked at the session's end)."""
-    from jvae_cli import trainer
-    from jvae_cli.presets import load_preset
+    from jvae.modeling.presets import load_preset
+    from jvae.training import trainer
 
     folder = tmp_path_factory.mktemp("digits") / "run"
     name, preset = load_preset("digits", ["train.steps=4", "train.log_every=2", "train.checkpoint_every=2"])

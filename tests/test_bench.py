@@ -8,10 +8,10 @@ import resource
 import pytest
 import torch
 
-from jvae_cli.data import open_dataset
-from jvae_cli.host_memory import pages_kept
-from jvae_cli.presets import load_preset
-from jvae_cli.steps import Objective, Stepper
+from jvae.base.host_memory import pages_kept
+from jvae.data import open_dataset
+from jvae.modeling.presets import load_preset
+from jvae.training.steps import Objective, Stepper
 
 SMALL = ['data.source="generated"', "data.image_size=32", 'model.architecture="conv32"']
 

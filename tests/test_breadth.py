@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli.data.registry import DATASETS
-from jvae_cli.errors import DataError, DataNotFoundError
-from jvae_cli.kinds.dip_vae import aggregate_covariance, covariance_of_means, dip_penalty
-from jvae_cli.losses import reconstruction
-from jvae_cli.metrics import active_units, gaussian_total_correlation, mutual_information_between_units
-from jvae_cli.presets import DataConfig, load_preset
+from jvae.base.errors import DataError, DataNotFoundError
+from jvae.data.registry import DATASETS
+from jvae.kinds.dip_vae import aggregate_covariance, covariance_of_means, dip_penalty
+from jvae.modeling.losses import reconstruction
+from jvae.modeling.presets import DataConfig, load_preset
+from jvae.use.metrics import active_units, gaussian_total_correlation, mutual_information_between_units
 
 # ----------------------------------------------------------------------------------------------- DIP-VAE
 
@@ -130,7 +130,7 @@ def test_unsupervised_scores_tell_independent_from_correlated_units():
 
 
 def write_shapes3d(path, count: int = 60) -> np.ndarray:
-    from jvae_cli.data.shapes3d import index_to_factors
+    from jvae.data.shapes3d import index_to_factors
 
     factors = index_to_factors(np.arange(count))
     images = np.zeros((count, 64, 64, 3), np.uint8)
@@ -186,7 +186,7 @@ def test_dsprites_variants_are_reproducible_coloured_sprites_with_dsprites_facto
     picks = torch.tensor([0, 5, 400000, 737279])
     first, again = source.images(picks, torch.device("cpu")), source.images(picks, torch.device("cpu"))
     assert first.shape == (4, 3, 64, 64) and torch.equal(first, again)
-    from jvae_cli.data.dsprites import index_to_factors, render
+    from jvae.data.dsprites import index_to_factors, render
 
     assert torch.equal(source.observations(index_to_factors(picks.numpy()), torch.device("cpu")), first)
     sprite = (
@@ -225,7 +225,7 @@ def _norb_matrix(path, array: np.ndarray) -> None:
 
 def write_smallnorb(root, per_part: int = 6) -> np.ndarray:
     """Both halves in the publisher's layout, a few images each; returns every image's factor row."""
-    from jvae_cli.data.smallnorb import PARTS
+    from jvae.data.smallnorb import PARTS
 
     root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -325,7 +325,7 @@ def test_celeba_128_trains_with_the_conv128_network(cli, tmp_path):
         "train", "--preset", "celeba-128", *sets, "--data", tmp_path / "celeba", "--out", tmp_path / "run"
     )
     assert result.exit_code == 0, result.stderr
-    from jvae_cli.checkpoint import load_checkpoint
+    from jvae.modeling.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(tmp_path / "run" / "ckpt.pt")
     assert loaded.preset.model.architecture == "conv128"

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import collapse, runfolder, trainer
-from jvae_cli.checkpoint import load_checkpoint, read_checkpoint
-from jvae_cli.data import open_dataset
-from jvae_cli.presets import load_preset
+from jvae.data import open_dataset
+from jvae.modeling.checkpoint import load_checkpoint, read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.runs import runfolder
+from jvae.training import collapse, trainer
 
 SHORT = ["train.steps=40", "train.log_every=20", "train.collapse_step=20"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jvae_cli.fast import as_stock, swap_in
-from jvae_cli.fast.convolutions import DownConv, UpConv
-from jvae_cli.model import JointVAE
+from jvae.fast import as_stock, swap_in
+from jvae.fast.convolutions import DownConv, UpConv
+from jvae.modeling.model import JointVAE
 
 # (in, out, side): the 64x64 decoder's layers, the layer drawing an RGB image, and odd sizes.
 LAYERS = [(64, 64, 4), (64, 32, 8), (32, 32, 16), (32, 1, 32), (32, 3, 32), (16, 1, 5), (8, 2, 7)]

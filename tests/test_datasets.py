@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli.data import open_dataset
-from jvae_cli.errors import DataError, DataNotFoundError
-from jvae_cli.presets import DataConfig
+from jvae.base.errors import DataError, DataNotFoundError
+from jvae.data import open_dataset
+from jvae.modeling.presets import DataConfig
 
 CPU = torch.device("cpu")
 
@@ -35,7 +35,7 @@ def test_digits_read_without_scikit_learn_are_scikit_learns_digits():
     and labels must be exactly what scikit-learn's own loader gives."""
     from sklearn.datasets import load_digits
 
-    from jvae_cli.data.digits import _bundled
+    from jvae.data.digits import _bundled
 
     images, labels = _bundled()
     reference = load_digits()
@@ -160,7 +160,7 @@ def test_training_on_a_folder_reports_what_it_left_out(cli, folder, tmp_path):
 
 
 def test_folder_is_decoded_once_then_read_from_the_cache(folder, monkeypatch):
-    import jvae_cli.data.folder as folder_module
+    import jvae.data.folder as folder_module
 
     config = DataConfig(dataset="folder", image_size=32, channels=1, on_unreadable="skip")
     first = open_dataset(config, data_path=str(folder)).images(torch.arange(4), CPU)
@@ -254,7 +254,7 @@ def test_celeba_crops_reads_attributes_and_partition(tmp_path):
 
 
 def write_mpi3d(path, count: int) -> np.ndarray:
-    from jvae_cli.data.mpi3d import index_to_factors
+    from jvae.data.mpi3d import index_to_factors
 
     factors = index_to_factors(np.arange(count))
     images = np.zeros((count, 64, 64, 3), np.uint8)
@@ -265,7 +265,7 @@ def write_mpi3d(path, count: int) -> np.ndarray:
 
 
 def test_mpi3d_reads_its_npz_in_the_published_factor_order(tmp_path):
-    from jvae_cli.data.mpi3d import COUNT, FACTOR_SIZES
+    from jvae.data.mpi3d import COUNT, FACTOR_SIZES
 
     assert COUNT == 1036800 and FACTOR_SIZES == [6, 6, 2, 3, 3, 40, 40]
     write_mpi3d(
@@ -292,8 +292,8 @@ def test_broken_npz_files_are_clear_errors(tmp_path):
 
 
 def test_dsprites_download_is_verified_then_loaded(cli, server, tmp_path, monkeypatch):
-    import jvae_cli.data.dsprites as dsprites_module
-    from jvae_cli.data.dsprites import index_to_factors, render
+    import jvae.data.dsprites as dsprites_module
+    from jvae.data.dsprites import index_to_factors, render
 
     base, payloads = server
     factors = index_to_factors(np.arange(0, 737280, 5000))
@@ -357,7 +357,7 @@ def test_mnist_download_goes_through_torchvision_to_the_data_root(server, tmp_pa
 
 
 def test_generated_sprites_are_binary_and_grow_with_scale():
-    from jvae_cli.data.dsprites import render
+    from jvae.data.dsprites import render
 
     factors = torch.tensor([[s, scale, 7, 16, 16] for s in range(3) for scale in range(6)])
     images = render(factors, CPU)

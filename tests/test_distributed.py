@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from jvae_cli import trainer
-from jvae_cli.checkpoint import read_checkpoint
-from jvae_cli.presets import load_preset
-from jvae_cli.recipes import RECIPE_2018
+from jvae.modeling.checkpoint import read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.modeling.recipes import RECIPE_2018
+from jvae.training import trainer
 
 SETS = [
     "data.image_size=32",
@@ -29,7 +29,7 @@ SETS = [
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "jvae_cli", "train", "--nproc", "2", "--device", "cpu", *args]
+    command = [sys.executable, "-m", "jvae", "train", "--nproc", "2", "--device", "cpu", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -62,7 +62,7 @@ def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
 
 SCRIPT = """
 import torch, torch.distributed as dist
-from jvae_cli.distributed import Cluster, global_mean
+from jvae.training.distributed import Cluster, global_mean
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 for name, reduce in (("global", global_mean(Cluster(rank, 2))), ("local", lambda t: t)):
@@ -76,9 +76,9 @@ for name, reduce in (("global", global_mean(Cluster(rank, 2))), ("local", lambda
 
 # The aggregate posterior of the discrete code: each process's half of the batch is constant (category 0 on
 # one, 1 on the other); the global batch is a balanced code of two categories carrying log 2 nats.
-from jvae_cli.kinds import model_objective
-from jvae_cli.model import Posterior
-from jvae_cli.presets import load_preset
+from jvae.kinds import model_objective
+from jvae.modeling.model import Posterior
+from jvae.modeling.presets import load_preset
 _, preset = load_preset("digits", ['loss.discrete_measure="mutual-information"', "loss.marginal_weight=1.0"])
 logits = torch.full((4, 10), -30.0)
 logits[:, rank] = 30.0

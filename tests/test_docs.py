@@ -11,8 +11,8 @@ from typing import Any, cast
 import pytest
 import typer
 
-from jvae_cli.cli import app
-from jvae_cli.cli import reference as ref
+from jvae.cli import app
+from jvae.cli import reference as ref
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN_COMMANDS = ("train", "traverse", "evaluate", "sweep", "edit", "encode", "sample")
@@ -32,14 +32,14 @@ def _commands() -> dict[str, Any]:
 @pytest.mark.parametrize("page", list(ref.PAGES))
 def test_committed_reference_page_is_what_the_code_generates(page):
     committed = REPO / ref.FOLDER / page
-    assert committed.is_file(), f"{committed} is missing: run python -m jvae_cli.cli.reference"
+    assert committed.is_file(), f"{committed} is missing: run python -m jvae.cli.reference"
     assert committed.read_text(encoding="utf-8") == ref.PAGES[page](), (
-        f"{ref.FOLDER / page} is out of date: run python -m jvae_cli.cli.reference"
+        f"{ref.FOLDER / page} is out of date: run python -m jvae.cli.reference"
     )
 
 
 def test_a_changed_preset_field_or_command_makes_its_page_stale(monkeypatch):
-    from jvae_cli.presets import TrainConfig
+    from jvae.modeling.presets import TrainConfig
 
     folder = REPO / ref.FOLDER
     monkeypatch.setattr(TrainConfig.model_fields["lr"], "title", "a meaning nobody regenerated")
@@ -57,7 +57,7 @@ def test_reference_command_checks_then_writes_the_pages(tmp_path, capsys):
 
 
 def test_every_preset_field_and_option_is_in_the_reference():
-    from jvae_cli.presets import DataConfig, ModelConfig, TrainConfig
+    from jvae.modeling.presets import DataConfig, ModelConfig, TrainConfig
 
     fields = ref.PAGES["preset-fields.md"]()
     for section, model in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):

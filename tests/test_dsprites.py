@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from jvae_cli.data import open_dataset
-from jvae_cli.data.dsprites import (
+from jvae.base.errors import DataError, DataNotFoundError
+from jvae.data import open_dataset
+from jvae.data.dsprites import (
     COUNT,
     FACTOR_SIZES,
     FileDSprites,
@@ -18,8 +19,7 @@ from jvae_cli.data.dsprites import (
     index_to_factors,
     render,
 )
-from jvae_cli.errors import DataError, DataNotFoundError
-from jvae_cli.presets import DataConfig
+from jvae.modeling.presets import DataConfig
 
 CPU = torch.device("cpu")
 
@@ -140,7 +140,7 @@ def test_other_datasets_fail_with_where_to_put_them(tmp_path):
 
 
 def test_gpu_style_rendering_and_device_side_indexing_draw_the_same_sprites():
-    from jvae_cli.data.dsprites import GeneratedDSprites, index_to_factors
+    from jvae.data.dsprites import GeneratedDSprites, index_to_factors
 
     indices = torch.randint(737280, (500,), generator=torch.Generator().manual_seed(0))
     factors = torch.from_numpy(index_to_factors(indices.numpy()))
@@ -152,7 +152,7 @@ def test_gpu_style_rendering_and_device_side_indexing_draw_the_same_sprites():
 def test_testing_only_a_window_around_each_centre_misses_no_sprite_pixel():
     """The largest sprites, in every orientation, at the frame's edges: the same pixels as testing every one
     of the 64 x 64 pixels against the shape, which is what the renderer avoids doing."""
-    from jvae_cli.data.dsprites import _inside_ellipse, _inside_heart, _inside_square
+    from jvae.data.dsprites import _inside_ellipse, _inside_heart, _inside_square
 
     factors = torch.tensor(
         [

@@ -37,7 +37,7 @@ def test_every_example_says_what_it_reproduces_how_long_and_where(path):
 
 
 def _run(path: Path, out: Path, *args: str) -> str:
-    env = {**os.environ, "OUT": str(out), "JVAE": f"{sys.executable} -m jvae_cli", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "OUT": str(out), "JVAE": f"{sys.executable} -m jvae", "MPLBACKEND": "Agg"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = ["bash", str(path)] if path.suffix == ".sh" else [sys.executable, str(path)]
     done = subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)

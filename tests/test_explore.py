@@ -29,13 +29,13 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from jvae_cli import trainer
-from jvae_cli.builder import build_model
-from jvae_cli.checkpoint import Checkpoint, load_checkpoint, set_unit_names
-from jvae_cli.explore.explorer import MAX_UPLOAD_BYTES, Explorer
-from jvae_cli.explore.server import listen, server
-from jvae_cli.media import LABEL_WIDTH
-from jvae_cli.presets import load_preset
+from jvae.base.media import LABEL_WIDTH
+from jvae.explore.explorer import MAX_UPLOAD_BYTES, Explorer
+from jvae.explore.server import listen, server
+from jvae.modeling.builder import build_model
+from jvae.modeling.checkpoint import Checkpoint, load_checkpoint, set_unit_names
+from jvae.modeling.presets import load_preset
+from jvae.training import trainer
 
 SIDE = 32  # the digits model's image size
 PAD = 2  # jvae's grid padding between tiles
@@ -334,7 +334,7 @@ def start(*args: str) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "jvae_cli",
+            "jvae",
             "explore",
             *args,
             "--port",

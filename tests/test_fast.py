@@ -1,4 +1,4 @@
-"""jvae's own kernels (`jvae_cli.fast`) against stock PyTorch (JVAE_STOCK=1): real training steps of a single
+"""jvae's own kernels (`jvae.fast`) against stock PyTorch (JVAE_STOCK=1): real training steps of a single
 run and of stacks give the same losses within float rounding, and a stack survives a layer type its
 hand-written walk does not know."""
 
@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from jvae_cli.data import open_dataset
-from jvae_cli.fast import STOCK_ENV
-from jvae_cli.fast.convolutions import DownConv, UpConv
-from jvae_cli.fast.stacked_layers import StackedNetwork
-from jvae_cli.model import JointVAE
-from jvae_cli.presets import Preset, load_preset, with_seed
-from jvae_cli.stacked_network import FunctionalStack
-from jvae_cli.stacking import stack_steps
-from jvae_cli.steps import Stepper
+from jvae.data import open_dataset
+from jvae.fast import STOCK_ENV
+from jvae.fast.convolutions import DownConv, UpConv
+from jvae.fast.stacked_layers import StackedNetwork
+from jvae.modeling.model import JointVAE
+from jvae.modeling.presets import Preset, load_preset, with_seed
+from jvae.modeling.stacked_network import FunctionalStack
+from jvae.training.stacking import stack_steps
+from jvae.training.steps import Stepper
 
 STEPS = 4
 CPU = torch.device("cpu")

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from jvae_cli.files import WriteError, write_text, write_via
+from jvae.base.files import WriteError, write_text, write_via
 
 
 def test_a_write_replaces_the_file_whole_with_the_usual_mode(tmp_path):

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-from jvae_cli import trainer
-from jvae_cli.checkpoint import read_checkpoint
-from jvae_cli.presets import load_preset
+from jvae.modeling.checkpoint import read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.training import trainer
 
 TINY = ["train.steps=4", "train.log_every=2", "train.checkpoint_every=2"]
 
@@ -120,7 +120,7 @@ def test_a_run_folder_in_use_is_refused_naming_the_process(cli, run, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from jvae_cli.runfolder import RunLock; RunLock(sys.argv[1]).__enter__(); "
+            "import sys, time; from jvae.runs.runfolder import RunLock; RunLock(sys.argv[1]).__enter__(); "
             "print('held', flush=True); time.sleep(120)",
             str(folder),
         ],
@@ -151,7 +151,7 @@ def _limited(args: list[str], limit: int, cwd: Path) -> subprocess.CompletedProc
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    command = [sys.executable, "-m", "jvae_cli", *args]
+    command = [sys.executable, "-m", "jvae", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, preexec_fn=cap, timeout=300)
 
 
@@ -352,7 +352,7 @@ def test_a_stop_request_with_the_last_step_is_not_reported_as_a_finished_run(tmp
 
 
 def test_sap_repeats_whatever_the_global_random_state():
-    from jvae_cli.metrics import sap_from_codes
+    from jvae.use.metrics import sap_from_codes
 
     rng = np.random.RandomState(0)
     x_train, x_test = rng.randn(300, 3), rng.randn(200, 3)
@@ -365,7 +365,7 @@ def test_sap_repeats_whatever_the_global_random_state():
 
 
 def test_jvae_processes_share_the_cores(tmp_path, monkeypatch):
-    from jvae_cli.devices import other_jvae_processes, share_cpu_threads
+    from jvae.base.devices import other_jvae_processes, share_cpu_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("JVAE_THREADS", "1")
@@ -404,7 +404,7 @@ def test_jvae_processes_share_the_cores(tmp_path, monkeypatch):
 
 
 def test_grid_values_whose_names_collide_get_folders_of_their_own():
-    from jvae_cli.study import Study
+    from jvae.studies.study import Study
 
     names = [spec.name for spec in Study(["digits"], [0], {"train.lr": ["0.0005", "1.0005"]}).runs()]
     assert names == ["digits-lr=0.0005-seed0", "digits-lr=1.0005-seed0"]
@@ -444,14 +444,14 @@ def test_absurd_seed_counts_are_refused_before_anything_is_made(cli, tmp_path, a
 
 
 def test_one_ctrl_c_stops_the_whole_sweep_and_the_rerun_finishes_exactly_the_rest(cli, tmp_path):
-    from jvae_cli.study import Study, run_state
+    from jvae.studies.study import Study, run_state
 
     study = tmp_path / "study"
     sets = ["train.steps=100", "train.log_every=5", "train.checkpoint_every=50", "train.batch_size=16"]
     args = ["sweep", "--preset", "digits", "--seeds", "0-2", *(x for s in sets for x in ("--set", s))]
     args += ["--out", str(study)]
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "jvae_cli", *args],
+        [sys.executable, "-m", "jvae", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -682,7 +682,7 @@ def hostile_mirror():
 def test_downloads_are_bounded_in_size_and_time_and_keep_nothing(
     cli, tmp_path, monkeypatch, hostile_mirror, kind, limits, expected
 ):
-    from jvae_cli.data import download
+    from jvae.data import download
 
     for name, value in limits.items():
         monkeypatch.setattr(download, name, value)
@@ -777,10 +777,10 @@ def test_new_dataset_files_are_checked_before_they_are_read(tmp_path, monkeypatc
     import h5py
     from scipy.io import savemat
 
-    from jvae_cli.data.registry import DATASETS
-    from jvae_cli.data.smallnorb import read_matrix
-    from jvae_cli.errors import DataError
-    from jvae_cli.presets import DataConfig
+    from jvae.base.errors import DataError
+    from jvae.data.registry import DATASETS
+    from jvae.data.smallnorb import read_matrix
+    from jvae.modeling.presets import DataConfig
 
     with h5py.File(tmp_path / "3dshapes.h5", "w") as handle:
         handle.create_group("images")["inner"] = np.zeros(3)
@@ -806,9 +806,9 @@ def test_new_dataset_files_are_checked_before_they_are_read(tmp_path, monkeypatc
 def test_a_damaged_preprocessing_cache_is_built_again(tmp_path, monkeypatch):
     import h5py
 
-    from jvae_cli.data.registry import DATASETS
-    from jvae_cli.data.shapes3d import index_to_factors
-    from jvae_cli.presets import DataConfig
+    from jvae.data.registry import DATASETS
+    from jvae.data.shapes3d import index_to_factors
+    from jvae.modeling.presets import DataConfig
 
     monkeypatch.setenv("JVAE_CACHE", str(tmp_path / "cache"))
     with h5py.File(tmp_path / "3dshapes.h5", "w") as handle:
@@ -837,9 +837,9 @@ def test_the_explorer_answers_broken_and_heavy_uploads_and_keeps_serving(run, ca
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor
 
-    from jvae_cli.checkpoint import load_checkpoint
-    from jvae_cli.explore.explorer import Explorer
-    from jvae_cli.explore.server import listen, server
+    from jvae.explore.explorer import Explorer
+    from jvae.explore.server import listen, server
+    from jvae.modeling.checkpoint import load_checkpoint
 
     sock = listen("127.0.0.1", 0)
     running = server(Explorer(load_checkpoint(run / "ckpt.pt"), torch.device("cpu"), []), sock)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli.checkpoint import load_checkpoint, read_checkpoint
-from jvae_cli.data.dsprites import render
-from jvae_cli.latents import Unit, traversal_images
+from jvae.data.dsprites import render
+from jvae.modeling.checkpoint import load_checkpoint, read_checkpoint
+from jvae.modeling.latents import Unit, traversal_images
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_an_unused_unit_changes_images_far_less_than_the_top_unit(ckpt, images):
     kl = loaded.unit_kl["continuous"]
     top, low = int(np.argmax(kl)), int(np.argmin(kl))
     assert kl[low] < 0.5 < kl[top]
-    from jvae_cli.images import load_image
+    from jvae.base.images import load_image
 
     batch = torch.stack([load_image(p, 1, 32) for p in sorted(images.rglob("*.png"))])
     with torch.no_grad():

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli import fast
-from jvae_cli.errors import PresetError
-from jvae_cli.kinds import objective
-from jvae_cli.losses import bernoulli_nll_sum, reconstruction
-from jvae_cli.model import Posterior, kl_normal, kl_uniform_categorical
-from jvae_cli.presets import CapacitySchedule
-from jvae_cli.presets import loss_config as LossConfig
+from jvae import fast
+from jvae.base.errors import PresetError
+from jvae.kinds import objective
+from jvae.modeling.losses import bernoulli_nll_sum, reconstruction
+from jvae.modeling.model import Posterior, kl_normal, kl_uniform_categorical
+from jvae.modeling.presets import CapacitySchedule
+from jvae.modeling.presets import loss_config as LossConfig
 
 
 def test_kl_normal_matches_monte_carlo_estimate():
@@ -171,8 +171,8 @@ def test_each_kind_takes_only_its_own_fields():
 
 
 def test_grouped_vae_term_i_reaches_only_group_i_of_the_encoder_outputs():
-    from jvae_cli.kinds.grouped_vae import grouped_reconstruction
-    from jvae_cli.model import JointVAE
+    from jvae.kinds.grouped_vae import grouped_reconstruction
+    from jvae.modeling.model import JointVAE
 
     torch.manual_seed(0)
     model = JointVAE(32, 1, 6, [], hidden=64, mlp=True)
@@ -189,9 +189,9 @@ def test_grouped_vae_term_i_reaches_only_group_i_of_the_encoder_outputs():
 
 
 def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
-    from jvae_cli.kinds import model_objective
-    from jvae_cli.losses import reconstruction
-    from jvae_cli.model import JointVAE
+    from jvae.kinds import model_objective
+    from jvae.modeling.losses import reconstruction
+    from jvae.modeling.model import JointVAE
 
     torch.manual_seed(1)
     model = JointVAE(32, 1, 4, [], hidden=32, mlp=True)
@@ -209,9 +209,9 @@ def test_grouped_vae_loss_is_the_sum_of_prefix_reconstructions_plus_beta_kl():
 
 
 def test_objective_scale_pixel_steps_on_the_loss_divided_by_the_pixel_count():
-    from jvae_cli.builder import build_model
-    from jvae_cli.presets import load_preset
-    from jvae_cli.steps import Objective
+    from jvae.modeling.builder import build_model
+    from jvae.modeling.presets import load_preset
+    from jvae.training.steps import Objective
 
     x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     gradients, losses, logged = [], [], []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import jvae_cli.evaluation as evaluation
-from jvae_cli.evaluation import registry
+import jvae.evaluation as evaluation
+from jvae.evaluation import registry
 
 HOW_TO = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "metric.md"
 
@@ -40,9 +40,9 @@ def with_example(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    from jvae_cli.builder import build_model
-    from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
-    from jvae_cli.presets import load_preset
+    from jvae.modeling.builder import build_model
+    from jvae.modeling.checkpoint import Checkpoint, LoadedCheckpoint
+    from jvae.modeling.presets import load_preset
 
     _, preset = load_preset("quickstart", ["data.image_size=32", 'model.architecture="conv32"'])
     torch.manual_seed(0)
@@ -60,11 +60,11 @@ def test_every_metric_is_complete_and_placed_once():
 
 
 def test_a_new_metric_module_reaches_every_consumer(with_example, loaded):
-    from jvae_cli.cli.schema_reference import metrics_page
-    from jvae_cli.comparison import flatten_metrics
-    from jvae_cli.data.dsprites import GeneratedDSprites
-    from jvae_cli.data.sources import TensorImages
-    from jvae_cli.reports import rows
+    from jvae.cli.schema_reference import metrics_page
+    from jvae.data.dsprites import GeneratedDSprites
+    from jvae.data.sources import TensorImages
+    from jvae.studies.comparison import flatten_metrics
+    from jvae.use.reports import rows
 
     source = GeneratedDSprites(1, 32)
     plain = TensorImages(torch.zeros(4, 1, 32, 32, dtype=torch.uint8), "images without factors", 1, 32)
@@ -83,8 +83,8 @@ def test_a_new_metric_module_reaches_every_consumer(with_example, loaded):
 
 
 def test_shared_results_are_computed_once(monkeypatch, loaded):
-    from jvae_cli.data.dsprites import GeneratedDSprites
-    from jvae_cli.evaluation import information as info
+    from jvae.data.dsprites import GeneratedDSprites
+    from jvae.evaluation import information as info
 
     drawn = []
     factor_codes = info.factor_codes

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from jvae_cli import metrics as m
-from jvae_cli.data.capabilities import uniform_factors
+from jvae.data.capabilities import uniform_factors
+from jvae.use import metrics as m
 
 
 class Toy:
@@ -173,9 +173,9 @@ def small_ckpt(sprites_ckpt):
 
 
 def test_evaluate_writes_the_report_and_matches_the_api(cli, small_ckpt, tmp_path):
-    from jvae_cli.checkpoint import load_checkpoint
-    from jvae_cli.data.dsprites import GeneratedDSprites
-    from jvae_cli.evaluation import representation
+    from jvae.data.dsprites import GeneratedDSprites
+    from jvae.evaluation import representation
+    from jvae.modeling.checkpoint import load_checkpoint
 
     out = tmp_path / "report"
     result = cli(
@@ -221,8 +221,8 @@ def test_evaluate_errors(cli, small_ckpt, tmp_path):
 
 
 def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_path):
-    from jvae_cli.checkpoint import read_checkpoint
-    from jvae_cli.evaluation import Report, names_to_store
+    from jvae.evaluation import Report, names_to_store
+    from jvae.modeling.checkpoint import read_checkpoint
 
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(small_ckpt.read_bytes())
@@ -242,12 +242,12 @@ def test_name_units_stores_the_clear_factor_of_each_unit(cli, small_ckpt, tmp_pa
 
 
 def test_label_metrics_on_a_labelled_dataset(tmp_path):
-    from jvae_cli.builder import build_model
-    from jvae_cli.checkpoint import Checkpoint, LoadedCheckpoint
-    from jvae_cli.data.dsprites import render
-    from jvae_cli.data.sources import TensorImages
-    from jvae_cli.evaluation import evaluate, representation
-    from jvae_cli.presets import load_preset
+    from jvae.data.dsprites import render
+    from jvae.data.sources import TensorImages
+    from jvae.evaluation import evaluate, representation
+    from jvae.modeling.builder import build_model
+    from jvae.modeling.checkpoint import Checkpoint, LoadedCheckpoint
+    from jvae.modeling.presets import load_preset
 
     _, preset = load_preset("quickstart", ["data.image_size=32", 'model.architecture="conv32"'])
     factors = uniform_factors([3, 6, 40, 32, 32], 600, np.random.RandomState(0))

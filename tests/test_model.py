@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from jvae_cli.model import JointVAE
+from jvae.modeling.model import JointVAE
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli.builder import build_model
-from jvae_cli.checkpoint import FORMAT, Checkpoint, load_checkpoint
-from jvae_cli.presets import load_preset
+from jvae.modeling.builder import build_model
+from jvae.modeling.checkpoint import FORMAT, Checkpoint, load_checkpoint
+from jvae.modeling.presets import load_preset
 
 ENCODER = {32: [32, 64, 64], 64: [32, 32, 64, 64]}
 DECODER = {32: [64, 32, 32], 64: [64, 64, 32, 32]}
@@ -248,7 +248,7 @@ def test_old_format_32x32_checkpoints_are_refused_with_what_to_do(cli, tmp_path)
 @pytest.fixture
 def released_mnist(tmp_path, monkeypatch):
     """A release served under the official layout, with official:mnist's pins set to its checksums."""
-    from jvae_cli import pretrained
+    from jvae.use import pretrained
 
     folder = tmp_path / "served"
     write_release(folder, official_state(32, 1, 10, [10], seed=3), specs_for("mnist", 10, [10]))
@@ -308,7 +308,7 @@ def test_pretrained_names_download_verify_convert_and_cache(
 def test_a_pretrained_download_with_the_wrong_checksum_keeps_nothing(
     cli, server, tmp_path, monkeypatch, released_mnist
 ):
-    from jvae_cli import pretrained
+    from jvae.use import pretrained
 
     base, payloads = server
     files, pinned = released_mnist

@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jvae_cli.builder import build_model
-from jvae_cli.kinds import build_critic, model_objective
-from jvae_cli.kinds.beta_tcvae import pair_log_weights, tc_decomposition
-from jvae_cli.kinds.class_conditional import LabelClassifier
-from jvae_cli.kinds.factor_vae import TCDiscriminator, permute_dims
-from jvae_cli.losses import reconstruction
-from jvae_cli.model import kl_normal
-from jvae_cli.presets import load_preset
-from jvae_cli.steps import Objective, critic_step, vae_step
+from jvae.kinds import build_critic, model_objective
+from jvae.kinds.beta_tcvae import pair_log_weights, tc_decomposition
+from jvae.kinds.class_conditional import LabelClassifier
+from jvae.kinds.factor_vae import TCDiscriminator, permute_dims
+from jvae.modeling.builder import build_model
+from jvae.modeling.losses import reconstruction
+from jvae.modeling.model import kl_normal
+from jvae.modeling.presets import load_preset
+from jvae.training.steps import Objective, critic_step, vae_step
 
 # ----------------------------------------------------------------------------------------------- beta-TCVAE
 

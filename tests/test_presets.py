@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import jvae_cli
-from jvae_cli.builder import build_model
-from jvae_cli.kinds import build_critic
-from jvae_cli.presets import Preset, load_preset, preset_names, presets_dir
-from jvae_cli.steps import Objective, critic_step, vae_step
+import jvae
+from jvae.kinds import build_critic
+from jvae.modeling.builder import build_model
+from jvae.modeling.presets import Preset, load_preset, preset_names, presets_dir
+from jvae.training.steps import Objective, critic_step, vae_step
 
 REPO = Path(__file__).resolve().parent.parent
 PRESET_FILES = sorted((REPO / "presets").glob("*.toml"))
@@ -29,8 +29,8 @@ PAPER = {  # Dupont 2018 appendix C: continuous, discrete, lr, gamma, C_z stop/s
 
 
 def test_the_installed_package_ships_every_preset_file():
-    package = Path(jvae_cli.__file__).resolve().parent
-    if package != REPO / "jvae_cli":  # a regular (non-editable) install must carry its own copy
+    package = Path(jvae.__file__).resolve().parent
+    if package != REPO / "jvae":  # a regular (non-editable) install must carry its own copy
         assert presets_dir() == package / "_presets"
     assert preset_names() == sorted(p.stem for p in PRESET_FILES)
     assert {"mnist", "fashion-mnist", "chairs", "celeba", "dsprites", "quickstart"} <= set(preset_names())
@@ -189,9 +189,9 @@ def test_help_is_fast_because_it_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, jvae_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, jvae.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-    result = subprocess.run([sys.executable, "-m", "jvae_cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "jvae", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "presets" in result.stdout
 
 
@@ -202,7 +202,7 @@ def test_the_jvae_process_leaves_with_the_commands_status_and_all_its_output(tmp
     import sys
 
     def jvae(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "jvae_cli", *args], capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "jvae", *args], capture_output=True, text=True)
 
     shown = jvae("--help")
     assert shown.returncode == 0 and shown.stderr == ""

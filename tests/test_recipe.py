@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jvae_cli import trainer
-from jvae_cli.builder import build_model, build_training
-from jvae_cli.checkpoint import read_checkpoint
-from jvae_cli.data import open_dataset
-from jvae_cli.distributed import Cluster
-from jvae_cli.presets import load_preset
-from jvae_cli.recipes import RECIPE_2018
-from jvae_cli.steps import Batches, Objective, apply_learning_rate, epoch_order
+from jvae.data import open_dataset
+from jvae.modeling.builder import build_model, build_training
+from jvae.modeling.checkpoint import read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.modeling.recipes import RECIPE_2018
+from jvae.training import trainer
+from jvae.training.distributed import Cluster
+from jvae.training.steps import Batches, Objective, apply_learning_rate, epoch_order
 
 RECIPE = list(RECIPE_2018)
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli.data.capabilities import GroundTruth, ground_truth, labels_of
-from jvae_cli.data.registry import DATASETS
-from jvae_cli.errors import DataNotFoundError, PresetError
-from jvae_cli.kinds import KINDS
-from jvae_cli.presets import DataConfig, load_preset, preset_names
-from jvae_cli.sections import LossBase
-from jvae_cli.steps import Stepper
+from jvae.base.errors import DataNotFoundError, PresetError
+from jvae.base.sections import LossBase
+from jvae.data.capabilities import GroundTruth, ground_truth, labels_of
+from jvae.data.registry import DATASETS
+from jvae.kinds import KINDS
+from jvae.modeling.presets import DataConfig, load_preset, preset_names
+from jvae.training.steps import Stepper
 
 # ----------------------------------------------------------------------------------------------- kinds
 
@@ -28,7 +28,7 @@ def _presets_of(kind: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_kind_has_a_preset_that_builds_and_takes_a_step(kind):
-    from jvae_cli.data import open_dataset
+    from jvae.data import open_dataset
 
     names = _presets_of(kind)
     assert names, f"no preset trains {kind}"
@@ -119,7 +119,7 @@ def _celeba(root):
 
 
 def _mpi3d(root):
-    from jvae_cli.data.mpi3d import index_to_factors
+    from jvae.data.mpi3d import index_to_factors
 
     root.mkdir(parents=True)
     factors = index_to_factors(np.arange(40))
@@ -155,7 +155,7 @@ def _painting(root):
 def _smallnorb(root):
     import struct as packing
 
-    from jvae_cli.data.smallnorb import PARTS
+    from jvae.data.smallnorb import PARTS
 
     root.mkdir(parents=True)
     for stem in PARTS.values():
@@ -246,8 +246,8 @@ def test_the_preset_schema_takes_its_dataset_names_from_the_registry():
 
 def test_checkpoints_written_before_the_kinds_had_their_own_sections_still_load(tmp_path):
     """Older checkpoints store one flat loss section: every kind's field, the unused ones null."""
-    from jvae_cli.builder import build_model
-    from jvae_cli.checkpoint import Checkpoint, load_checkpoint
+    from jvae.modeling.builder import build_model
+    from jvae.modeling.checkpoint import Checkpoint, load_checkpoint
 
     name, preset = load_preset("dsprites-beta-tcvae", ["data.source=generated"])
     payload = Checkpoint.new(name, preset, build_model(preset).state_dict()).to_payload()

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import torch
 
-from jvae_cli import runfolder, trainer
-from jvae_cli.checkpoint import read_checkpoint
-from jvae_cli.kinds import KINDS
-from jvae_cli.presets import Preset, load_preset
-from jvae_cli.recipes import RECIPE_2018
-from jvae_cli.schedules import learning_rate, temperature
+from jvae.kinds import KINDS
+from jvae.modeling.checkpoint import read_checkpoint
+from jvae.modeling.presets import Preset, load_preset
+from jvae.modeling.recipes import RECIPE_2018
+from jvae.modeling.schedules import learning_rate, temperature
+from jvae.runs import runfolder
+from jvae.training import trainer
 
 SMALL = ["data.image_size=32", 'model.architecture="conv32"']
 GENERATED = ['data.source="generated"', *SMALL]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import trainer
-from jvae_cli.model import Posterior
-from jvae_cli.presets import load_preset
-from jvae_cli.schedules import learning_rate, temperature
+from jvae.modeling.model import Posterior
+from jvae.modeling.presets import load_preset
+from jvae.modeling.schedules import learning_rate, temperature
+from jvae.training import trainer
 
 
 def preset_with(*overrides: str):
@@ -140,8 +140,8 @@ def test_capacity_weight_ramps_from_gamma_start_to_gamma_and_holds():
 
 def test_the_loss_uses_the_ramped_weight():
     """|KL - C| enters the JointVAE loss with the step's weight: the same codes cost more as gamma rises."""
-    from jvae_cli.builder import build_model
-    from jvae_cli.kinds import objective
+    from jvae.kinds import objective
+    from jvae.modeling.builder import build_model
 
     preset = preset_with(
         "data.image_size=32",

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import runfolder, trainer
-from jvae_cli.presets import Preset, load_preset
+from jvae.modeling.presets import Preset, load_preset
+from jvae.runs import runfolder
+from jvae.training import trainer
 
 # fp32 on the CPU, a checkpoint only at the end: what the comparison reads is the run itself.
 EXACT = ["train.precision=fp32", "train.log_every=50", "train.checkpoint_every=100000", "train.batch_size=32"]
@@ -208,8 +209,8 @@ def test_kinds_with_a_critic_and_mismatched_presets_refuse_to_stack(tmp_path, cl
 @pytest.mark.parametrize("preset_name", ["digits", "dsprites-grouped-vae", "dsprites-beta-tcvae"])
 def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(preset_name):
     """The GPU's layout (grouped convolutions, batched products), run here on the CPU, against the CPU's."""
-    from jvae_cli.data import open_dataset
-    from jvae_cli.stacking import StackedStepper
+    from jvae.data import open_dataset
+    from jvae.training.stacking import StackedStepper
 
     sets = ["train.precision=fp32", "train.batch_size=16", 'data.source="generated"']
     sets = sets if "dsprites" in preset_name else sets[:2]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from jvae_cli import trainer
-from jvae_cli.callbacks import Callback, RunInfo
-from jvae_cli.checkpoint import read_checkpoint
-from jvae_cli.presets import load_preset
+from jvae.base.callbacks import Callback, RunInfo
+from jvae.modeling.checkpoint import read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.training import trainer
 
 TINY = ["train.steps=20", "train.log_every=10", "train.checkpoint_every=10"]
 WATCHED = [*TINY, "train.eval_every=10", "train.eval_images=64"]
@@ -99,7 +99,7 @@ def test_tensorboard_and_mlflow_hold_the_run(tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from jvae_cli.trackers.mlflow import store_uri
+    from jvae.trackers.mlflow import store_uri
 
     name, preset = load_preset("digits", [*WATCHED, 'train.track=["tensorboard", "mlflow"]'])
     run = tmp_path / "run"
@@ -149,7 +149,7 @@ def test_plot_draws_one_curve_per_run(cli, tmp_path):
             name,
             tmp_path / f"s{seed}",
         )
-    from jvae_cli.curves import plot_runs
+    from jvae.runs.curves import plot_runs
 
     assert plot_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "curves.png") == ["s0", "s1"]
     result = cli("plot", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "cli.png")
@@ -167,7 +167,7 @@ SWEEP = [
 
 def _jvae(*args: object, **kwargs: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "jvae_cli", *map(str, args)],
+        [sys.executable, "-m", "jvae", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -256,7 +256,7 @@ def test_the_slurm_path_runs_through_submitits_local_executor(cli, tmp_path):
 
 
 def test_sweep_groups_new_runs_that_differ_in_seed_and_loss_values_only(tmp_path):
-    from jvae_cli.study import Study, stack_groups
+    from jvae.studies.study import Study, stack_groups
 
     grid = {"loss.continuous_capacity.gamma": ["10", "30"], "train.batch_size": ["32", "64"]}
     study = Study(["digits", "digits-class-conditional"], [0, 1], grid, ["train.steps=5"])

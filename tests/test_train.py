@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jvae_cli import trainer
-from jvae_cli.checkpoint import FORMAT, load_checkpoint, read_checkpoint
-from jvae_cli.presets import load_preset
+from jvae.modeling.checkpoint import FORMAT, load_checkpoint, read_checkpoint
+from jvae.modeling.presets import load_preset
+from jvae.training import trainer
 
 RECORD_KEYS = {
     "step",
@@ -42,7 +42,7 @@ def read_metrics(run: Path) -> list[dict]:
 def _train_quickstart(folder: Path, sets: list[str]):
     from typer.testing import CliRunner
 
-    from jvae_cli.cli import app
+    from jvae.cli import app
 
     run = folder / "run"
     args = ["train", "--preset", "quickstart", *[f"--set={s}" for s in sets], "--out", str(run)]
@@ -144,8 +144,8 @@ def _centre_and_area(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
 @pytest.mark.slow
 def test_quickstart_top_units_move_the_sprite(quickstart_run):
     """The traversal means something: its top units move the sprite across and down, and resize it."""
-    from jvae_cli.data.dsprites import GeneratedDSprites
-    from jvae_cli.latents import DEFAULT_RANGE, Unit, set_unit
+    from jvae.data.dsprites import GeneratedDSprites
+    from jvae.modeling.latents import DEFAULT_RANGE, Unit, set_unit
 
     run, _ = quickstart_run
     loaded = load_checkpoint(run / "ckpt.pt")
@@ -173,7 +173,7 @@ def test_quickstart_top_units_move_the_sprite(quickstart_run):
 
 def test_sigint_writes_a_checkpoint_exits_cleanly_and_resumes(tmp_path, small):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "jvae_cli", "train", "--preset", "quickstart", "--out", str(run)]
+    args = [sys.executable, "-m", "jvae", "train", "--preset", "quickstart", "--out", str(run)]
     sets = [f"--set={s}" for s in [*small, "train.steps=100000"]]
     process = subprocess.Popen([*args, *sets], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lines = []
@@ -189,7 +189,7 @@ def test_sigint_writes_a_checkpoint_exits_cleanly_and_resumes(tmp_path, small):
     step = read_checkpoint(run / "ckpt.pt").step
     assert step >= 20
     done = subprocess.run(
-        [sys.executable, "-m", "jvae_cli", "train", "--resume", str(run), f"--set=train.steps={step + 10}"],
+        [sys.executable, "-m", "jvae", "train", "--resume", str(run), f"--set=train.steps={step + 10}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -203,7 +203,7 @@ def test_sigterm_also_checkpoints(tmp_path, small):
     run = tmp_path / "run"
     sets = [f"--set={s}" for s in [*small, "train.steps=100000"]]
     process = subprocess.Popen(
-        [sys.executable, "-m", "jvae_cli", "train", "--preset", "quickstart", "--out", str(run), *sets],
+        [sys.executable, "-m", "jvae", "train", "--preset", "quickstart", "--out", str(run), *sets],
         stderr=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from jvae_cli import udr
+from jvae.studies import udr
 
 POINTS = 1000
 

@@ -26,7 +26,7 @@ DIGITS = (2, 7, 5)
 
 
 def jvae(*args: object) -> None:
-    subprocess.run([sys.executable, "-m", "jvae_cli", *map(str, args)], check=True)
+    subprocess.run([sys.executable, "-m", "jvae", *map(str, args)], check=True)
 
 
 def free_port() -> int:
@@ -69,7 +69,7 @@ def main() -> None:
         digits = test_digits(args.mnist, folder)
         port = free_port()
         images = [item for path in digits for item in ("--image", path)]
-        command = [sys.executable, "-m", "jvae_cli", "explore", str(checkpoint), "--port", str(port)]
+        command = [sys.executable, "-m", "jvae", "explore", str(checkpoint), "--port", str(port)]
         server = subprocess.Popen([*command, "--no-browser", "--device", "cpu", *images])
         try:
             address = f"http://127.0.0.1:{port}/"

@@ -62,7 +62,7 @@ TIMINGS = {"images_per_sec", "images_per_s", "img_s", "seconds", "elapsed", "tim
 def jvae(*args: str) -> str:
     env = dict(os.environ, JVAE_THREADS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "jvae_cli", *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "jvae", *args], capture_output=True, text=True, env=env, check=False
     )
     if done.returncode != 0:
         raise SystemExit(f"jvae {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")

@@ -1,4 +1,4 @@
-"""Lists the import circles among jvae_cli's modules: each strongly connected group of the graph whose edges
+"""Lists the import circles among jvae's modules: each strongly connected group of the graph whose edges
 are the imports a module makes at its top level, including those made only for type checkers (under
 `if TYPE_CHECKING:`), which a circle of types still couples. `--lazy` also counts imports inside functions.
 
@@ -11,7 +11,7 @@ import argparse
 import ast
 from pathlib import Path
 
-PACKAGE = "jvae_cli"
+PACKAGE = "jvae"
 
 
 def modules(root: Path) -> dict[str, Path]:

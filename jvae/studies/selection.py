@@ -1,0 +1,221 @@
+"""Choosing the run a user gets from several runs of one setting, without labels: every run encodes the same
+images, UDR (`jvae.studies.udr`) scores each against the others, and the best is named (and linked).
+
+A group is the runs of one setting that differ only in their seed: a stack's members, or a study's runs with
+the same preset and overrides. Each run's scores go into its own folder's `udr.json` (so `compare` shows them
+like any other score, without encoding the images again), and the groups with their selected runs into the
+stack's or study's `udr.json`; a stack also links `selected` to the chosen member's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from jvae.base.errors import JvaeError
+from jvae.base.files import write_text
+from jvae.base.runfiles import RunFileError, RunSelection, read_model, read_toml
+from jvae.runs.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
+from jvae.studies import udr
+
+if TYPE_CHECKING:
+    from jvae.modeling.model import JointVAE
+    from jvae.modeling.presets import DataConfig
+
+
+@dataclass
+class Selection:
+    """UDR of every run of one group and the run it selects."""
+
+    runs: list[str]  # folder names, in the order of the scores
+    udr: list[float]  # UDR_S (Spearman; 1 for runs equal up to permutation and sign): what selects
+    udr_lasso: list[float]  # UDR_L (disentanglement_lib's default; 1 - alpha = 0.9 for such runs)
+    pairwise: list[list[float | None]]  # UDR_S of each ordered pair (row: first run); None on the diagonal
+    images: int
+    seed: int
+
+    @property
+    def selected(self) -> str:
+        return self.runs[int(np.argmax(self.udr))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "udr (Duan et al. 2020): Spearman (udr), with the Lasso variant (udr_lasso) beside it",
+            "images": self.images,
+            "seed": self.seed,
+            "selected": self.selected,
+            "runs": {
+                name: {"udr": value, "udr_lasso": lasso}
+                for name, value, lasso in zip(self.runs, self.udr, self.udr_lasso)
+            },
+            "pairwise": self.pairwise,
+        }
+
+
+@torch.no_grad()
+def representation_of(
+    model: JointVAE, images: torch.Tensor, device: torch.device, batch: int = 250
+) -> udr.Representation:
+    """The code UDR compares: posterior means, each discrete variable's argmax, and their mean KLs."""
+    means, kl_cont, categories, kl_disc = [], [], [], []
+    for start in range(0, len(images), batch):
+        posterior = model.encode(images[start : start + batch].to(device))
+        means.append(posterior.mean.float().cpu())
+        kl_cont.append(posterior.kl_continuous().sum(dim=0).cpu())
+        categories.append(torch.stack(posterior.categories, dim=1).cpu())
+        kl_disc.append(
+            torch.stack(posterior.kl_discrete(), dim=1).sum(dim=0).cpu()
+            if posterior.logits
+            else torch.zeros(0)
+        )
+    count = len(images)
+    codes = torch.cat(categories).numpy()
+    return udr.Representation(
+        means=torch.cat(means).numpy(),
+        kl_continuous=(torch.stack(kl_cont).sum(dim=0) / count).double().numpy(),
+        categories=[codes[:, v] for v in range(codes.shape[1])],
+        kl_discrete=(torch.stack(kl_disc).sum(dim=0) / count).double().numpy(),
+    )
+
+
+def shared_images(data: DataConfig, data_path: str | None, count: int, seed: int) -> torch.Tensor:
+    """`count` images drawn with `seed` from the dataset the runs trained on."""
+    from jvae.data import open_dataset
+
+    source = open_dataset(data, data_path)
+    picks = np.random.RandomState(seed).choice(len(source), size=min(count, len(source)), replace=False)
+    return source.images(torch.from_numpy(picks), torch.device("cpu"))
+
+
+def select(
+    run_dirs: list[Path],
+    data_path: str | None = None,
+    device: torch.device | None = None,
+    images: int = udr.IMAGES,
+    seed: int = 0,
+) -> Selection:
+    """UDR of each of `run_dirs` (two or more finished runs of one setting) against the others."""
+    if len(run_dirs) < 2:
+        raise JvaeError("UDR compares runs with each other: a group needs at least two runs")
+    missing = [d for d in run_dirs if not (d / CHECKPOINT).is_file()]
+    if missing:
+        raise JvaeError(f"{missing[0]}: no {CHECKPOINT} to score (train it first)")
+    from jvae.modeling.checkpoint import load_checkpoint
+
+    device = device or torch.device("cpu")
+    loaded = [load_checkpoint(d / CHECKPOINT, device) for d in run_dirs]  # each read once
+    conditional = next((item.path for item in loaded if item.model.classes), None)
+    if conditional is not None:
+        raise JvaeError(f"{conditional}: UDR compares unconditional models; this one reads class labels")
+    if any(item.preset.data != loaded[0].preset.data for item in loaded[1:]):
+        raise JvaeError("UDR compares runs on the same images; these runs trained on different data sections")
+    shared = shared_images(loaded[0].preset.data, data_path, images, seed)
+    representations = [representation_of(item.model, shared, device) for item in loaded]
+    spearman = udr.pairwise_scores(representations, "spearman")
+    lasso = udr.pairwise_scores(representations, "lasso")
+    return Selection(
+        runs=[d.name for d in run_dirs],
+        udr=udr.run_scores(spearman),
+        udr_lasso=udr.run_scores(lasso),
+        pairwise=[[None if np.isnan(v) else float(v) for v in row] for row in spearman],
+        images=len(shared),
+        seed=seed,
+    )
+
+
+def write_selections(folder: Path, groups: list[tuple[list[Path], Selection]], link: bool = False) -> Path:
+    """Each run's `udr.json` (its scores, its group, whether it was selected) and `folder/udr.json` with
+    every group; with `link` (a stack: one group), `folder/selected` points at the selected run's folder."""
+    for run_dirs, selection in groups:
+        for run_dir, value, lasso in zip(run_dirs, selection.udr, selection.udr_lasso):
+            record = {
+                "udr": value,
+                "udr_lasso": lasso,
+                "group": selection.runs,
+                "selected": run_dir.name == selection.selected,
+            }
+            write_text(run_dir / UDR_FILE, json.dumps(record, indent=2) + "\n")
+    path = folder / UDR_FILE
+    write_text(path, json.dumps({"groups": [s.to_dict() for _, s in groups]}, indent=2) + "\n")
+    if link and len(groups) == 1:
+        target = folder / SELECTED_LINK
+        if target.is_symlink():
+            target.unlink()
+        if not target.exists():
+            os.symlink(groups[0][1].selected, target, target_is_directory=True)
+    return path
+
+
+def read_run_scores(run_dir: Path) -> dict[str, Any]:
+    """A run's UDR record (udr, udr_lasso, selected) from its `udr.json`; {} when it has none, and a
+    `RunFileError` naming the file when it is damaged."""
+    path = run_dir / UDR_FILE
+    if not path.is_file():
+        return {}
+    record = read_model(path, RunSelection)
+    return {"udr": record.udr, "udr_lasso": record.udr_lasso, "selected": record.selected}
+
+
+def setting_groups(run_dirs: list[Path]) -> list[list[Path]]:
+    """The runs that differ only in their seed, grouped by the preset each saved (train.seed left out);
+    runs without a checkpoint are left out, and a damaged preset file is a `RunFileError` naming it."""
+    groups: dict[str, list[Path]] = {}
+    for run_dir in run_dirs:
+        if not (run_dir / CHECKPOINT).is_file():
+            continue
+        preset = read_toml(run_dir / PRESET_FILE)
+        if not isinstance(preset.get("train"), dict):
+            raise RunFileError(f"{run_dir / PRESET_FILE}: no [train] section; not a preset jvae wrote")
+        preset["train"].pop("seed", None)
+        groups.setdefault(json.dumps(preset, sort_keys=True, default=str), []).append(run_dir)
+    return list(groups.values())
+
+
+def select_groups(
+    folder: Path,
+    run_dirs: list[Path],
+    data_path: str | None = None,
+    device: torch.device | None = None,
+    link: bool = False,
+) -> list[tuple[list[Path], Selection]]:
+    """UDR selection in every group of two or more runs among `run_dirs`, written (see `write_selections`)."""
+    groups = [
+        (group, select(group, data_path, device)) for group in setting_groups(run_dirs) if len(group) > 1
+    ]
+    if not groups:
+        raise JvaeError(
+            f"{folder}: UDR needs two or more finished runs of one setting (differing only in their seed)"
+        )
+    write_selections(folder, groups, link)
+    return groups
+
+
+def select_in_study(
+    folder: Path, data_path: str | None = None, device: torch.device | None = None
+) -> list[tuple[list[Path], Selection]]:
+    """UDR selection among the finished runs of the study in `folder`, per setting."""
+    from jvae.studies.study import load_study, run_state
+
+    study, runs = load_study(folder)
+    finished = [folder / spec.name for spec in runs if run_state(folder / spec.name, study) == "finished"]
+    return select_groups(folder, finished, data_path, device)
+
+
+def select_in_folder(
+    folder: Path, data_path: str | None = None, device: torch.device | None = None
+) -> list[tuple[list[Path], Selection]]:
+    """UDR selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
+    from jvae.runs.runfolder import is_stack, read_stack
+    from jvae.studies.study import MANIFEST
+
+    if (folder / MANIFEST).is_file():
+        return select_in_study(folder, data_path, device)
+    if is_stack(folder):
+        return select_groups(folder, [folder / name for name in read_stack(folder)], data_path, device, True)
+    raise JvaeError(f"{folder}: --select chooses within a study folder ({MANIFEST}) or a stack's folder")

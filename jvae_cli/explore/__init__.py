@@ -1,5 +1,0 @@
-"""`jvae explore`: a local web page that decodes a model's code live as the user moves its units.
-
-`explorer` answers in model terms (units, codes, images) and needs only torch; `app` and `server` put it on
-HTTP with Starlette and uvicorn (the `explore` extra); `static/` holds the page, served by jvae itself.
-"""
