@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jvae.runs import runfolder
 from jvae.base.errors import PresetError, UsageError
 from jvae.base.files import write_text
 from jvae.base.limits import STACK_MAX
 from jvae.kinds import kind_of
 from jvae.modeling.presets import Preset, apply_overrides, load_preset, validate_preset, with_seed
+from jvae.runs import runfolder
 
 RESUMABLE = frozenset(  # what a resume may change without changing the weights it trains
     {
