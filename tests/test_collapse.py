@@ -16,7 +16,7 @@ from jvae.modeling.presets import load_preset
 from jvae.runs import runfolder
 from jvae.training import collapse, trainer
 
-SHORT = ["train.steps=40", "train.log_every=20", "train.collapse_step=20"]
+SHORT = ["train.steps=12", "train.log_every=6", "train.collapse_step=6"]
 
 
 def test_the_check_passes_a_code_that_carries_information_and_catches_constant_ones(tmp_path, sprites_ckpt):
@@ -78,7 +78,7 @@ def test_the_check_leaves_the_training_unchanged(tmp_path):
     b = read_checkpoint(tmp_path / "unchecked" / "ckpt.pt").model
     assert all(torch.equal(a[key], b[key]) for key in a)
     record = json.loads((tmp_path / "checked" / runfolder.COLLAPSE_RECORD).read_text())
-    assert [check["step"] for check in record["checks"]] == [20] and record["kept_seed"] == 0
+    assert [check["step"] for check in record["checks"]] == [6] and record["kept_seed"] == 0
     assert not (tmp_path / "unchecked" / runfolder.COLLAPSE_RECORD).exists()
 
 
@@ -87,7 +87,7 @@ def _seed_of(run_dir: Path) -> int:
 
 
 def test_a_collapsed_run_restarts_from_the_next_seed_keeping_its_attempt_and_resumes(tmp_path, cli):
-    """20 steps into a digits run the code carries nothing yet (below a quarter of its capacity share), so
+    """6 steps into a digits run the code carries nothing yet (below a quarter of its capacity share), so
     every attempt counts as collapsed: two restarts, then the third seed trains on, and the folder says so."""
     sets = [item for text in SHORT for item in ("--set", text)]
     run = tmp_path / "run"
@@ -106,11 +106,11 @@ def test_a_collapsed_run_restarts_from_the_next_seed_keeping_its_attempt_and_res
     assert "seed = 2" in (run / runfolder.PRESET_FILE).read_text()
     for seed in (0, 1):  # each collapsed attempt kept whole, at the step it stopped
         attempt = run / runfolder.COLLAPSED_ATTEMPTS / f"seed-{seed}"
-        assert read_checkpoint(attempt / "ckpt.pt").step == 20 and _seed_of(attempt) == seed
-    assert read_checkpoint(run / "ckpt.pt").step == 40
-    resumed = cli("train", "--resume", run, "--set", "train.steps=60")
+        assert read_checkpoint(attempt / "ckpt.pt").step == 6 and _seed_of(attempt) == seed
+    assert read_checkpoint(run / "ckpt.pt").step == 12
+    resumed = cli("train", "--resume", run, "--set", "train.steps=18")
     assert resumed.exit_code == 0, resumed.output
-    assert read_checkpoint(run / "ckpt.pt").step == 60 and _seed_of(run) == 2
+    assert read_checkpoint(run / "ckpt.pt").step == 18 and _seed_of(run) == 2
 
 
 # Slow: the single run's restart above takes the same path through the trainer; this adds the stack's seeds.
@@ -124,9 +124,9 @@ def test_a_stacks_collapsed_members_restart_on_seeds_no_member_holds(tmp_path, c
     assert seeds == {"seed-0": 2, "seed-1": 3}  # never another member's seed
     for name, seed in (("seed-0", 0), ("seed-1", 1)):
         assert (tmp_path / "s" / name / runfolder.COLLAPSED_ATTEMPTS / f"seed-{seed}" / "ckpt.pt").is_file()
-    resumed = cli("train", "--resume", tmp_path / "s", "--set", "train.steps=60")
+    resumed = cli("train", "--resume", tmp_path / "s", "--set", "train.steps=18")
     assert resumed.exit_code == 0, resumed.output
-    assert {read_checkpoint(tmp_path / "s" / n / "ckpt.pt").step for n in seeds} == {60}
+    assert {read_checkpoint(tmp_path / "s" / n / "ckpt.pt").step for n in seeds} == {18}
 
 
 def test_on_collapse_takes_warn_or_restart_in_one_line(cli, tmp_path):
