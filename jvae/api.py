@@ -29,7 +29,7 @@ from torch import Tensor
 from jvae.base.callbacks import Callback
 from jvae.base.devices import resolve_device
 from jvae.base.errors import JvaeError, UsageError
-from jvae.base.images import load_image
+from jvae.base.images import from_picture, load_image
 from jvae.modeling.checkpoint import LoadedCheckpoint, load_checkpoint
 from jvae.modeling.latents import (
     Unit,
@@ -134,9 +134,9 @@ class Model:
             if isinstance(item, (str, Path)):
                 batch.append(load_image(Path(item), data.channels, data.image_size))
             elif isinstance(item, Image.Image):
-                batch.append(_from_pil(item, data.channels, data.image_size))
+                batch.append(from_picture(item, data.channels, data.image_size))
             elif isinstance(item, np.ndarray):
-                batch.append(_from_pil(Image.fromarray(item), data.channels, data.image_size))
+                batch.append(from_picture(Image.fromarray(item), data.channels, data.image_size))
             elif isinstance(item, Tensor) and item.dim() == 3:
                 batch.append(item.float())
             else:
@@ -218,14 +218,6 @@ class Model:
         if category is not None:
             codes = set_unit(codes, self.network, self.unit("d0"), float(category))
         return self.decode(codes)
-
-
-def _from_pil(picture: Image.Image, channels: int, size: int) -> Tensor:
-    mode = "L" if channels == 1 else "RGB"
-    resized = picture.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(resized, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array)
-    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1)
 
 
 def load(source: str | Path, device: str = "auto") -> Model:

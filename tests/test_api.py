@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import jvae
 from jvae.base.errors import JvaeError, UsageError
@@ -43,6 +44,8 @@ def test_a_loaded_model_encodes_decodes_traverses_and_edits_like_the_engine(spri
     assert code.mean.shape == (4, 4) and [p.shape for p in code.probs] == [(4, 4)]
     quantised = (images[:1] * 255).round() / 255  # what the 8-bit PNG holds
     torch.testing.assert_close(by_file.encode(path).mean, by_file.encode(quantised).mean, atol=1e-6, rtol=0)
+    with Image.open(path) as picture:  # a PIL image is read as its file is: the same crop, resize and scale
+        torch.testing.assert_close(by_file.encode(picture).mean, by_file.encode(path).mean, atol=0, rtol=0)
     with torch.no_grad():
         expected = by_file.network.encode(images)
     torch.testing.assert_close(code.mean, expected.mean)

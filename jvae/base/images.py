@@ -112,7 +112,7 @@ def _decode(
                 _check_pixels(name, opened, max_pixels)
                 opened.seek(0)
                 opened.load()
-                picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")
+                picture = _to_8bit(opened).convert("L" if channels == 1 else "RGB")  # before the file closes
     except Image.DecompressionBombError:
         raise ImageReadError(
             f"{name} is larger than {MAX_PIXELS // 1_000_000} megapixels, jvae's limit per image"
@@ -122,6 +122,17 @@ def _decode(
         raise ImageReadError(f"cannot read {what}: {detail}") from None
     except (OSError, ValueError, SyntaxError, MemoryError) as exc:
         raise ImageReadError(f"cannot read {what}: {exc}") from None
+    return from_picture(picture, channels, image_size, crop)
+
+
+def from_picture(
+    picture: Image.Image, channels: int, image_size: int, crop: tuple[int, int, int, int] | None = None
+) -> torch.Tensor:
+    """A decoded picture as a float tensor (C, H, W) in [0, 1], converted, cropped and resized as every image
+    jvae reads is (a file, an upload, a PIL image handed to the Python API)."""
+    mode = "L" if channels == 1 else "RGB"
+    if picture.mode != mode:
+        picture = _to_8bit(picture).convert(mode)
     if crop is None:
         side = min(picture.size)
         left, top = (picture.width - side) // 2, (picture.height - side) // 2

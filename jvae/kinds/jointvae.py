@@ -22,6 +22,7 @@ import math
 from typing import Literal
 
 from pydantic import Field
+from torch import Tensor
 
 from jvae.base.limits import STEPS_MAX
 from jvae.base.sections import CapacitySchedule, LossBase
@@ -71,21 +72,26 @@ def jointvae_loss(config: JointVAELoss, batch: LossInputs) -> LossTerms:
         loss = loss + config.continuous_capacity.weight(batch.step) * (kl_cont.sum() - c_cont).abs()
     if not kl_disc.numel():
         return LossTerms(loss, recon, kl_cont, kl_disc, c_cont, c_disc)
-    if not config.reads_aggregate:
-        loss = loss + config.discrete_capacity.weight(batch.step) * (kl_disc.sum() - c_disc).abs()
-        return LossTerms(loss, recon, kl_cont, kl_disc, c_cont, c_disc)
-    aggregate = aggregate_posterior(batch.posterior.logits, batch.kl_mean)
-    marginal = marginal_kl(aggregate)
-    information = mutual_information(kl_disc, aggregate)
-    bounded = information if config.discrete_measure == "mutual-information" else kl_disc
+    bounded, marginal_term = kl_disc, None
+    extra: dict[str, Tensor] = {}
+    if config.reads_aggregate:
+        aggregate = aggregate_posterior(batch.posterior.logits, batch.kl_mean)
+        marginal = marginal_kl(aggregate)
+        information = mutual_information(kl_disc, marginal)
+        if config.discrete_measure == "mutual-information":
+            bounded = information
+        if config.marginal_weight > 0 and (
+            config.marginal_steps is None or batch.step <= config.marginal_steps
+        ):
+            marginal_term = config.marginal_weight * marginal.sum()
+        extra = {
+            "mutual_info": information.detach(),
+            "marginal_kl": marginal.detach(),
+            "perplexity": perplexity(aggregate, marginal),
+        }
     loss = loss + config.discrete_capacity.weight(batch.step) * (bounded.sum() - c_disc).abs()
-    if config.marginal_weight > 0 and (config.marginal_steps is None or batch.step <= config.marginal_steps):
-        loss = loss + config.marginal_weight * marginal.sum()
-    extra = {
-        "mutual_info": information.detach(),
-        "marginal_kl": marginal.detach(),
-        "perplexity": perplexity(aggregate),
-    }
+    if marginal_term is not None:
+        loss = loss + marginal_term
     return LossTerms(loss, recon, kl_cont, kl_disc, c_cont, c_disc, extra)
 
 

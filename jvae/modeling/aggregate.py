@@ -13,13 +13,12 @@ stack), so they cost one softmax mean per variable.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from jvae.modeling.losses import Reducer
+from jvae.modeling.model import kl_uniform_categorical
 
 
 def aggregate_posterior(logits: list[Tensor], batch_mean: Reducer | None = None) -> list[Tensor]:
@@ -34,22 +33,18 @@ def aggregate_posterior(logits: list[Tensor], batch_mean: Reducer | None = None)
 
 def marginal_kl(aggregate: list[Tensor]) -> Tensor:
     """KL(q_bar(c) || uniform) = log K - H(q_bar) of each variable, (V,): 0 for a balanced code, log K for a
-    constant one."""
-    values = []
-    for q_bar in aggregate:
-        entropy = -(q_bar * torch.log(q_bar.clamp_min(1e-12))).sum()
-        values.append(math.log(q_bar.numel()) - entropy)
-    return torch.stack(values)
+    constant one (the model's KL from uniform, read with q_bar's log as the logits)."""
+    return torch.stack([kl_uniform_categorical(q_bar.clamp_min(1e-12).log()) for q_bar in aggregate])
 
 
-def mutual_information(kl_disc: Tensor, aggregate: list[Tensor]) -> Tensor:
+def mutual_information(kl_disc: Tensor, marginal: Tensor) -> Tensor:
     """The batch estimate of I(x; c) of each variable, (V,): the batch-mean KL from uniform less the aggregate
-    posterior's own KL from uniform (the decomposition above)."""
-    return kl_disc - marginal_kl(aggregate)
+    posterior's own KL from uniform, `marginal` (the decomposition above)."""
+    return kl_disc - marginal
 
 
-def perplexity(aggregate: list[Tensor]) -> Tensor:
-    """exp H(q_bar(c)) of each variable, (V,): how many categories the code uses, 1 for a constant code and K
-    for a balanced one."""
-    log_k = torch.tensor([math.log(q.numel()) for q in aggregate])
-    return torch.exp(log_k.to(aggregate[0].device) - marginal_kl(aggregate).detach())
+def perplexity(aggregate: list[Tensor], marginal: Tensor) -> Tensor:
+    """exp H(q_bar(c)) = K exp(-KL(q_bar || U)) of each variable, (V,): how many categories the code uses, 1
+    for a constant code and K for a balanced one."""
+    sizes = torch.tensor([float(q.numel()) for q in aggregate], device=marginal.device)
+    return sizes * torch.exp(-marginal.detach())

@@ -50,7 +50,8 @@ class TrainResult:
     main: bool = True  # False in the processes of a distributed run other than rank 0
     profile: dict[str, float] = field(default_factory=dict)  # seconds per phase, with profile=True
     steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
-    collapse: Finding | None = None  # the collapse check of this call, where one ran
+    collapse: Finding | None = None  # the collapse check of this call, where one ran (rank 0)
+    restart: bool = False  # the check sent the run back to train again from another seed (every process)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class RunWriter:
         self.log: IO[str] | None = None
         self.run: RunInfo | None = None
         self.collapse: Finding | None = None
+        self.restart = False
 
     @property
     def ckpt_path(self) -> Path:
@@ -243,7 +245,8 @@ class RunWriter:
         }
         tail = follow[action] if finding.collapsed else ""
         self.emit.on_status(finding.step, f"{self.label}{finding.line()}{tail}")
-        return action == "restarted"
+        self.restart = action == "restarted"
+        return self.restart
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.log is not None:
@@ -296,6 +299,7 @@ class RunWriter:
             timing.profile,
             timing.steps_run,
             self.collapse,
+            self.restart,
         )
 
     def finish(

@@ -122,29 +122,29 @@ def train_plan(
         check_available(name)  # a missing extra is refused before anything starts
     cluster, torch_device = join(device)
     try:
-        return _train_with_restarts(
-            plan, cluster, torch_device, data_path, callbacks, should_stop, profile, engine
-        )
+
+        def once(part: RunPlan) -> list[TrainResult]:
+            return _train_plan_once(
+                part, cluster, torch_device, data_path, callbacks, should_stop, profile, engine
+            )
+
+        return _train_with_restarts(plan, once, cluster, should_stop)
     finally:
         leave(cluster)
 
 
 def _train_with_restarts(
     plan: RunPlan,
+    once: Callable[[RunPlan], list[TrainResult]],
     cluster: Cluster,
-    device: torch.device,
-    data_path: str | None,
-    callbacks: Sequence[Callback],
     should_stop: Callable[[], bool] | None,
-    profile: bool,
-    engine: str | None,
 ) -> list[TrainResult]:
-    """Train the plan; then train each run the collapse check sent back (`collapse`) again from another
-    seed, in its own folder, until none is sent back."""
-    results = _train_plan_once(plan, cluster, device, data_path, callbacks, should_stop, profile, engine)
+    """Train the plan (`once`); then train each run the collapse check sent back (`collapse`) again from
+    another seed, in its own folder, until none is sent back."""
+    results = once(plan)
     tried = {run.preset.train.seed for run in plan.runs}
     while True:
-        again = [k for k, result in enumerate(results) if _restarts(result)]
+        again = [k for k, result in enumerate(results) if result.restart]
         if not again or (should_stop is not None and should_stop()):
             return results
         runs = list(plan.runs)
@@ -158,14 +158,11 @@ def _train_with_restarts(
         plan = replace(plan, runs=tuple(runs))
         # Only the restarted runs train again; a stack's others are finished. The stack file keeps listing
         # every run, so it is not rewritten.
-        subset = replace(plan, runs=tuple(runs[k] for k in again), resume=False, stack_file=None, within=True)
-        redone = _train_plan_once(subset, cluster, device, data_path, callbacks, should_stop, profile, engine)
+        redone = once(
+            replace(plan, runs=tuple(runs[k] for k in again), resume=False, stack_file=None, within=True)
+        )
         for k, result in zip(again, redone):
             results[k] = result
-
-
-def _restarts(result: TrainResult) -> bool:
-    return result.collapse is not None and result.collapse.action == "restarted"
 
 
 def _train_plan_once(
@@ -392,8 +389,8 @@ def _run(
     """Train every run from `start_step` to `total`, then its final checkpoint, unit KL and traversal."""
     stop = should_stop or (lambda: False)
     preset = writers[0].preset  # the runs share every setting the loop reads
-    evaluating = preset.train.eval_every is not None or check_step(preset, total) is not None
-    held_out = held_out_source(preset, data_path) if evaluating and cluster.main else None
+    reads_held_out = preset.train.eval_every is not None or check_step(preset, total) is not None
+    held_out = held_out_source(preset, data_path) if reads_held_out and cluster.main else None
     for writer in writers:
         writer.prepare(start_step)
     where = f"{device}" + (f" x {cluster.world} processes" if cluster.active else "")

@@ -175,15 +175,11 @@ class CollapseCheck:
             writer.check_finite(step, everywhere=False)
             model = self.steps.member_model(writer.index)
             finding = collapse.examine(model, writer.preset, self.held_out or self.source, self.device, step)
-            model.train()
             restarting.append(writer.note_collapse(finding))
         self.halt = any_rank(self.cluster, bool(restarting) and all(restarting), self.device)
-        if self.halt:  # the other processes of a distributed run restart with rank 0
+        if self.halt:  # the other processes of a distributed run (a single run) restart with rank 0
             for writer in self.writers:
-                if not writer.main:
-                    writer.collapse = collapse.Finding(
-                        writer.preset.train.seed, step, [], [], [], [0], "restarted"
-                    )
+                writer.restart = True
 
 
 @dataclass
