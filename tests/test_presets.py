@@ -92,12 +92,30 @@ def test_quickstart_is_the_dsprites_model_on_generated_data():
     assert quick.loss.continuous_capacity.steps < paper.loss.continuous_capacity.steps
 
 
-def test_presets_lists_every_preset(cli):
+def test_presets_lists_every_preset_on_one_line_of_an_80_column_terminal(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     result = cli("presets")
     assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
     for name in preset_names():
-        assert name in result.stdout
-    assert "conv64" in result.stdout and "dsprites" in result.stdout
+        (row,) = [line for line in lines if line.split()[0] == name]  # whole, never cut or folded
+        preset = load_preset(name)[1]
+        assert preset.loss.kind in row
+        assert preset.summary and preset.summary[:10] in row
+    chairs = next(line for line in lines if line.startswith("chairs "))
+    assert "32c+3x2d" in chairs  # 32 continuous units and three 2-way variables
+    assert "jvae presets show NAME" in lines[-1]
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "\u2026" not in cli("presets").stdout  # with room, no summary is cut
+
+
+def test_pretrained_list_fits_80_columns(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("pretrained")
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if line.startswith("official:")]
+    assert len(rows) == 5 and all(len(line) <= 80 for line in result.stdout.splitlines())
 
 
 def test_presets_show_json_is_exactly_the_schema(cli):
@@ -139,7 +157,7 @@ def test_presets_show_applies_overrides_and_prints_toml(cli):
         ("model.discrete=[1]", "at least 2 categories"),
         ("data.image_size=48", re.compile(r"data\.image_size: .*\b32\b.*\b64\b.*\b128\b.*\(got 48\)")),
         ("data.image_size=32", "needs data.image_size = 64"),
-        ("trian.lr=1", "trian: unknown key; allowed here: description, data, model, loss, train"),
+        ("trian.lr=1", "trian: unknown key; allowed here: description, summary, data, model, loss, train"),
         ("novalue", "expected section.key=value"),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from jvae.modeling.presets import Preset, load_preset
-from jvae.runs import runfolder
+from jvae.runs import runfolder, runplan
 from jvae.training import trainer
 
 # fp32 on the CPU, a checkpoint only at the end: what the comparison reads is the run itself.
@@ -229,3 +229,26 @@ def test_grouped_convolutions_compute_the_same_step_as_each_models_own_kernels(p
         own, grouped = (run.network.weight(name).grad for run in runs)
         assert own is not None and grouped is not None
         assert ((own - grouped).norm() / own.norm()).item() < 1e-4, name
+
+
+def test_a_members_stack_resumes_from_its_folder_or_its_stack_file(tmp_path, cli):
+    listing = tmp_path / "members.json"
+    listing.write_text(
+        '[{"folder": "plain", "seed": 0, "sets": []},'
+        ' {"folder": "marginal", "seed": 0, "sets": ["loss.marginal_weight=2.0"]}]'
+    )
+    study = tmp_path / "study"
+    steps = ["--set", "train.steps=6", "--set", "train.log_every=3"]
+    first = cli("train", "--preset", "digits", "--members", listing, "--out", study, *steps)
+    assert first.exit_code == 0, first.output
+    assert (study / "stack-plain.json").is_file() and not (study / "stack.json").exists()
+    by_folder = cli("train", "--resume", study, "--set", "train.steps=9")
+    assert by_folder.exit_code == 0, by_folder.output
+    assert _saved(study / "plain")["step"] == 9 and _saved(study / "marginal")["step"] == 9
+    (study / "stack-other.json").write_text((study / "stack-plain.json").read_text())
+    ambiguous = cli("train", "--resume", study, "--set", "train.steps=15")
+    assert ambiguous.exit_code != 0 and "several stacks" in ambiguous.output
+    assert "stack-other.json" in ambiguous.output and "Traceback" not in ambiguous.output
+    assert _saved(study / "plain")["step"] == 9
+    plan = runplan.resumed(study / "stack-plain.json", [])  # naming the stack file picks one
+    assert [run.run_dir for run in plan.runs] == [study / "plain", study / "marginal"] and plan.resume

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from jvae.cli.console import err, fail, out, user_errors
@@ -54,18 +55,19 @@ def compare(
             raise fail(f"--metric {chosen!r}: these runs have {', '.join(metric_names) or 'no metrics'}", 2)
         summary = summarise(rows, chosen, by)
         written = write_outputs(rows, summary, chosen, by, out_dir) if out_dir is not None else []
-    shown = [c for c in ["run", "kind", "seed", "overrides", chosen, "final_loss", "seconds", "collapsed"]]
-    table = Table(title=f"{len(rows)} runs")
-    for column in shown:
-        table.add_column(column, overflow="fold")
+    shown = ["run", "kind", "seed", "overrides", chosen, "final_loss", "seconds", "collapsed"]
+    headers = ["run", "kind", "seed", "overrides", "metric", "loss", "seconds", "collapsed"]
+    table = Table(title=f"runs: {len(rows)}; metric: {chosen}", box=box.SIMPLE_HEAD, show_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header not in ("run", "overrides"))
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in shown))
     if not out.is_terminal:
         out.width = max(out.width, 200)  # a pipe or a file gets whole rows, not folded cells
     out.print(table)
-    groups = Table(title=f"{chosen} by {by} (collapsed runs left out)")
+    groups = Table(title=f"{chosen} by {by} (collapsed runs left out)", box=box.SIMPLE_HEAD, show_edge=False)
     for column in [by, "runs", "collapsed", "n", "median", "mean", "std"]:
-        groups.add_column(column)
+        groups.add_column(column, no_wrap=True)
     for entry in summary:
         groups.add_row(
             *(_cell(entry.get(c)) for c in [by, "runs", "collapsed", "n", "median", "mean", "std"])

@@ -6,6 +6,7 @@ import json
 from typing import TypedDict
 
 import typer
+from rich import box
 from rich.table import Table
 
 from jvae.cli.console import out, user_errors
@@ -44,10 +45,11 @@ def list_pretrained(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="pretrained models (the JointVAE authors' releases; downloaded on first use)")
+    out.print("The JointVAE authors' released models, downloaded on first use:")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("name", no_wrap=True)
     table.add_column("model")
-    table.add_column("cached")
+    table.add_column("cached", no_wrap=True)
     for row in rows:
         table.add_row(row["name"], row["model"], "yes" if row["cached"] else "no")
     out.print(table)

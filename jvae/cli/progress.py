@@ -13,8 +13,8 @@ from jvae.cli.console import err
 def compact(record: dict[str, Any]) -> str:
     """The progress bar's share of a record, short enough for an 80-column terminal."""
     return (
-        f"loss {record['loss']:.1f}  KLz {sum(record['kl_cont']):.2f}/{record['capacity_cont']:.1f}  "
-        f"KLc {sum(record['kl_disc']):.2f}/{record['capacity_disc']:.2f}  {record['images_per_sec']:.0f} img/s"
+        f"loss {record['loss']:.1f} KLz {sum(record['kl_cont']):.2f}/{record['capacity_cont']:.1f} "
+        f"KLc {sum(record['kl_disc']):.2f}/{record['capacity_disc']:.2f} {record['images_per_sec']:.0f} img/s"
     )
 
 
@@ -40,8 +40,7 @@ class TrainDisplay(Callback):
     def __enter__(self) -> TrainDisplay:
         if self.interactive:
             self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(bar_width=12),
+                BarColumn(bar_width=8),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"),
                 TimeRemainingColumn(),

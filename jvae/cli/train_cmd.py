@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 from pathlib import Path
 from types import FrameType
@@ -118,7 +119,7 @@ def train(
 
     Writes ckpt.pt, metrics.jsonl, preset.toml and traversals.gif into the run directory.
     """
-    from jvae.runs import runfolder, runplan
+    from jvae.runs import runplan
     from jvae.studies.study import parse_seeds
     from jvae.training import trainer
 
@@ -127,7 +128,7 @@ def train(
         if on_collapse not in ("warn", "restart"):
             raise fail(f"--on-collapse takes warn or restart, not {on_collapse!r}", 2)
         overrides = [*overrides, f'train.on_collapse="{on_collapse}"']
-    if select is not None and seeds is None and (resume is None or not runfolder.is_stack(resume)):
+    if select is not None and seeds is None and (resume is None or not _stack_to_resume(resume)):
         raise fail("--select chooses among a stack's models; add --seeds (or --resume a stack)", 2)
     with user_errors():
         if resume is not None:
@@ -166,6 +167,13 @@ def train(
         _select_stack(plan.stack_dir, select, data, device, [d.name for d in plan.run_dirs])
 
 
+def _stack_to_resume(path: Path) -> bool:
+    from jvae.runs import runfolder
+
+    with user_errors():
+        return runfolder.resumable_stack(path) is not None
+
+
 def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
     """Train the plan, showing the first run's progress, and say where each run went."""
     from jvae.cli.progress import TrainDisplay, profile_table
@@ -188,9 +196,11 @@ def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
             if plan.stacked
             else f"checkpoint written to {runfolder.checkpoint(folder)}"
         )
+        again = plan.stack_file if plan.within and plan.stack_file is not None else folder
+        where = f" --data {shlex.quote(data)}" if data is not None else ""
         err.print(
             f"interrupted at step {first.step}/{first.total_steps}; {written}; continue with: "
-            f"jvae train --resume {folder}",
+            f"jvae train --resume {shlex.quote(str(again))}{where}",
             markup=False,
         )
         raise typer.Exit(stopper.exit_code())

@@ -29,6 +29,8 @@ from jvae.data.registry import DATASETS
 from jvae.kinds import DEFAULT_KIND, KINDS, LossConfig, kind_of
 from jvae.trackers import TRACKERS
 
+SUMMARY_MAX = 40  # what fits beside the longest name and model at 80 columns, with room to spare
+
 __all__ = [
     "CapacitySchedule",
     "LossBase",
@@ -177,6 +179,12 @@ class TrainConfig(Section):
 
 class Preset(Section):
     description: str = Field(title="One line saying what this preset trains")
+    summary: str = Field(
+        "",
+        max_length=SUMMARY_MAX,
+        title="A few words for the one-line list of `jvae presets` (the dataset and the source); empty: the "
+        "description, cut to fit",
+    )
     data: DataConfig
     model: ModelConfig
     loss: LossConfig

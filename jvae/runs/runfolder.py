@@ -228,11 +228,31 @@ def is_stack(folder: Path) -> bool:
     return (folder / STACK_FILE).is_file() and not checkpoint(folder).exists()
 
 
-def read_stack(stack_dir: Path) -> list[str]:
-    """The member folder names of the stack in `stack_dir`, from its stack.json."""
+def resumable_stack(path: Path) -> Path | None:
+    """The stack file `jvae train --resume PATH` continues: PATH itself when it names one (a stack sharing
+    its folder, as --members and --folders make, is named stack-NAME.json), the folder's stack.json, or its
+    only stack-NAME.json; None when PATH holds no stack."""
+    path = Path(path)
+    if path.is_file():
+        named = path.name == STACK_FILE or (path.name.startswith("stack-") and path.suffix == ".json")
+        return path if named else None
+    if checkpoint(path).exists() or not path.is_dir():
+        return None
+    if (path / STACK_FILE).is_file():
+        return path / STACK_FILE
+    shared = sorted(path.glob("stack-*.json"))
+    if len(shared) > 1:
+        listed = ", ".join(str(file) for file in shared)
+        raise RunDirError(f"{path} holds several stacks; name the one to continue: {listed}")
+    return shared[0] if shared else None
+
+
+def read_stack(stack_dir: Path, path: Path | None = None) -> list[str]:
+    """The member folder names of the stack in `stack_dir`, from its stack.json (or the stack file
+    `path`)."""
     from jvae.base.runfiles import RunFileError, read_json
 
-    path = stack_file(stack_dir)
+    path = stack_file(stack_dir) if path is None else path
     try:
         body = read_json(path)
     except RunFileError as error:

@@ -221,17 +221,19 @@ def resumed(folder: Path, overrides: list[str]) -> RunPlan:
             f"--resume accepts only overrides that keep the run exact ({allowed}), not {bad[0]!r}"
         )
     folder = Path(folder)
-    if runfolder.is_stack(folder):
+    listing = runfolder.resumable_stack(folder)
+    if listing is not None:
+        folder = listing.parent
         members = []
         name = ""
-        for member in runfolder.read_stack(folder):
+        for member in runfolder.read_stack(folder, listing):
             checkpoint = read_checkpoint(runfolder.checkpoint(folder / member))
             name = checkpoint.preset_name
             preset = validate_preset(
                 apply_overrides(checkpoint.preset, overrides), f"{folder / member} preset"
             )
             members.append((member, preset))
-        return stack(members, name, folder, resume=True)
+        return stack(members, name, folder, resume=True, within=listing.name != runfolder.STACK_FILE)
     checkpoint = read_checkpoint(runfolder.checkpoint(folder))
     preset = validate_preset(apply_overrides(checkpoint.preset, overrides), f"{folder} preset")
     return single(checkpoint.preset_name, preset, folder, resume=True)
