@@ -10,6 +10,7 @@ import torch
 
 from jvae.base.host_memory import pages_kept
 from jvae.data import open_dataset
+from jvae.modeling.builder import build_model
 from jvae.modeling.presets import load_preset
 from jvae.training.steps import Objective, Stepper
 
@@ -145,3 +146,35 @@ def test_bench_stack_prints_stacked_single_and_reference_figures(cli, engine, mo
     )
     refused = cli(*args, "--engine", "grouped")
     assert refused.exit_code == 2 and "add --stack" in refused.output
+
+
+def test_bench_layers_times_every_pass_of_every_layer_against_the_machine(cli, monkeypatch):
+    args = ["bench", "--preset", "quickstart", *[a for s in SMALL for a in ("--set", s)]]
+    args += ["--steps", "2", "--repeats", "1", "--warmup", "1", "--layers"]
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    parts = profile["parts"]
+    model = build_model(load_preset("quickstart", SMALL)[1])
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    convolutions = [p for p in parts if " conv " in p["name"] or " deconv " in p["name"]]
+    first = convolutions[0]["name"]
+    assert first.startswith("enc.") and " conv 1>" in first  # the images' one channel in
+    # Every convolution has its forward, weight gradient and (all but the first) input gradient.
+    assert len(convolutions) == 3 * len(layers) - 1
+    assert [p["passes"] for p in convolutions[:4]] == ["forward", "weight grad", "forward", "input grad"]
+    for part in convolutions:
+        assert part["unit"] == "GFLOP/s" and part["ms"] > 0 and part["work"] > 0 and part["peak"] > 0
+        assert part["rate"] == pytest.approx(part["work"] / (part["ms"] * 1e6))
+    weights = sum(p.numel() for p in model.parameters())
+    (adam,) = [p for p in parts if p["name"].startswith("optimizer")]
+    assert adam["work"] == 28 * weights and adam["unit"] == "GB/s"
+    assert {"loss", "sampling"} <= {p["name"] for p in parts}
+    assert profile["peak_gflops"]["float32"] > 0 and profile["step_ms"] > 0
+    assert set(profile["phases_ms"]) >= {"forward", "backward", "optimizer"}
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli(*args)
+    assert table.exit_code == 0 and "of the float32 peak" in table.stdout
+    assert all(len(line) <= 80 for line in table.stdout.splitlines())
+    refused = cli("bench", "--preset", "dsprites-factor-vae", "--layers", "--steps", "1")
+    assert refused.exit_code != 0 and "second network" in refused.output and "Traceback" not in refused.output

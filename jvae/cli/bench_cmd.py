@@ -36,6 +36,12 @@ def bench(
         help="With --stack: grouped, kernels or concurrent [default: grouped on a GPU, concurrent on a "
         "multi-core CPU, kernels with one thread].",
     ),
+    layers: bool = typer.Option(
+        False,
+        "--layers",
+        help="Profile one training step instead: each layer's forward, input and weight gradient, the "
+        "sampling, the loss and the optimiser, in ms and as a share of this machine's measured peak.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Measure training throughput on this machine.
@@ -56,10 +62,22 @@ def bench(
             raise UsageError(f"--engine {engine!r}: choose {', '.join(ENGINES)}")
         sets = [*overrides, *([f"train.batch_size={batch_size}"] if batch_size else [])]
         name, resolved = load_preset(preset, sets)
+        if layers:
+            from jvae.training.layer_profile import check_profilable
+
+            check_profilable(resolved)  # before the data is read
         torch_device = resolve_device(device)
         source = open_dataset(resolved.data, data)
         say = lambda text: err.print(f"timing {text}", markup=False)  # noqa: E731
-        if stack is not None:
+        if layers:
+            from jvae.training.layer_profile import format_profile, profile_layers
+
+            profile = profile_layers(
+                resolved, name, source, torch_device, steps=steps, repeats=repeats, warmup=warmup,
+                models=stack, engine=engine, status=say,
+            )  # fmt: skip
+            figures, table = profile.as_dict(), format_profile(profile)
+        elif stack is not None:
             stacked = run_stack_bench(
                 resolved, name, source, torch_device, stack, steps=steps, repeats=repeats, warmup=warmup,
                 status=say, engine=engine,

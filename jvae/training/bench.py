@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from jvae.base.errors import UsageError
+from jvae.base.host_memory import pages_kept
 from jvae.data.capabilities import labels_of
 from jvae.data.sources import ImageSource
 from jvae.fast import as_stock, stock
@@ -111,10 +112,11 @@ def jvae_training(
     state: dict[str, Any] = {"step": 0, "loss": torch.zeros(())}
 
     def run(n: int) -> None:
-        for _ in range(n):
-            terms, _ = stepper(state["step"])
-            state["step"] += 1
-            state["loss"] = terms.loss.detach()
+        with pages_kept():  # as the trainer keeps them; the reference runs on malloc's own settings
+            for _ in range(n):
+                terms, _ = stepper(state["step"])
+                state["step"] += 1
+                state["loss"] = terms.loss.detach()
 
     return stepper, run, state
 
@@ -343,9 +345,10 @@ def run_stack_bench(
     position = {"step": 0}
 
     def stacked(n: int) -> None:
-        for _ in range(n):
-            stacker.step_members(position["step"])
-            position["step"] += 1
+        with pages_kept():
+            for _ in range(n):
+                stacker.step_members(position["step"])
+                position["step"] += 1
 
     single_stepper, single, _ = jvae_training(preset, source, device)
     images, labels = in_memory_images(source, max(BASELINE_IMAGES, batch), device, preset.train.seed)
