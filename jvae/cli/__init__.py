@@ -20,6 +20,7 @@ from jvae.cli import (
     compare_cmd,
     edit_cmd,
     encode_cmd,
+    env_cmd,
     evaluate_cmd,
     explore_cmd,
     import_cmd,
@@ -55,6 +56,7 @@ app.command("plot")(plot_cmd.plot)
 app.command("sweep", epilog=sweep_cmd.EXAMPLES)(sweep_cmd.sweep)
 app.command("compare")(compare_cmd.compare)
 app.command("explore")(explore_cmd.explore)
+app.command("env")(env_cmd.env)
 
 
 def _version(value: bool) -> None:
