@@ -9,6 +9,7 @@ import http.server
 import io
 import json
 import os
+import pickle
 import re
 import resource
 import signal
@@ -866,6 +867,15 @@ def test_the_explorer_answers_broken_and_heavy_uploads_and_keeps_serving(run, ca
                 + b"\0" * 1000
             )
             client.close()
+        for declared_text, expected in ((b"9" * 20, b" 413 "), (b"12x", b" 400 ")):  # beyond any int64
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            client.sendall(
+                b"POST /api/encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: "
+                + declared_text
+                + b"\r\n\r\n"
+            )
+            assert expected in client.recv(200).split(b"\r\n")[0] + b" "  # answered now, no body awaited
+            client.close()
         buffer = io.BytesIO()
         header = struct.pack(">IIBBBBB", 8000, 5000, 8, 2, 0, 0, 0)  # 40 megapixels of RGB
 
@@ -890,3 +900,23 @@ def test_the_explorer_answers_broken_and_heavy_uploads_and_keeps_serving(run, ca
         sock.close()
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err and "Exception" not in captured.err, captured.err
+
+
+def test_a_raw_pickle_as_official_weights_is_one_line_without_pytorchs_warning(tmp_path):
+    """In a real process (pytest would swallow the warning): PyTorch's note about the pickle protocol must not
+    come before jvae's own one-line error."""
+    folder = tmp_path / "official"
+    folder.mkdir()
+    (folder / "specs.json").write_text(json.dumps(SPECS))
+    (folder / "model.pt").write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    done = subprocess.run(
+        [sys.executable, "-m", "jvae", "import", "official", str(folder), "--out", str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {folder / 'model.pt'}: damaged or not a PyTorch state dict (not a pickle of tensors)"
+    ]
+    assert not (tmp_path / "m.pt").exists()

@@ -56,7 +56,14 @@ async def _read_upload(request: Request) -> bytes:
     """The request body, or a 413 once it passes MAX_UPLOAD_BYTES. Up to DRAIN_BYTES the rest is read and
     dropped before answering, so that a browser still sending its file receives the answer rather than a
     reset connection; a body declared or sent beyond that is answered at once."""
-    declared = whole_number(request.headers.get("content-length", ""), 2**63)
+    header = request.headers.get("content-length")
+    declared = None if header is None else whole_number(header.strip(), 2**63)
+    if header is not None and declared is None:  # never wait for a body of a size no number here can hold
+        digits = header.strip().isascii() and header.strip().isdigit()
+        raise ExploreError(
+            _too_large(DRAIN_BYTES + 1) if digits else "Content-Length is not a size in bytes",
+            413 if digits else 400,
+        )
     if declared is not None and declared > DRAIN_BYTES:
         raise ExploreError(_too_large(declared), 413)
     body = bytearray()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -219,6 +220,14 @@ def _refusal_reason(message: str) -> str:
     return "unsupported content"
 
 
+def load_weights_only(path: Path) -> Any:
+    """`torch.load(weights_only=True)` on the CPU with PyTorch's own warnings held back: when the file is
+    refused jvae says why in one line, and a note about pickle protocols before it only confuses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint's contents, after checking that it is a jvae checkpoint this version can read."""
     path = Path(path)
@@ -227,7 +236,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if not zipfile.is_zipfile(path):  # every torch.save since PyTorch 1.6 writes a zip archive
         raise CheckpointError(f"{path}: damaged or not a PyTorch checkpoint (not a torch.save archive)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused: not a jvae checkpoint (it holds Python objects that a safe load will not run: "

@@ -21,7 +21,7 @@ import torch
 from jvae.base.errors import JvaeError, PresetError
 from jvae.base.runfiles import RunFileError, read_json
 from jvae.modeling.builder import build_model
-from jvae.modeling.checkpoint import Checkpoint, file_sha256
+from jvae.modeling.checkpoint import Checkpoint, file_sha256, load_weights_only
 from jvae.modeling.model import CONV_CHANNELS, JointVAE
 from jvae.modeling.presets import Preset, validate_preset
 
@@ -187,7 +187,7 @@ def read_official_weights(path: Path) -> dict[str, Any]:
             f"{path.parent}: no model.pt; expected an official trained_models/<name>/ folder"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path)
     except pickle.UnpicklingError as exc:
         if "global" in str(exc).lower():  # a class or function to import and call: code, not weights
             raise OfficialImportError(
