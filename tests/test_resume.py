@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,8 @@ from typing import Any
 import pytest
 import torch
 
+from jvae.base.callbacks import Callback
+from jvae.base.devices import other_jvae_processes
 from jvae.kinds import KINDS
 from jvae.modeling.checkpoint import read_checkpoint
 from jvae.modeling.presets import Preset, load_preset
@@ -171,3 +177,57 @@ def test_a_stopped_and_resumed_run_ends_exactly_where_the_uninterrupted_run_ends
     if len(members) == 2:
         first, second = (read_checkpoint(tmp_path / "whole" / n / runfolder.CHECKPOINT) for n, _ in members)
         assert any(not torch.equal(first.model[k], second.model[k]) for k in first.model)
+
+
+class _Said(Callback):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def on_status(self, step: int, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_a_resume_keeps_the_thread_count_it_trained_with_beside_a_busy_jvae(tmp_path, monkeypatch):
+    """jvae shares the cores among the jvae processes it finds; a resume takes the count its checkpoint
+    records instead, and ends bit for bit where the uninterrupted run ends."""
+    busy = tmp_path / "jvae"  # another jvae process, as /proc shows one
+    busy.write_text("import time\ntime.sleep(600)\n")
+    other = subprocess.Popen([sys.executable, str(busy)])
+    before = torch.get_num_threads()
+    try:
+        deadline = time.monotonic() + 10
+        while other_jvae_processes() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cores = len(os.sched_getaffinity(0))
+        shared = max(1, cores // (1 + other_jvae_processes()))
+        trained_with = shared + 1  # what the run trains with; what sharing gives a resume differs
+        preset = load_preset("digits", ["train.steps=8", "train.log_every=4", "train.batch_size=32"])[1]
+        monkeypatch.setenv("JVAE_THREADS", str(trained_with))
+        trainer.train(preset, "digits", tmp_path / "whole", device="cpu")
+        calls = iter(range(1000))
+        trainer.train(
+            preset, "digits", tmp_path / "split", device="cpu", should_stop=lambda: next(calls) >= 4
+        )
+        saved = read_checkpoint(tmp_path / "split" / runfolder.CHECKPOINT)
+        assert saved.step == 4 and saved.state is not None and saved.state.threads == trained_with
+        monkeypatch.delenv("JVAE_THREADS")
+        said = _Said()
+        trainer.train(preset, "digits", tmp_path / "split", device="cpu", resume=True, callbacks=[said])
+        assert torch.get_num_threads() == trained_with
+        assert [line for line in said.lines if "threads" in line] == [
+            f"resuming with the {trained_with} threads the run trained with (sharing the cores would give it "
+            f"{shared}), so that it continues bit for bit"
+        ]
+        a = read_checkpoint(tmp_path / "whole" / runfolder.CHECKPOINT)
+        b = read_checkpoint(tmp_path / "split" / runfolder.CHECKPOINT)
+        _assert_same(a.model, b.model, "model")
+        # The user's own count is kept, and the log says the resume is then not exact.
+        monkeypatch.setenv("JVAE_THREADS", str(trained_with + 1))
+        said = _Said()
+        trainer.train(preset, "digits", tmp_path / "split", device="cpu", resume=True, callbacks=[said])
+        assert torch.get_num_threads() == trained_with + 1
+        assert any("not bit for bit" in line and "$JVAE_THREADS" in line for line in said.lines)
+    finally:
+        other.kill()
+        other.wait()
+        torch.set_num_threads(before)

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
@@ -47,6 +47,7 @@ class RunState:
     total_steps: int
     critic: dict[str, Any] | None = None  # the kind's second network and its optimiser
     interval: dict[str, Any] | None = None  # {"count", "sums"} of the log interval the checkpoint fell in
+    threads: int | None = None  # the CPU threads it trained with: the same count resumes it bit for bit
 
 
 @dataclass
@@ -94,6 +95,8 @@ class Checkpoint:
                 payload["critic"] = self.state.critic
             if self.state.interval is not None:
                 payload["interval"] = self.state.interval
+            if self.state.threads is not None:
+                payload["threads"] = self.state.threads
         if self.imported is not None:
             payload["imported"] = self.imported
         return payload
@@ -138,6 +141,9 @@ class _Interval(BaseModel):
     sums: dict[Any, Tensor]
 
 
+THREADS_MOST = 4096  # a thread count beyond any machine's is a damaged or crafted file
+
+
 class _StateFields(BaseModel):
     """The fields of a checkpoint that can continue its run (one with an optimiser state)."""
 
@@ -148,6 +154,7 @@ class _StateFields(BaseModel):
     total_steps: int
     critic: dict[Any, Any] | None
     interval: _Interval | None
+    threads: Annotated[int, Field(ge=1, le=THREADS_MOST)] | None
 
 
 _EXPECTED = {
@@ -162,6 +169,7 @@ _EXPECTED = {
     "total_steps": "an integer",
     "critic": "a table",
     "interval": "a step count and a table of tensors",
+    "threads": f"a whole number of threads, 1 to {THREADS_MOST}",
 }
 
 
@@ -188,6 +196,7 @@ def _typed(path: Path, payload: dict[str, Any]) -> Checkpoint:
             payload["total_steps"],
             payload.get("critic"),
             payload.get("interval"),
+            payload.get("threads"),
         )
     return Checkpoint(
         preset_name=str(payload.get("preset_name", path.stem)),

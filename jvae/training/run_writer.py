@@ -358,5 +358,6 @@ def _checkpoint(
         total_steps=total,
         critic=saved.critic,
         interval=interval,
+        threads=torch.get_num_threads() if saved.noise.device.type == "cpu" else None,
     )
     return checkpoint

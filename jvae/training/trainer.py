@@ -13,6 +13,7 @@ a resumed run continues the exact sequence of an uninterrupted one on the same d
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from types import TracebackType
 import torch
 
 from jvae.base.callbacks import Callback, CallbackList, RunInfo
-from jvae.base.devices import bf16_is_fast
+from jvae.base.devices import THREADS_ENV, bf16_is_fast
 from jvae.base.errors import JvaeError, PresetError, RunDirError
 from jvae.base.files import remove_temporaries
 from jvae.base.host_memory import pages_kept
@@ -279,6 +280,7 @@ def _train(
     if plan.stack_file is not None:
         runfolder.write_stack(plan.stack_file, plan.preset_name, [d.name for d in plan.run_dirs])
     source, total = _open_source(preset, data_path)
+    _resume_threads(resumed, device, context.emits[0])  # before the steps size their thread pools
     steps = _steps(plan, source, device, cluster, engine)
     context.hold(steps.close)
     writers = [
@@ -319,6 +321,34 @@ def _open_source(preset: Preset, data_path: str | None) -> tuple[ImageSource, in
 
 
 # ----------------------------------------------------------------------------------------------- restore
+
+
+def _resume_threads(resumed: list[Checkpoint | None], device: torch.device, emit: Callback) -> None:
+    """Continue on the thread count the run trained with: CPU kernels split their sums by thread, so another
+    count continues within float rounding of the uninterrupted run, not bit for bit. jvae's own sharing of
+    the cores (fewer threads while other jvae processes run) gives way to it; the user's own setting
+    ($JVAE_THREADS, $OMP_NUM_THREADS) does not, and the log says so in one line."""
+    recorded = next(
+        (c.state.threads for c in resumed if c is not None and c.state is not None and c.state.threads),
+        None,
+    )
+    now = torch.get_num_threads()
+    if recorded is None or device.type != "cpu" or recorded == now:
+        return
+    chosen = next((f"${name}" for name in (THREADS_ENV, "OMP_NUM_THREADS") if os.environ.get(name)), None)
+    if chosen is not None:
+        emit.on_status(
+            0,
+            f"resuming with {now} threads ({chosen}) where the run trained with {recorded}: it continues "
+            "within float rounding of an uninterrupted run, not bit for bit",
+        )
+        return
+    torch.set_num_threads(recorded)
+    emit.on_status(
+        0,
+        f"resuming with the {recorded} threads the run trained with (sharing the cores would give it {now}), "
+        "so that it continues bit for bit",
+    )
 
 
 def restore(steps: Steps, writers: list[RunWriter], total: int, device: torch.device) -> int:
