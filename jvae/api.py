@@ -52,18 +52,29 @@ Images = ImageInput | Sequence[ImageInput]
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
-    """The checkpoint file a name stands for: `official:NAME` (fetched and imported on first use), a run
-    folder (its ckpt.pt), or a checkpoint file as given."""
+    """The checkpoint file a name stands for: `official:NAME` (fetched and imported on first use),
+    `hf:OWNER/NAME[@REVISION]` or a folder `jvae export` wrote (read through safetensors into jvae's cache
+    on first use), a run folder (its ckpt.pt), or a checkpoint file as given."""
+    from jvae.use import hub, shared
     from jvae.use.pretrained import is_pretrained, resolve
 
     if is_pretrained(str(source)):
         return resolve(str(source))
+    if hub.is_hub_name(str(source)):
+        return shared.cached_checkpoint(hub.download(str(source)))
     path = Path(source)
     if path.is_dir():
         inside = runfolder.checkpoint(path)
-        if not inside.is_file():
-            raise JvaeError(f"{path} is a folder without a {runfolder.CHECKPOINT}: not a run folder")
-        return inside
+        if inside.is_file():
+            return inside
+        if shared.is_shared(path):
+            return shared.cached_checkpoint(path)
+        if any(p.suffix.lower() in shared.PICKLES for p in path.iterdir()):
+            shared.check_shared(path)  # says why a folder of pickles is refused
+        raise JvaeError(
+            f"{path} is a folder without a {runfolder.CHECKPOINT} or a {shared.WEIGHTS}: not a run folder or "
+            "a shared jvae model"
+        )
     return path
 
 

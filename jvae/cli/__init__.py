@@ -23,6 +23,7 @@ from jvae.cli import (
     env_cmd,
     evaluate_cmd,
     explore_cmd,
+    export_cmd,
     import_cmd,
     plot_cmd,
     presets_cmd,
@@ -57,6 +58,8 @@ app.command("sweep", epilog=sweep_cmd.EXAMPLES)(sweep_cmd.sweep)
 app.command("compare")(compare_cmd.compare)
 app.command("explore")(explore_cmd.explore)
 app.command("env")(env_cmd.env)
+app.command("export", epilog=export_cmd.EXAMPLES)(export_cmd.export)
+app.command("push", epilog=export_cmd.EXAMPLES)(export_cmd.push)
 
 
 def _version(value: bool) -> None:

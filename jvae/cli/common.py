@@ -29,10 +29,11 @@ def unit_assignment(option: str, text: str, example: str) -> tuple[str, str]:
     return address.strip(), value
 
 
-def checkpoint_file(ckpt: Path) -> Path:
+def checkpoint_file(ckpt: Path | str) -> Path:
     """The file behind a checkpoint argument, resolved as the Python API resolves it (`jvae.load`): a
-    pretrained name such as official:celeba (fetched and imported into the cache on first use), a run
-    folder (its ckpt.pt), or a checkpoint file as given."""
+    pretrained name such as official:celeba (fetched and imported into the cache on first use), a hub
+    model hf:OWNER/NAME or a folder `jvae export` wrote (read into the cache on first use), a run folder
+    (its ckpt.pt), or a checkpoint file as given."""
     from jvae.api import resolve_checkpoint
 
     with user_errors():
