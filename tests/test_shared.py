@@ -56,7 +56,7 @@ def test_an_exported_folder_gives_the_checkpoints_outputs(tmp_path, case):
     ckpt = _checkpoint(tmp_path, preset_name, sets)
     done = shared.export(ckpt, tmp_path / "shared")
     names = sorted(path.name for path in done.files)
-    assert names == ["README.md", "config.json", "model.safetensors", "preset.toml"]
+    assert names == ["README.md", "config.json", "model.safetensors", "preset.toml", "traversals.gif"]
     assert not list((tmp_path / "shared").glob("*.pt"))
     original, copy = jvae.load(ckpt, device="cpu"), jvae.load(tmp_path / "shared", device="cpu")
     preset = original.preset

@@ -50,7 +50,7 @@ def edit(
     ckpt: Path = typer.Option(
         None,
         "--ckpt",
-        help="Checkpoint or official:NAME [default: $JVAE_CKPT, else the newest runs/*/ckpt.pt].",
+        help="Checkpoint, run or exported folder, official:NAME or hf:OWNER/NAME [default: $JVAE_CKPT, else the newest runs/*/ckpt.pt].",
     ),
     out_path: Path = typer.Option(
         None, "--out", "-o", help="Edited image [default: IMAGE.edited.png beside it]."

@@ -22,7 +22,7 @@ jvae encode runs/quickstart/ckpt.pt dsprites --limit 1000 --out codes.npz
 
 def encode(
     ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+        ..., help="A checkpoint (ckpt.pt), a run or exported folder, official:NAME or hf:OWNER/NAME."
     ),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively) or a dataset name."

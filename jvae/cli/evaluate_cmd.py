@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -27,7 +28,7 @@ jvae evaluate runs/quickstart/ckpt.pt --name-units  # then: --posX +1
 def evaluate(
     ckpts: list[Path] = typer.Argument(
         ...,
-        help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME); several checkpoints, or a run "
+        help="A checkpoint, a run or exported folder, official:NAME or hf:OWNER/NAME; several checkpoints, or a run "
         "folder (its ckpt-STEP.pt history and ckpt.pt), give one row per checkpoint.",
     ),
     data: str = typer.Option(
@@ -162,6 +163,10 @@ def _evaluate_one(
         raise fail(f"checkpoint not found: {ckpt}", 1)
     if out_dir is not None:
         target = out_dir
+    elif named.startswith("hf:"):  # in the hub's cache: its report goes to the current folder
+        target = Path("report-" + re.sub(r"[^A-Za-z0-9._-]+", "-", named))
+    elif Path(named).is_dir() and ckpt.parent != Path(named):  # an exported folder: the report inside it
+        target = runfolder.report_folder(Path(named))
     elif ckpt != Path(named) and ckpt.parent != Path(named):  # a pretrained model lives in the cache: its
         # report goes to the current folder (a run folder's goes inside it, as its checkpoint's does)
         target = Path(f"report-{ckpt.stem}")

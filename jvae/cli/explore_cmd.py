@@ -13,7 +13,7 @@ from jvae.cli.console import err, fail, out, user_errors
 
 def explore(
     ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+        ..., help="A checkpoint (ckpt.pt), a run or exported folder, official:NAME or hf:OWNER/NAME."
     ),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
     host: str = typer.Option(

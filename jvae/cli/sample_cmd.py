@@ -26,7 +26,7 @@ jvae sample official:mnist --per-category --out per_digit.png
 
 def sample(
     ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+        ..., help="A checkpoint (ckpt.pt), a run or exported folder, official:NAME or hf:OWNER/NAME."
     ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output .png."),
     n: int = typer.Option(

@@ -27,7 +27,7 @@ jvae traverse official:celeba --unit azimuth --from face.png --out turn.gif
 
 def traverse(
     ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+        ..., help="A checkpoint (ckpt.pt), a run or exported folder, official:NAME or hf:OWNER/NAME."
     ),
     out_path: Path = typer.Option(..., "--out", "-o", help="Output file: .gif (animation) or .png (grid)."),
     units: list[str] = typer.Option(

@@ -39,7 +39,7 @@ def _training_log_kl(ckpt: Path) -> tuple[list[float], list[float]] | None:
 
 def units(
     ckpt: Path = typer.Argument(
-        ..., help="A jvae checkpoint (ckpt.pt) or a pretrained name (official:NAME)."
+        ..., help="A checkpoint (ckpt.pt), a run or exported folder, official:NAME or hf:OWNER/NAME."
     ),
     name: list[str] = typer.Option(
         [], "--name", "-n", help="Name a unit: 3=azimuth, d0=digit; 3= removes it."

@@ -54,8 +54,15 @@ def download(text: str) -> Path:
     repo, revision = parse_name(text)
     where = f"hf:{repo}" + (f"@{revision}" if revision else "")
     try:
+        listing = None
         if not constants.HF_HUB_OFFLINE:
-            listing = HfApi().model_info(repo, revision=revision, files_metadata=True)
+            try:
+                listing = HfApi().model_info(repo, revision=revision, files_metadata=True)
+            except HfHubHTTPError:
+                raise
+            except Exception:  # the hub cannot be reached (its client's own connection errors): try the cache
+                listing = None
+        if listing is not None:
             sizes = {entry.rfilename: entry.size for entry in listing.siblings or []}
             for name, most in FETCHED.items():
                 if name not in sizes:
@@ -63,8 +70,9 @@ def download(text: str) -> Path:
                 size = sizes[name]
                 if size is not None and size > most:
                     raise HubError(f"{where}: its {name} is {size} bytes, more than a jvae model's {most}")
-            revision = listing.sha or revision  # the commit the listing describes, fetched exactly
-        folder = snapshot_download(repo, revision=revision, allow_patterns=list(FETCHED))
+        folder = snapshot_download(
+            repo, revision=revision, allow_patterns=list(FETCHED), local_files_only=listing is None
+        )
     except RevisionNotFoundError:
         raise HubError(f"{where}: the repository has no revision {revision!r}") from None
     except GatedRepoError:
@@ -81,8 +89,10 @@ def download(text: str) -> Path:
         ) from None
     except HfHubHTTPError as exc:
         raise HubError(f"{where}: the hub refused ({_first_line(exc)})") from None
-    except (OSError, ValueError) as exc:  # connection errors, a damaged cache
-        raise HubError(f"{where}: download failed ({_first_line(exc)})") from None
+    except HubError:
+        raise
+    except Exception as exc:  # the client's connection and cache errors, whatever its HTTP library
+        raise HubError(f"{where}: download failed ({type(exc).__name__}: {_first_line(exc)})") from None
     return Path(folder)
 
 
@@ -111,8 +121,8 @@ def upload(
         )
     except HfHubHTTPError as exc:
         raise HubError(f"hf:{repo_id}: the hub refused the upload ({_first_line(exc)})") from None
-    except (OSError, ValueError) as exc:
-        raise HubError(f"hf:{repo_id}: upload failed ({_first_line(exc)})") from None
+    except Exception as exc:  # the client's connection errors, whatever its HTTP library
+        raise HubError(f"hf:{repo_id}: upload failed ({type(exc).__name__}: {_first_line(exc)})") from None
     return str(getattr(commit, "commit_url", commit))
 
 

@@ -24,14 +24,16 @@ from torch import Tensor
 
 from jvae.base.errors import CheckpointError, JvaeError, PresetError
 from jvae.base.files import write_text, write_via
+from jvae.base.media import write_gif
 from jvae.base.runfiles import RunFileError, read_json
 from jvae.base.version import __version__
 from jvae.data.cache import cache_root
 from jvae.modeling.builder import build_model
 from jvae.modeling.checkpoint import Checkpoint, file_sha256, read_checkpoint
-from jvae.modeling.latents import all_units, unit_address
+from jvae.modeling.latents import UnitKL, all_units, prior_mode, ranked_units, unit_address
 from jvae.modeling.presets import load_preset, preset_names, preset_to_toml, validate_preset
 from jvae.runs import runfolder
+from jvae.use.figures import traversal_frames, unit_label
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -63,7 +65,7 @@ class _Config(BaseModel):
     preset: dict[str, Any]
     step: int = Field(ge=0)
     unit_names: dict[str, str] = Field(default_factory=dict, max_length=10000)
-    unit_kl: dict[str, list[float]] | None = None
+    unit_kl: dict[str, Any] | None = None  # checked as a checkpoint's when the model loads
     weights_sha256: str | None = Field(None, max_length=64)
 
 
@@ -140,12 +142,37 @@ def export(
                 report = None
             if isinstance(report, dict):
                 put(runfolder.REPORT_JSON, lambda path: path.write_text(json.dumps(report, indent=1) + "\n"))
+    if not (out / runfolder.TRAVERSAL).is_file():
+        put(runfolder.TRAVERSAL, lambda path: _prior_traversal(checkpoint, preset, path))
     card = model_card(
         config, preset.data.dataset, report, (out / runfolder.TRAVERSAL).is_file(), repo_id, license_name
     )
     write_text(out / CARD, card)
     written.append(out / CARD)
     return Exported(out, written)
+
+
+def _prior_traversal(checkpoint: Checkpoint, preset: Any, path: Path) -> None:
+    """For a model without its run's GIF: its units (the most informative first, where their KL is known,
+    with the unused ones left out) moved one at a time from the prior's mode, no data needed."""
+    model = build_model(preset)
+    model.load_state_dict(checkpoint.model)
+    model.eval()
+    if model.classes and model.default_class is None:
+        model.default_class = 0
+    stored = checkpoint.unit_kl or {}
+    kl = UnitKL(
+        [float(v) for v in stored.get("continuous", [])] or [1.0] * model.continuous,
+        [float(v) for v in stored.get("discrete", [])] or [1.0] * len(model.discrete),
+    )
+    units = [unit for unit in ranked_units(model, kl) if unit.kind == "discrete" or kl.of(unit) > 0.05]
+    units = units or all_units(model)[:1]
+    labels = [unit_label(unit, checkpoint.unit_names, kl) for unit in units]
+    with torch.no_grad():
+        frames = traversal_frames(
+            model, prior_mode(model, 1, "cpu"), units, 10, labels, scale=2 if model.image_size <= 32 else 1
+        )
+    write_gif(frames, path, duration_ms=100)
 
 
 def _flat_optimizer(state: dict[str, Any]) -> dict[str, Tensor]:
@@ -216,7 +243,12 @@ def model_card(
         "",
         f"# {config['preset_name']}: {kind} on {dataset}",
         "",
-        f"{preset.description}. Trained by jvae {config['jvae_version']} for {config['step']} steps.",
+        f"{preset.description}. "
+        + (
+            f"Trained by jvae {config['jvae_version']} for {config['step']} steps."
+            if config["step"]
+            else f"Exported by jvae {config['jvae_version']}."
+        ),
         "",
     ]
     if with_gif:
