@@ -188,7 +188,7 @@ def _flat_optimizer(state: dict[str, Any]) -> dict[str, Tensor]:
 def training_command(preset_name: str, preset: dict[str, Any]) -> str:
     """`jvae train` with the shipped preset and the --set lines that make it this model's preset."""
     if preset_name not in preset_names():
-        return f"jvae train --preset {shlex.quote(preset_name)}.toml  (the preset.toml in this folder)"
+        return f"jvae train --preset {runfolder.PRESET_FILE}  # the preset.toml beside this card"
     shipped = load_preset(preset_name)[1].model_dump(mode="json")
     changes = [
         f"--set {shlex.quote(f'{path}={json.dumps(value)}')}"
