@@ -183,6 +183,7 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # 44 s here; test_hostile's Ctrl-C sweep test covers stopping and resuming a sweep
 def test_a_killed_sweep_resumes_and_leaves_finished_runs_untouched(cli, tmp_path):
     study = tmp_path / "study"
     first = _jvae("sweep", *SWEEP, "--jobs", "2", "--out", study)
