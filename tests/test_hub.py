@@ -245,3 +245,22 @@ def test_push_uploads_the_exported_folder_through_the_client(digits_run, cli, mo
     assert "optimizer.safetensors" not in upload["files"] and "jvae traverse hf:me/digits" in upload["card"]
     bad = cli("push", digits_run, "not a repo")
     assert bad.exit_code == 2 and "hf:OWNER/NAME" in bad.output and len(calls) == 3
+
+
+@pytest.mark.real_hub
+@pytest.mark.skipif(
+    not (os.environ.get("HF_TOKEN") and os.environ.get("JVAE_TEST_HUB_REPO")),
+    reason="needs HF_TOKEN and JVAE_TEST_HUB_REPO=OWNER/NAME (a repository this token may write)",
+)
+def test_push_then_load_through_the_real_hub(digits_run, cli, tmp_path):
+    repo = os.environ["JVAE_TEST_HUB_REPO"]
+    pushed = cli("push", digits_run, repo, "--private")
+    assert pushed.exit_code == 0, pushed.output
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}
+    found = _load(tmp_path, env, f"hf:{repo}")
+    import jvae
+
+    local = jvae.load(digits_run, device="cpu")
+    torch.manual_seed(0)
+    expected = local.encode(torch.rand(2, 1, 32, 32)).mean
+    assert torch.allclose(torch.tensor(found[f"hf:{repo}"]["mean"]), expected, atol=1e-6, rtol=0)
