@@ -12,9 +12,10 @@ from jvae.cli.console import out
 
 
 def env(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-    """Print jvae's, Python's and the libraries' versions, the CPU and GPU, and the threads jvae would use.
+    """Print what a bug report needs: versions, CPU, GPU, threads.
 
-    Paste it into a bug report: it says what a run started here would do.
+    jvae's, Python's and the key libraries' versions, the CPU and whether it has bf16 arithmetic, the GPU
+    with CUDA and cuDNN, and the threads a run started now would take: what a run here would do.
     """
     from jvae.use.environment import describe
 

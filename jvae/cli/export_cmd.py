@@ -38,8 +38,10 @@ def export(
         False, "--with-optimizer", help="Also write the optimiser state (optimizer.safetensors)."
     ),
 ) -> None:
-    """Write a model as a shared folder: model.safetensors, config.json, preset.toml, a model card
-    (README.md) and, from a run folder, its traversal GIF and metrics report."""
+    """Write a model as a shared folder (safetensors, config, card).
+
+    model.safetensors, config.json, preset.toml, a model card (README.md), the traversal GIF and, from a
+    run folder, its metrics report: what `jvae push` uploads and hf:OWNER/NAME loads."""
     from jvae.use.shared import export as write_folder
 
     ckpt = checkpoint_file(source)
@@ -67,8 +69,9 @@ def push(
         False, "--with-optimizer", help="Also upload the optimiser state (optimizer.safetensors)."
     ),
 ) -> None:
-    """Upload a model to the Hugging Face Hub as `jvae export` writes it; load it back anywhere with
-    hf:OWNER/NAME."""
+    """Upload a model to the Hugging Face Hub as jvae export writes it.
+
+    The repository is created when new (--private); load the model back anywhere with hf:OWNER/NAME."""
     from jvae.use.hub import parse_name, upload
     from jvae.use.shared import export as write_folder
 
