@@ -232,7 +232,8 @@ class Model:
 
 
 def load(source: str | Path, device: str = "auto") -> Model:
-    """A trained model from `official:NAME`, a run folder or a checkpoint file, on `device`."""
+    """A trained model from `official:NAME`, `hf:OWNER/NAME[@REVISION]`, a folder `jvae export` wrote, a run
+    folder or a checkpoint file, on `device`."""
     torch_device = resolve_device(device)
     return Model(load_checkpoint(resolve_checkpoint(source), torch_device), torch_device)
 
