@@ -22,15 +22,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
-from jvae.base.errors import CheckpointError, JvaeError, PresetError
+from jvae.base.errors import JvaeError, PresetError
 from jvae.base.files import write_text, write_via
 from jvae.base.media import write_gif
 from jvae.base.runfiles import RunFileError, read_json
 from jvae.base.version import __version__
 from jvae.data.cache import cache_root
 from jvae.modeling.builder import build_model
-from jvae.modeling.checkpoint import Checkpoint, file_sha256, read_checkpoint
+from jvae.modeling.checkpoint import Checkpoint, file_sha256, load_checkpoint
 from jvae.modeling.latents import UnitKL, all_units, prior_mode, ranked_units, unit_address
+from jvae.modeling.model import JointVAE
 from jvae.modeling.presets import load_preset, preset_names, preset_to_toml, validate_preset
 from jvae.runs import runfolder
 from jvae.use.figures import traversal_frames, unit_label
@@ -92,11 +93,8 @@ def export(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SharedError(f"{out} is not an empty folder; export writes into a new or empty one")
-    checkpoint = read_checkpoint(checkpoint_path)
-    try:
-        preset = validate_preset(checkpoint.preset, f"{checkpoint_path} preset")
-    except PresetError as exc:
-        raise CheckpointError(f"{checkpoint_path}: its preset does not validate: {exc}") from None
+    loaded = load_checkpoint(checkpoint_path)  # read, its preset validated, the model built and loaded
+    checkpoint, preset = loaded.checkpoint, loaded.preset
     if with_optimizer and checkpoint.state is None:
         raise SharedError(f"{checkpoint_path} holds no optimiser state (an imported or exported model)")
     out.mkdir(parents=True, exist_ok=True)
@@ -121,9 +119,8 @@ def export(
         "step": checkpoint.step,
         "unit_names": dict(checkpoint.unit_names),
         "unit_kl": checkpoint.unit_kl,
-        "weights_sha256": None,
+        "weights_sha256": file_sha256(out / WEIGHTS),
     }
-    config["weights_sha256"] = file_sha256(out / WEIGHTS)
     put(CONFIG, lambda path: path.write_text(json.dumps(config, indent=1) + "\n"))
     put(runfolder.PRESET_FILE, lambda path: path.write_text(preset_to_toml(preset)))
     if with_optimizer and checkpoint.state is not None:
@@ -143,7 +140,7 @@ def export(
             if isinstance(report, dict):
                 put(runfolder.REPORT_JSON, lambda path: path.write_text(json.dumps(report, indent=1) + "\n"))
     if not (out / runfolder.TRAVERSAL).is_file():
-        put(runfolder.TRAVERSAL, lambda path: _prior_traversal(checkpoint, preset, path))
+        put(runfolder.TRAVERSAL, lambda path: _prior_traversal(loaded.model, checkpoint, path))
     card = model_card(
         config, preset.data.dataset, report, (out / runfolder.TRAVERSAL).is_file(), repo_id, license_name
     )
@@ -152,12 +149,9 @@ def export(
     return Exported(out, written)
 
 
-def _prior_traversal(checkpoint: Checkpoint, preset: Any, path: Path) -> None:
+def _prior_traversal(model: JointVAE, checkpoint: Checkpoint, path: Path) -> None:
     """For a model without its run's GIF: its units (the most informative first, where their KL is known,
     with the unused ones left out) moved one at a time from the prior's mode, no data needed."""
-    model = build_model(preset)
-    model.load_state_dict(checkpoint.model)
-    model.eval()
     if model.classes and model.default_class is None:
         model.default_class = 0
     stored = checkpoint.unit_kl or {}
