@@ -12,7 +12,10 @@ from jvae.cli.console import fail, out
 if TYPE_CHECKING:
     from jvae.studies.selection import Selection
 
-SELECTIONS = ("udr",)  # the ways to choose among runs; checked here so --help need not import torch
+# The criteria --select offers (jvae.studies.criteria holds more, for measuring); checked here so that --help
+# need not import torch. A test keeps them among the criteria.
+SELECTIONS = ("udr", "agreement", "elbo", "recon", "information", "perplexity")
+SHORT = {"agreement": "agree", "information": "info", "perplexity": "perp"}
 
 
 def check_selection(select: str | None) -> None:
@@ -20,18 +23,49 @@ def check_selection(select: str | None) -> None:
         raise fail(f"--select {select!r}: choose {', '.join(SELECTIONS)}", 2)
 
 
+def selection_step(select: str | None, select_at: str | None, keep: int) -> float | None:
+    """The early step --select-at asks for (a fraction below 1, or a step count), None to select at the end."""
+    if select_at is None:
+        if keep != 1:
+            raise fail("--keep goes with --select-at", 2)
+        return None
+    if select is None:
+        raise fail("--select-at goes with --select", 2)
+    if select_at == "end":
+        return None
+    try:
+        at = float(select_at)
+    except ValueError:
+        raise fail(f"--select-at {select_at!r}: a fraction such as 0.25, a step count, or end", 2) from None
+    if not (0 < at < 1 or (at >= 1 and at.is_integer())):
+        raise fail(f"--select-at {select_at!r}: a fraction between 0 and 1, a whole step count, or end", 2)
+    if keep < 1:
+        raise fail(f"--keep {keep}: at least 1", 2)
+    return at
+
+
+def resumed_selection(stack_dir: Path) -> tuple[str, float, int] | None:
+    """The early selection a stack being resumed was trained with (its record), so it carries on with it."""
+    from jvae.studies.early_selection import resume_criterion
+
+    return resume_criterion(stack_dir)
+
+
 def print_selections(groups: list[tuple[list[Path], Selection]]) -> None:
-    """One table per group: each run's UDR (Spearman, and the Lasso variant), best first, the selected run
-    marked."""
+    """One table per group: each run's figure by every criterion, best first by the chosen one, the
+    selected run marked."""
     for _, selection in groups:
+        when = f" at step {selection.step}" if selection.step is not None else ""
         table = Table(
-            title=f"UDR of {len(selection.runs)} runs of one setting (selected: {selection.selected})"
+            title=f"{len(selection.runs)} runs by {selection.criterion}{when} (selected: {selection.selected})"
         )
-        for column in ("run", "udr", "udr_lasso", ""):
-            table.add_column(column)
-        ranked = sorted(zip(selection.runs, selection.udr, selection.udr_lasso), key=lambda r: -r[1])
-        for name, value, lasso in ranked:
-            table.add_row(
-                name, f"{value:.3f}", f"{lasso:.3f}", "selected" if name == selection.selected else ""
-            )
+        names = [selection.criterion, *[n for n in selection.scores if n != selection.criterion]]
+        table.add_column("run")
+        for name in names:
+            table.add_column(SHORT.get(name, name), justify="right")
+        table.add_column("")
+        for k in selection.ranking:
+            figures = [f"{selection.scores[name][k]:.3g}" for name in names]
+            mark = "selected" if selection.runs[k] == selection.selected else ""
+            table.add_row(selection.runs[k], *figures, mark)
         out.print(table)

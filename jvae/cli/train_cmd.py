@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from jvae.cli.console import err, fail, out, user_errors
-from jvae.cli.selecting import check_selection, print_selections
+from jvae.cli.selecting import check_selection, print_selections, resumed_selection, selection_step
 
 if TYPE_CHECKING:
     from jvae.runs.runplan import RunPlan
@@ -111,9 +111,16 @@ def train(
     select: str = typer.Option(
         None,
         "--select",
-        help="With --seeds: udr scores the trained models against each other without labels (UDR) and "
-        "links OUT/selected to the best.",
+        help="With --seeds: the criterion that chooses among the models without labels (see `jvae train "
+        "--help` below); OUT/selected links the chosen one.",
     ),
+    select_at: str = typer.Option(
+        None,
+        "--select-at",
+        help="With --select: rank the seeds at this step (a fraction of the schedule such as 0.25, or a "
+        "step count) and train only the best --keep on; end: train every seed to the end first.",
+    ),
+    keep: int = typer.Option(1, "--keep", help="With --select-at: how many seeds train on to the end."),
 ) -> None:
     """Train a model from a preset, or resume a run.
 
@@ -124,6 +131,7 @@ def train(
     from jvae.training import trainer
 
     check_selection(select)
+    at = selection_step(select, select_at, keep)
     if on_collapse is not None:
         if on_collapse not in ("warn", "restart"):
             raise fail(f"--on-collapse takes warn or restart, not {on_collapse!r}", 2)
@@ -161,6 +169,14 @@ def train(
             plan.check()
             trainer.check_processes(plan.runs[0].preset, nproc)
             raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
+        if plan.stacked and plan.resume and select is None:
+            assert plan.stack_dir is not None
+            earlier = resumed_selection(plan.stack_dir)
+            if earlier is not None:
+                select, at, keep = earlier
+        if plan.stacked and select is not None and at is not None:
+            _train_selecting(plan, select, at, keep, data, device)
+            return
         _train(plan, data, device, profile)
     if plan.stacked and select is not None:
         assert plan.stack_dir is not None
@@ -191,18 +207,7 @@ def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
         err.print(profile_table(first.profile, first.steps_run), markup=False)
     folder = plan.stack_dir if plan.stack_dir is not None else first.run_dir
     if any(result.interrupted for result in results):
-        written = (
-            f"checkpoints written in each run folder of {folder}"
-            if plan.stacked
-            else f"checkpoint written to {runfolder.checkpoint(folder)}"
-        )
-        again = plan.stack_file if plan.within and plan.stack_file is not None else folder
-        where = f" --data {shlex.quote(data)}" if data is not None else ""
-        err.print(
-            f"interrupted at step {first.step}/{first.total_steps}; {written}; continue with: "
-            f"jvae train --resume {shlex.quote(str(again))}{where}",
-            markup=False,
-        )
+        _say_interrupted(plan, first.step, first.total_steps, data)
         raise typer.Exit(stopper.exit_code())
     for result in results:
         if result.collapse is not None and result.collapse.collapsed:
@@ -238,6 +243,60 @@ def _train(plan: RunPlan, data: str | None, device: str, profile: bool) -> None:
     )
 
 
+def _say_interrupted(plan: RunPlan, step: int, total: int, data: str | None, flags: str = "") -> None:
+    from jvae.runs import runfolder
+
+    folder = plan.stack_dir if plan.stack_dir is not None else plan.run_dirs[0]
+    written = (
+        f"checkpoints written in each run folder of {folder}"
+        if plan.stacked
+        else f"checkpoint written to {runfolder.checkpoint(folder)}"
+    )
+    again = plan.stack_file if plan.within and plan.stack_file is not None else folder
+    where = f" --data {shlex.quote(data)}" if data is not None else ""
+    err.print(
+        f"interrupted at step {step}/{total}; {written}; continue with: "
+        f"jvae train --resume {shlex.quote(str(again))}{where}{flags}",
+        markup=False,
+    )
+
+
+def _train_selecting(plan: RunPlan, select: str, at: float, keep: int, data: str | None, device: str) -> None:
+    """Train the stack to the early step, rank its seeds there, train the best on, and say what it saved."""
+    from functools import partial
+
+    from jvae.base.devices import resolve_device
+    from jvae.cli.progress import TrainDisplay
+    from jvae.runs.runfolder import SELECTED_LINK
+    from jvae.studies.early_selection import train_selecting
+    from jvae.training import trainer
+
+    assert plan.stack_dir is not None
+    with StopOnSignal() as stopper, TrainDisplay() as display:
+        train = partial(
+            trainer.train_plan, device=device, data_path=data, callbacks=[display], should_stop=stopper
+        )
+        outcome = train_selecting(
+            plan, select, at, keep, train=train, device=resolve_device(device), data_path=data
+        )
+    if outcome.early is not None:
+        print_selections([([], outcome.early)])
+    if outcome.interrupted:
+        last = next(r for r in outcome.results if r.interrupted and not r.paused)
+        flags = "" if outcome.early is not None else f" --select {select} --select-at {at:g} --keep {keep}"
+        _say_interrupted(plan, last.step, last.total_steps, data, flags)
+        raise typer.Exit(stopper.exit_code())
+    stopped = len(plan.runs) - len(outcome.kept)
+    out.print(
+        f"stopped {stopped} of {len(plan.runs)} seeds at step {outcome.step} by {select}, trained "
+        f"{', '.join(outcome.kept)} to the end: {outcome.saved:.0%} of the stack's steps saved",
+        markup=False,
+    )
+    if outcome.final is not None:
+        print_selections([([], outcome.final)])
+    out.print(f"selected {outcome.selected}: {plan.stack_dir / SELECTED_LINK}", markup=False)
+
+
 def _select_stack(stack_dir: Path, select: str, data: str | None, device: str, folders: list[str]) -> None:
     """With --select, score the stack's models against each other and link the chosen one."""
     from jvae.base.devices import resolve_device
@@ -246,7 +305,7 @@ def _select_stack(stack_dir: Path, select: str, data: str | None, device: str, f
 
     with user_errors():
         groups = select_groups(
-            stack_dir, [stack_dir / name for name in folders], data, resolve_device(device), link=True
+            stack_dir, [stack_dir / name for name in folders], data, resolve_device(device), True, select
         )
     print_selections(groups)
     out.print(f"selected {groups[0][1].selected}: {stack_dir / SELECTED_LINK}", markup=False)

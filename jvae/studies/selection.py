@@ -1,5 +1,7 @@
-"""Choosing the run a user gets from several runs of one setting, without labels: every run encodes the same
-images, UDR (`jvae.studies.udr`) scores each against the others, and the best is named (and linked).
+"""Choosing the run a user gets from several runs of one setting, without labels: every run is read on the same
+images by every criterion of `jvae.studies.criteria` (UDR, the agreement of the discrete codes, held-out ELBO
+and reconstruction, what the discrete code carries), the chosen criterion ranks them, and the best is named
+(and linked).
 
 A group is the runs of one setting that differ only in their seed: a stack's members, or a study's runs with
 the same preset and overrides. Each run's scores go into its own folder's `udr.json` (so `compare` shows them
@@ -21,8 +23,9 @@ import torch
 from jvae.base.errors import JvaeError
 from jvae.base.files import write_text
 from jvae.base.runfiles import RunFileError, RunSelection, read_model, read_toml
-from jvae.runs.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
-from jvae.studies import udr
+from jvae.runs.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE, kept_checkpoint
+from jvae.studies import criteria, udr
+from jvae.studies.criteria import CRITERIA
 
 if TYPE_CHECKING:
     from jvae.modeling.model import JointVAE
@@ -31,28 +34,43 @@ if TYPE_CHECKING:
 
 @dataclass
 class Selection:
-    """UDR of every run of one group and the run it selects."""
+    """Every criterion's figure for each run of one group, and the run the chosen criterion selects."""
 
     runs: list[str]  # folder names, in the order of the scores
-    udr: list[float]  # UDR_S (Spearman; 1 for runs equal up to permutation and sign): what selects
-    udr_lasso: list[float]  # UDR_L (disentanglement_lib's default; 1 - alpha = 0.9 for such runs)
+    criterion: str  # what selects (`jvae.studies.criteria`)
+    scores: dict[str, list[float]]  # each criterion's figure per run
+    udr_lasso: list[float]  # UDR_L (disentanglement_lib's default; 1 - alpha = 0.9 for equal runs)
     pairwise: list[list[float | None]]  # UDR_S of each ordered pair (row: first run); None on the diagonal
     images: int
     seed: int
+    step: int | None = None  # the step the runs were read at, where that is before their end
+
+    @property
+    def udr(self) -> list[float]:
+        return self.scores["udr"]
+
+    @property
+    def ranking(self) -> list[int]:
+        """The runs' indices, best first by the criterion."""
+        criterion = CRITERIA[self.criterion]
+        values = self.scores[self.criterion]
+        return sorted(range(len(values)), key=lambda k: -values[k] if criterion.higher else values[k])
 
     @property
     def selected(self) -> str:
-        return self.runs[int(np.argmax(self.udr))]
+        return self.runs[self.ranking[0]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "udr (Duan et al. 2020): Spearman (udr), with the Lasso variant (udr_lasso) beside it",
+            "method": f"{self.criterion}: {CRITERIA[self.criterion].description}",
+            "criterion": self.criterion,
+            "step": self.step,
             "images": self.images,
             "seed": self.seed,
             "selected": self.selected,
             "runs": {
-                name: {"udr": value, "udr_lasso": lasso}
-                for name, value, lasso in zip(self.runs, self.udr, self.udr_lasso)
+                name: {**{c: values[k] for c, values in self.scores.items()}, "udr_lasso": self.udr_lasso[k]}
+                for k, name in enumerate(self.runs)
             },
             "pairwise": self.pairwise,
         }
@@ -99,33 +117,32 @@ def select(
     device: torch.device | None = None,
     images: int = udr.IMAGES,
     seed: int = 0,
+    criterion: str = "udr",
+    step: int | None = None,
 ) -> Selection:
-    """UDR of each of `run_dirs` (two or more finished runs of one setting) against the others."""
+    """Every criterion on each of `run_dirs` (two or more runs of one setting), read from their final
+    checkpoints, or from the checkpoints of `step` where that is given (an early selection)."""
     if len(run_dirs) < 2:
-        raise JvaeError("UDR compares runs with each other: a group needs at least two runs")
-    missing = [d for d in run_dirs if not (d / CHECKPOINT).is_file()]
+        raise JvaeError("selection compares runs with each other: a group needs at least two runs")
+    paths = [d / CHECKPOINT if step is None else kept_checkpoint(d, step) for d in run_dirs]
+    missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise JvaeError(f"{missing[0]}: no {CHECKPOINT} to score (train it first)")
-    from jvae.modeling.checkpoint import load_checkpoint
-
-    device = device or torch.device("cpu")
-    loaded = [load_checkpoint(d / CHECKPOINT, device) for d in run_dirs]  # each read once
-    conditional = next((item.path for item in loaded if item.model.classes), None)
-    if conditional is not None:
-        raise JvaeError(f"{conditional}: UDR compares unconditional models; this one reads class labels")
-    if any(item.preset.data != loaded[0].preset.data for item in loaded[1:]):
-        raise JvaeError("UDR compares runs on the same images; these runs trained on different data sections")
-    shared = shared_images(loaded[0].preset.data, data_path, images, seed)
-    representations = [representation_of(item.model, shared, device) for item in loaded]
-    spearman = udr.pairwise_scores(representations, "spearman")
-    lasso = udr.pairwise_scores(representations, "lasso")
+        raise JvaeError(f"{missing[0]}: no checkpoint to score (train it first)")
+    group = criteria.load_group(paths, data_path, device or torch.device("cpu"), images)
+    check = criteria.check_criterion(criterion)
+    if check.discrete and not group.loaded[0].model.discrete:
+        raise JvaeError(f"--select {criterion} reads discrete variables; these models have none")
+    scores = criteria.score(group)
+    spearman = udr.pairwise_scores(group.representations, "spearman")
     return Selection(
         runs=[d.name for d in run_dirs],
-        udr=udr.run_scores(spearman),
-        udr_lasso=udr.run_scores(lasso),
+        criterion=criterion,
+        scores=scores,
+        udr_lasso=udr.run_scores(udr.pairwise_scores(group.representations, "lasso")),
         pairwise=[[None if np.isnan(v) else float(v) for v in row] for row in spearman],
-        images=len(shared),
+        images=len(group.shared),
         seed=seed,
+        step=step,
     )
 
 
@@ -139,6 +156,10 @@ def write_selections(folder: Path, groups: list[tuple[list[Path], Selection]], l
                 "udr_lasso": lasso,
                 "group": selection.runs,
                 "selected": run_dir.name == selection.selected,
+                "criterion": selection.criterion,
+                "scores": {
+                    c: values[selection.runs.index(run_dir.name)] for c, values in selection.scores.items()
+                },
             }
             write_text(run_dir / UDR_FILE, json.dumps(record, indent=2) + "\n")
     path = folder / UDR_FILE
@@ -183,39 +204,43 @@ def select_groups(
     data_path: str | None = None,
     device: torch.device | None = None,
     link: bool = False,
+    criterion: str = "udr",
 ) -> list[tuple[list[Path], Selection]]:
-    """UDR selection in every group of two or more runs among `run_dirs`, written (see `write_selections`)."""
+    """Selection in every group of two or more runs among `run_dirs`, written (see `write_selections`)."""
     groups = [
-        (group, select(group, data_path, device)) for group in setting_groups(run_dirs) if len(group) > 1
+        (group, select(group, data_path, device, criterion=criterion))
+        for group in setting_groups(run_dirs)
+        if len(group) > 1
     ]
     if not groups:
         raise JvaeError(
-            f"{folder}: UDR needs two or more finished runs of one setting (differing only in their seed)"
+            f"{folder}: selection needs two or more finished runs of one setting (differing only in their seed)"
         )
     write_selections(folder, groups, link)
     return groups
 
 
 def select_in_study(
-    folder: Path, data_path: str | None = None, device: torch.device | None = None
+    folder: Path, data_path: str | None = None, device: torch.device | None = None, criterion: str = "udr"
 ) -> list[tuple[list[Path], Selection]]:
-    """UDR selection among the finished runs of the study in `folder`, per setting."""
+    """Selection among the finished runs of the study in `folder`, per setting."""
     from jvae.studies.study import load_study, run_state
 
     study, runs = load_study(folder)
     finished = [folder / spec.name for spec in runs if run_state(folder / spec.name, study) == "finished"]
-    return select_groups(folder, finished, data_path, device)
+    return select_groups(folder, finished, data_path, device, criterion=criterion)
 
 
 def select_in_folder(
-    folder: Path, data_path: str | None = None, device: torch.device | None = None
+    folder: Path, data_path: str | None = None, device: torch.device | None = None, criterion: str = "udr"
 ) -> list[tuple[list[Path], Selection]]:
-    """UDR selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
+    """Selection in a study folder (per setting) or a stack's folder (its models, `selected` linked)."""
     from jvae.runs.runfolder import is_stack, read_stack
     from jvae.studies.study import MANIFEST
 
     if (folder / MANIFEST).is_file():
-        return select_in_study(folder, data_path, device)
+        return select_in_study(folder, data_path, device, criterion)
     if is_stack(folder):
-        return select_groups(folder, [folder / name for name in read_stack(folder)], data_path, device, True)
+        names = read_stack(folder)
+        return select_groups(folder, [folder / name for name in names], data_path, device, True, criterion)
     raise JvaeError(f"{folder}: --select chooses within a study folder ({MANIFEST}) or a stack's folder")

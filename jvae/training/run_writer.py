@@ -52,6 +52,9 @@ class TrainResult:
     steps_run: int = 0  # steps taken by this call (a resumed run started after 0)
     collapse: Finding | None = None  # the collapse check of this call, where one ran (rank 0)
     restart: bool = False  # the check sent the run back to train again from another seed (every process)
+    paused: bool = (
+        False  # stopped at the step it was asked to pause at (`train_plan(pause_at=...)`), resumable
+    )
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class RunWriter:
         self.run: RunInfo | None = None
         self.collapse: Finding | None = None
         self.restart = False
+        self.paused = False
 
     @property
     def ckpt_path(self) -> Path:
@@ -300,6 +304,7 @@ class RunWriter:
             timing.steps_run,
             self.collapse,
             self.restart,
+            self.paused,
         )
 
     def finish(

@@ -111,13 +111,15 @@ def train_plan(
     should_stop: Callable[[], bool] | None = None,
     profile: bool = False,
     engine: str | None = None,
+    pause_at: int | None = None,
 ) -> list[TrainResult]:
     """Train every run of `plan`; one result per run, in the plan's order.
 
     `callbacks` hear the first run's progress on the main process; each run's trackers (`train.track`) hear
     their own. `engine`: how a stack's models compute (`stacking.stack_steps`; by default the fastest where
     they run). Refused before any folder is created: a missing tracker, models that cannot stack, a folder
-    that holds something else.
+    that holds something else. `pause_at`: stop every run at that step with its checkpoint, marked `paused`
+    (a run already past it trains on), for a caller that resumes some of them.
     """
     for name in plan.runs[0].preset.train.track:
         check_available(name)  # a missing extra is refused before anything starts
@@ -126,7 +128,7 @@ def train_plan(
 
         def once(part: RunPlan) -> list[TrainResult]:
             return _train_plan_once(
-                part, cluster, torch_device, data_path, callbacks, should_stop, profile, engine
+                part, cluster, torch_device, data_path, callbacks, should_stop, profile, engine, pause_at
             )
 
         return _train_with_restarts(plan, once, cluster, should_stop)
@@ -175,12 +177,13 @@ def _train_plan_once(
     should_stop: Callable[[], bool] | None,
     profile: bool,
     engine: str | None,
+    pause_at: int | None = None,
 ) -> list[TrainResult]:
     if cluster.active and plan.stacked:
         raise PresetError("stacked models train in one process; leave out torchrun / --nproc")
     plan.check()
     with pages_kept(), RunContext(plan, cluster, callbacks) as context:
-        results = _train(plan, context, cluster, device, data_path, should_stop, profile, engine)
+        results = _train(plan, context, cluster, device, data_path, should_stop, profile, engine, pause_at)
     # The other processes wait while rank 0 draws the final figures, so that every process tears the
     # group down together: one leaving early while rank 0 still holds its connections was seen to abort
     # (SIGABRT in gloo's teardown), failing a run that had finished.
@@ -272,6 +275,7 @@ def _train(
     should_stop: Callable[[], bool] | None,
     profile: bool,
     engine: str | None,
+    pause_at: int | None,
 ) -> list[TrainResult]:
     resumed = [runfolder.check_run_dir(run_dir, plan.resume) for run_dir in plan.run_dirs]  # under the lock
     barrier(cluster)  # every process has checked the folder before rank 0 writes into it
@@ -298,7 +302,9 @@ def _train(
         for k, (run, emit, saved) in enumerate(zip(plan.runs, context.emits, resumed))
     ]
     step = restore(steps, writers, total, device)
-    return _run(steps, writers, source, total, step, cluster, device, should_stop, profile, data_path)
+    return _run(
+        steps, writers, source, total, step, cluster, device, should_stop, profile, data_path, pause_at
+    )
 
 
 def _steps(
@@ -415,6 +421,7 @@ def _run(
     should_stop: Callable[[], bool] | None,
     profile: bool,
     data_path: str | None,
+    pause_at: int | None = None,
 ) -> list[TrainResult]:
     """Train every run from `start_step` to `total`, then its final checkpoint, unit KL and traversal."""
     stop = should_stop or (lambda: False)
@@ -438,7 +445,8 @@ def _run(
     started = time.perf_counter()
     for k in range(len(writers)):
         steps.member_model(k).train()
-    actions = periodic_actions(writers, steps, source, held_out, total, cluster, device)
+    pause = pause_at if pause_at is not None and pause_at > start_step else None
+    actions = periodic_actions(writers, steps, source, held_out, total, cluster, device, pause)
     loop = Loop(
         steps, writers, actions, start_step, total, cluster, device, stop, timer, preset.train.log_every
     )

@@ -183,6 +183,25 @@ class CollapseCheck:
 
 
 @dataclass
+class Pause:
+    """At `at`, before the end: the loop stops there as if interrupted, every checkpoint is written and the runs
+    say they paused, so that the caller can look at them (early selection) and resume the ones it keeps."""
+
+    writers: list[RunWriter]
+    at: int
+    halt: bool = False
+    timed: bool = False
+
+    def due(self, step: int) -> bool:
+        return step == self.at
+
+    def __call__(self, step: int, results: Results) -> None:
+        self.halt = True
+        for writer in self.writers:
+            writer.paused = True
+
+
+@dataclass
 class PeriodicCheckpoint:
     """Every `every` steps before the last: every member's checkpoint (the final one is the writer's)."""
 
@@ -224,6 +243,7 @@ def periodic_actions(
     total: int,
     cluster: Cluster,
     device: torch.device,
+    pause_at: int | None = None,
 ) -> list[Periodic]:
     """The actions a run takes between steps, in the order they are taken at a step where several are due.
     A new one is registered here."""
@@ -238,4 +258,6 @@ def periodic_actions(
     if at is not None:
         actions.append(CollapseCheck(writers, steps, source, held_out, device, cluster, at))
     actions.append(PeriodicCheckpoint(writers, steps, train.checkpoint_every, total))
+    if pause_at is not None and pause_at < total:
+        actions.append(Pause(writers, pause_at))
     return actions
