@@ -101,6 +101,7 @@ def main() -> None:
                     {
                         "group": [str(r) for r in runs],
                         "step": step,
+                        "fraction": fraction,
                         "criterion": name,
                         "values": values,
                         "labels": labels,
@@ -109,6 +110,19 @@ def main() -> None:
                         "pick_percentile": share,
                     }
                 )
+    if len(args.group) > 1:
+        print("\n## Every group: Spearman per group (mean), and the mean percentile of the pick\n")
+        print("| at | criterion | Spearman per group | mean | pick's mean percentile |")
+        print("|---|---|---|---|---|")
+        for fraction in args.at:
+            for name in CRITERIA:
+                rows = [r for r in results if r["criterion"] == name and r["fraction"] == fraction]
+                if not rows:
+                    continue
+                rhos = [r["spearman"] for r in rows]
+                shares = statistics.mean(r["pick_percentile"] for r in rows)
+                listed = " / ".join(f"{v:+.2f}" for v in rhos)
+                print(f"| {fraction:g} | {name} | {listed} | {statistics.mean(rhos):+.2f} | {shares:.2f} |")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -24,8 +24,8 @@ def compare(
     select: str = typer.Option(
         None,
         "--select",
-        help="udr: in each study or stack folder, score the runs of each setting against each other without "
-        "labels (UDR; written to udr.json) and name the best; the scores join the table.",
+        help="A criterion (udr, agreement, elbo, recon, information, perplexity): in each study or stack "
+        "folder, score the runs of each setting without labels (written to udr.json) and name the best.",
     ),
     data: str = typer.Option(None, "--data", help="--select: dataset location, as for jvae train."),
 ) -> None:
@@ -45,7 +45,7 @@ def compare(
             from jvae.studies.selection import select_in_folder
 
             for path in paths:
-                print_selections(select_in_folder(path, data))
+                print_selections(select_in_folder(path, data, criterion=select))
         rows, damaged = collect(paths)
         metric_names = [c for c in columns(rows) if c not in FIXED_COLUMNS]
         chosen = metric or (

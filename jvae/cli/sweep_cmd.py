@@ -51,8 +51,8 @@ def sweep(
     select: str = typer.Option(
         None,
         "--select",
-        help="udr: when every run has finished, score the runs of each setting against each other without "
-        "labels (UDR) and name the best of each in OUT/udr.json.",
+        help="A criterion (udr, agreement, elbo, recon, information, perplexity): when every run has "
+        "finished, score the runs of each setting without labels and name the best of each in OUT/udr.json.",
     ),
 ) -> None:
     """Run a study: every preset x seed x grid value, one run each.
@@ -132,7 +132,7 @@ def sweep(
         from jvae.studies.selection import select_in_study
 
         with user_errors():
-            print_selections(select_in_study(out_dir))
+            print_selections(select_in_study(out_dir, criterion=select))
 
 
 def _has_gpu() -> bool:

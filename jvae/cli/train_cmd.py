@@ -111,8 +111,8 @@ def train(
     select: str = typer.Option(
         None,
         "--select",
-        help="With --seeds: the criterion that chooses among the models without labels (see `jvae train "
-        "--help` below); OUT/selected links the chosen one.",
+        help="With --seeds: the criterion that chooses among the models without labels (udr, agreement, "
+        "elbo, recon, information, perplexity); OUT/selected links the chosen one.",
     ),
     select_at: str = typer.Option(
         None,

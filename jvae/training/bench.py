@@ -73,6 +73,29 @@ class BenchReport:
         }
 
 
+def bench_setting(
+    preset_name: str,
+    preset: Preset,
+    source: ImageSource,
+    device: torch.device,
+    batch: int,
+    precision: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What every benchmark report says it measured, so that two reports can be compared by reading them."""
+    return {
+        "preset": preset_name,
+        "dataset": source.description,
+        "image_size": preset.data.image_size,
+        "batch_size": batch,
+        "device": str(device),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        **extra,
+        "torch": str(torch.__version__),
+    }
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -240,19 +263,11 @@ def run_bench(
     labels = labels if preset.model.classes else None
     reference, reference_state = reference_training(preset, images, labels, len(source), device)
     train, baseline = _interleaved([jvae_run, reference], steps, repeats, warmup, batch, device)
-    setting = {
-        "preset": preset_name,
-        "dataset": source.description,
-        "image_size": preset.data.image_size,
-        "batch_size": batch,
-        "device": str(device),
-        "precision": "bf16 autocast" if stepper.bf16 else "fp32",
-        "threads": torch.get_num_threads(),
-        "steps_per_repeat": steps,
-        "repeats": repeats,
-        "warmup_steps": warmup,
-        "torch": str(torch.__version__),
-    }
+    precision = "bf16 autocast" if stepper.bf16 else "fp32"
+    setting = bench_setting(
+        preset_name, preset, source, device, batch, precision,
+        steps_per_repeat=steps, repeats=repeats, warmup_steps=warmup,
+    )  # fmt: skip
     report = BenchReport(setting, train, baseline)
     report.losses = {
         "jvae_last": float(jvae_state["loss"]),
@@ -361,21 +376,11 @@ def run_stack_bench(
         )
     finally:
         stacker.close()
-    setting = {
-        "preset": preset_name,
-        "dataset": source.description,
-        "image_size": preset.data.image_size,
-        "batch_size": batch,
-        "models": models,
-        "engine": stacker.engine,
-        "device": str(device),
-        "precision": "bf16 autocast" if single_stepper.bf16 else "fp32",
-        "threads": torch.get_num_threads(),
-        "steps_per_repeat": steps,
-        "repeats": repeats,
-        "warmup_steps": warmup,
-        "torch": str(torch.__version__),
-    }
+    precision = "bf16 autocast" if single_stepper.bf16 else "fp32"
+    setting = bench_setting(
+        preset_name, preset, source, device, batch, precision, models=models, engine=stacker.engine,
+        steps_per_repeat=steps, repeats=repeats, warmup_steps=warmup,
+    )  # fmt: skip
     return StackReport(setting, *timings)
 
 

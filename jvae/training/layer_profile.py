@@ -32,6 +32,7 @@ from jvae.kinds import kind_of, model_objective
 from jvae.modeling.model import JointVAE, Posterior
 from jvae.modeling.presets import Preset, with_seed
 from jvae.modeling.schedules import temperature
+from jvae.training.bench import bench_setting
 from jvae.training.steps import Stepper
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SiLU, nn.GELU)
@@ -350,6 +351,7 @@ def check_profilable(preset: Preset) -> None:
         raise UsageError(f"--layers profiles the VAE step alone; {kind.name} also trains a second network")
 
 
+@pages_kept()
 def profile_layers(
     preset: Preset,
     preset_name: str,
@@ -365,41 +367,16 @@ def profile_layers(
 ) -> Profile:
     """The profile of one training step of `preset` (see the module's docstring); with `models`, of a stack
     of that many models (its phases only). Freed memory stays with the process, as while training."""
-    with pages_kept():
-        return _profile(preset, preset_name, source, device, steps, repeats, warmup, models, engine, status)
-
-
-def _profile(
-    preset: Preset,
-    preset_name: str,
-    source: ImageSource,
-    device: torch.device,
-    steps: int,
-    repeats: int,
-    warmup: int,
-    models: int | None,
-    engine: str | None,
-    status: Callable[[str], None] | None,
-) -> Profile:
     say = status or (lambda text: None)
     check_profilable(preset)
     batch = preset.train.batch_size
     if batch > len(source):
         raise UsageError(f"batch size {batch} is larger than the dataset ({len(source)} images)")
     peaks = Peaks(device, repeats)
-    setting = {
-        "preset": preset_name,
-        "dataset": source.description,
-        "image_size": preset.data.image_size,
-        "batch_size": batch,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "precision": preset.train.precision,
-        "steps": steps,
-        "repeats": repeats,
-        "torch": str(torch.__version__),
-        "bf16_arithmetic": peaks.bf16,
-    }
+    setting = bench_setting(
+        preset_name, preset, source, device, batch, preset.train.precision,
+        steps=steps, repeats=repeats, bf16_arithmetic=peaks.bf16,
+    )  # fmt: skip
     if models is not None:
         from jvae.training.stacking import stack_steps
 
