@@ -123,6 +123,10 @@ for b in 64 256 1024; do
   step "bench-b$b" jv bench --preset dsprites --set "$GEN" --device "$DEVICE" --batch-size "$b" --steps "$(steps 200)" --repeats 5 --warmup 10 --no-metrics --json
   row "  dsprites batch $b" "$(bench_line "$OUT/bench-b$b.log")"
 done
+for precision in bf16 mixed; do  # the two bfloat16 settings against fp32's figure above, at batch 256
+  step "bench-b256-$precision" jv bench --preset dsprites --set "$GEN" --set "train.precision=\"$precision\"" --device "$DEVICE" --batch-size 256 --steps "$(steps 200)" --repeats 5 --warmup 10 --no-metrics --json
+  row "  dsprites batch 256, $precision" "$(bench_line "$OUT/bench-b256-$precision.log")"
+done
 step bench-stack16 jv bench --preset dsprites --set "$GEN" --device "$DEVICE" --stack 16 --steps "$(steps 100)" --repeats 3 --warmup 5 --json
 row "  dsprites, 16 stacked at batch 64" "$(bench_line "$OUT/bench-stack16.log")"
 step bench-digits-stack8 jv bench --preset digits --device "$DEVICE" --stack 8 --steps "$(steps 100)" --repeats 3 --warmup 5 --json

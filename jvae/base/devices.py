@@ -126,6 +126,24 @@ def bf16_is_fast(device: torch.device) -> bool:
     )
 
 
+def use_bf16_bodies(precision: str, device: torch.device) -> bool:
+    """`mixed` computes the convolution bodies in bfloat16 only where the hardware makes that fast: emulated
+    bf16 would make the setting meant for speed ten times slower, so it falls back to float32 there."""
+    return precision == "mixed" and bf16_is_fast(device)
+
+
+def precision_label(precision: str, device: torch.device) -> str:
+    """How a step computes under `train.precision` on `device`, as the first log line and bench say it."""
+    if use_bf16(precision, device):
+        fast = bf16_is_fast(device)
+        return "bf16 autocast" + ("" if fast else " without hardware bf16: about 10 times slower than fp32")
+    if use_bf16_bodies(precision, device):
+        return "mixed: bf16 convolution bodies, float32 elsewhere"
+    if precision == "mixed":
+        return "fp32 (mixed falls back to float32: no bf16 arithmetic here)"
+    return "fp32"
+
+
 def use_bf16(precision: str, device: torch.device) -> bool:
     """`auto` computes in bfloat16 where the hardware makes it fast; `fp32` and `bf16` choose explicitly."""
     if precision == "auto":

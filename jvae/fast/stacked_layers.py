@@ -149,9 +149,26 @@ class StackedNetwork(StackedWeights):
             return self.weight
         return lambda name: self.weight(name)[member : member + 1]
 
+    def _body(
+        self, module: nn.Module, prefix: str, h: Activation, weights: Callable[[str], Tensor]
+    ) -> Activation:
+        """A convolution body, in bfloat16 under the mixed setting (`JointVAE.body`), float32 out."""
+        if not self.template.bf16_bodies:
+            return self._run(module, prefix, h, weights)
+        device = (h[0] if isinstance(h, list) else h).device.type
+        with torch.autocast(device, dtype=torch.bfloat16):
+            out = self._run(module, prefix, h, weights)
+            return [x.float() for x in out] if isinstance(out, list) else out.float()
+
     def encode(self, x: Activation) -> list[Posterior]:
         template, weights = self.template, self.weight
-        hidden = _rows(self._run(template.encoder, "encoder", x, weights))  # (K, B, hidden)
+        if template.bf16_bodies and not template.mlp:
+            h = self._body(template.encoder[0], "encoder.0", x, weights)
+            for index in range(1, len(template.encoder)):
+                h = self._run(template.encoder[index], f"encoder.{index}", h, weights)
+            hidden = _rows(h)
+        else:
+            hidden = _rows(self._run(template.encoder, "encoder", x, weights))  # (K, B, hidden)
         models, batch = hidden.shape[0], hidden.shape[1]
         if template.continuous:
             mean = self._linear("mean_head", hidden, weights, True)
@@ -169,7 +186,7 @@ class StackedNetwork(StackedWeights):
         if not template.mlp:
             rows = _rows(features)
             features = _images(rows, rows.shape[-1] // FEATURE_SIDE**2, FEATURE_SIDE, self.grouped)
-        out = self._run(template.decoder, "decoder", features, weights)
+        out = self._body(template.decoder, "decoder", features, weights)
         if isinstance(out, list):
             return out
         batch, side = out.shape[0], out.shape[-1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from jvae.base.devices import use_bf16
+from jvae.base.devices import use_bf16, use_bf16_bodies
 from jvae.fast import swap_in
 from jvae.kinds import build_critic
 from jvae.modeling.critics import Critic
@@ -56,4 +56,5 @@ def build_training(preset: Preset, device: torch.device) -> Training:
     noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
     critic = build_critic(preset.loss, preset.model, device)
     bf16 = use_bf16(preset.train.precision, device)
+    model.bf16_bodies = use_bf16_bodies(preset.train.precision, device)
     return Training(model, optimizer, noise, critic, bf16, channels_last)

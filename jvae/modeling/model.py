@@ -213,6 +213,16 @@ class JointVAE(nn.Module):
             )
             self.decoder = _deconv_stack([*DECONV_CHANNELS[image_size], channels])
 
+    bf16_bodies = False  # train.precision = "mixed" (set by training on bf16 hardware; not saved)
+
+    def body(self, module: nn.Module, x: Tensor) -> Tensor:
+        """A convolution body (the encoder's convolutions, the decoder), in bfloat16 under the mixed setting;
+        float32 out either way, so the layers, heads and loss after it stay float32."""
+        if not self.bf16_bodies:
+            return module(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return module(x).float()
+
     def class_code(self, n: int, device: torch.device | str, labels: Tensor | None = None) -> Tensor | None:
         """One-hot labels (n, classes), from `labels` or else `default_class`; None for an unconditional model."""
         if not self.classes:
@@ -224,7 +234,12 @@ class JointVAE(nn.Module):
         return F.one_hot(labels.to(device=device, dtype=torch.long), self.classes).float()
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> Posterior:
-        hidden = self.encoder(x)  # (B, hidden)
+        if self.bf16_bodies and not self.mlp:
+            hidden = self.body(self.encoder[0], x)
+            for layer in list(self.encoder)[1:]:
+                hidden = layer(hidden)
+        else:
+            hidden = self.encoder(x)  # (B, hidden)
         if self.mean_head is None or self.logvar_head is None:
             mean = logvar = hidden.new_zeros(hidden.shape[0], 0)
         else:
@@ -246,6 +261,8 @@ class JointVAE(nn.Module):
         features = self.latent_to_features(latent)  # (B, 64 * 4 * 4), or (B, C * H * W) for the MLP
         if not self.mlp:
             features = features.view(-1, features.shape[1] // FEATURE_SIDE**2, FEATURE_SIDE, FEATURE_SIDE)
+        if self.bf16_bodies and not self.mlp:
+            return self.body(self.decoder, features)
         return self.decoder(features)  # (B, C, H, W)
 
     def decode(self, latent: Tensor) -> Tensor:

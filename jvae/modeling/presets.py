@@ -152,12 +152,14 @@ class TrainConfig(Section):
         title="drop: epochs of whole batches (the remainder left out, another one each epoch); keep: a "
         "last, smaller batch takes the remainder, as the official JointVAE loader does",
     )
-    precision: Literal["fp32", "bf16", "auto"] = Field(
+    precision: Literal["fp32", "bf16", "mixed", "auto"] = Field(
         "fp32",
         title="Arithmetic of the training step. fp32: the same on every machine; bf16: bfloat16 autocast "
         "(weights, loss terms and noise stay float32), faster where the hardware has bf16 (AVX-512 BF16, "
-        "AMX, recent GPUs) and about 10 times slower where it has not; auto: bf16 where the hardware has it, "
-        "else fp32, so a preset trains differently on different machines",
+        "AMX, recent GPUs) and about 10 times slower where it has not; mixed: bfloat16 only in the "
+        "convolution bodies of encoder and decoder, the fully connected layers, latent heads, sampling and "
+        "loss in float32, and float32 throughout where the hardware has no bf16; auto: bf16 where the "
+        "hardware has it, else fp32, so a preset trains differently on different machines",
     )
 
     @model_validator(mode="after")

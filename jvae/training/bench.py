@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from jvae.base.devices import precision_label
 from jvae.base.errors import UsageError
 from jvae.base.host_memory import pages_kept
 from jvae.data.capabilities import labels_of
@@ -263,7 +264,7 @@ def run_bench(
     labels = labels if preset.model.classes else None
     reference, reference_state = reference_training(preset, images, labels, len(source), device)
     train, baseline = _interleaved([jvae_run, reference], steps, repeats, warmup, batch, device)
-    precision = "bf16 autocast" if stepper.bf16 else "fp32"
+    precision = precision_label(preset.train.precision, device)
     setting = bench_setting(
         preset_name, preset, source, device, batch, precision,
         steps_per_repeat=steps, repeats=repeats, warmup_steps=warmup,
@@ -376,7 +377,7 @@ def run_stack_bench(
         )
     finally:
         stacker.close()
-    precision = "bf16 autocast" if single_stepper.bf16 else "fp32"
+    precision = precision_label(preset.train.precision, device)
     setting = bench_setting(
         preset_name, preset, source, device, batch, precision, models=models, engine=stacker.engine,
         steps_per_repeat=steps, repeats=repeats, warmup_steps=warmup,

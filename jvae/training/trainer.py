@@ -25,7 +25,7 @@ from types import TracebackType
 import torch
 
 from jvae.base.callbacks import Callback, CallbackList, RunInfo
-from jvae.base.devices import THREADS_ENV, bf16_is_fast
+from jvae.base.devices import THREADS_ENV, precision_label
 from jvae.base.errors import JvaeError, PresetError, RunDirError
 from jvae.base.files import remove_temporaries
 from jvae.base.host_memory import pages_kept
@@ -431,9 +431,7 @@ def _run(
     for writer in writers:
         writer.prepare(start_step)
     where = f"{device}" + (f" x {cluster.world} processes" if cluster.active else "")
-    precision = "bf16 autocast" if steps.bf16 else "fp32"
-    if steps.bf16 and not bf16_is_fast(device):
-        precision += " without hardware bf16: about 10 times slower than fp32"
+    precision = precision_label(preset.train.precision, device)
     stacked = f", one of {len(writers)} stacked models ({steps.engine})" if len(writers) > 1 else ""
     description = f"{source.description} on {where} ({precision}{stacked})"
     skipped = skipped_files(source)
