@@ -89,7 +89,10 @@ def test_train_seeds_select_at_stops_the_losing_seeds_and_trains_the_best_on(cli
     figures = record["selection"]["runs"]
     best = max(figures, key=lambda name: figures[name]["elbo"])
     assert record["kept"] == [best]
-    assert "stopped 2 of 3 seeds at step 20 by elbo" in result.stdout and "33% of the stack's steps saved" in result.stdout
+    assert (
+        "stopped 2 of 3 seeds at step 20 by elbo" in result.stdout
+        and "33% of the stack's steps saved" in result.stdout
+    )
     assert (stack / "selected").resolve() == stack / best
     for name in ("seed-0", "seed-1", "seed-2"):
         step = read_checkpoint(stack / name / "ckpt.pt").step

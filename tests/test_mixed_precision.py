@@ -63,7 +63,9 @@ def test_mixed_trains_single_runs_and_stacks_on_bf16_hardware(cli, tmp_path, mon
     monkeypatch.setattr(devices, "bf16_is_fast", lambda device: True)
     seeds = ["--seeds", "0-1"] if stacked else []
     out = tmp_path / "run"
-    result = cli("train", "--preset", "digits", "--set", 'train.precision="mixed"', *seeds, "--out", out, *SHORT)
+    result = cli(
+        "train", "--preset", "digits", "--set", 'train.precision="mixed"', *seeds, "--out", out, *SHORT
+    )
     assert result.exit_code == 0, result.output
     assert "mixed: bf16 convolution bodies" in result.output
     plain = tmp_path / "fp32"
