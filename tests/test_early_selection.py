@@ -166,6 +166,8 @@ def test_an_interrupted_early_selection_resumes_the_kept_seed_only(cli, tmp_path
     (kept,) = outcome.kept
     assert all(read_checkpoint(stack / f"seed-{s}" / "ckpt.pt").step == 20 for s in range(3))
 
+    refused = cli("train", "--resume", stack, "--select", "udr")
+    assert refused.exit_code == 2 and "selected early by elbo" in refused.stderr
     result = cli("train", "--resume", stack)  # carries on with the record: the kept seed only
     assert result.exit_code == 0, result.output
     for name in ("seed-0", "seed-1", "seed-2"):

@@ -169,10 +169,14 @@ def train(
             plan.check()
             trainer.check_processes(plan.runs[0].preset, nproc)
             raise typer.Exit(_torchrun(nproc, preset, overrides, data, out_dir, device, resume, profile))
-        if plan.stacked and plan.resume and select is None:
+        if plan.stacked and plan.resume:
             assert plan.stack_dir is not None
             earlier = resumed_selection(plan.stack_dir)
             if earlier is not None:
+                if select not in (None, earlier[0]):
+                    raise fail(
+                        f"{plan.stack_dir} was selected early by {earlier[0]}; resume it without --select", 2
+                    )
                 select, at, keep = earlier
         if plan.stacked and select is not None and at is not None:
             _train_selecting(plan, select, at, keep, data, device)
