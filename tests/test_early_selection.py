@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jvae.cli.selecting import SELECTIONS
+from jvae.cli.selecting import BEST, SELECTIONS
 from jvae.modeling.checkpoint import read_checkpoint
 from jvae.studies import criteria, udr
 
@@ -32,7 +32,7 @@ def _group(representations: list[udr.Representation]) -> criteria.Group:
 
 
 def test_every_offered_criterion_exists_and_knows_which_end_is_better():
-    assert set(SELECTIONS) <= set(criteria.CRITERIA)
+    assert set(SELECTIONS) - {"best"} <= set(criteria.CRITERIA) and BEST in criteria.CRITERIA
     assert criteria.CRITERIA["recon"].best([3.0, 1.0, 2.0]) == 1  # lower reconstruction error wins
     assert criteria.CRITERIA["elbo"].best([-3.0, -1.0, -2.0]) == 1
 
@@ -122,8 +122,9 @@ def test_keep_two_chooses_again_at_the_end(cli, tmp_path):
     ("args", "message"),
     [
         (["--select", "elbo", "--select-at", "1.5"], "--select-at '1.5'"),
-        (["--select-at", "0.5"], "--select-at goes with --select"),
-        (["--select", "elbo", "--keep", "2"], "--keep goes with --select-at"),
+        (["--select-at", "0.5"], "--select-at and --keep go with --select"),
+        (["--keep", "2"], "--select-at and --keep go with --select"),
+        (["--select", "udr", "--select-at", "end", "--keep", "2"], "add --select-at"),
         (["--select", "elbo", "--select-at", "soon"], "--select-at 'soon'"),
     ],
 )

@@ -182,8 +182,8 @@ def test_sweep_select_udr_writes_the_selection_per_setting_into_the_study(cli, t
 
 
 def test_select_refuses_bad_values_and_lone_runs(cli, tmp_path):
-    result = cli("train", "--preset", "digits", "--select", "best", "--out", tmp_path / "a")
-    assert result.exit_code == 2 and "--select 'best'" in result.stderr
+    result = cli("train", "--preset", "digits", "--select", "most", "--out", tmp_path / "a")
+    assert result.exit_code == 2 and "--select 'most'" in result.stderr
     result = cli("train", "--preset", "digits", "--select", "udr", "--out", tmp_path / "b")
     assert result.exit_code == 2 and "--seeds" in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -21,10 +21,11 @@ def compare(
     out_dir: Path = typer.Option(
         None, "--out", "-o", help="Write runs.csv/.json, summary.csv/.json and a plot here."
     ),
-    select: str = typer.Option(
+    select: str | None = typer.Option(
         None,
         "--select",
-        help="A criterion (udr, agreement, elbo, recon, information, perplexity): in each study or stack "
+        metavar="CRITERION",
+        help="A criterion (best, udr, agreement, elbo, recon, information, perplexity): in each study or stack "
         "folder, score the runs of each setting without labels (written to udr.json) and name the best.",
     ),
     data: str = typer.Option(None, "--data", help="--select: dataset location, as for jvae train."),
@@ -39,7 +40,7 @@ def compare(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise fail(f"not found: {missing[0]}", 1)
-    check_selection(select)
+    select = check_selection(select)
     with user_errors():
         if select is not None:
             from jvae.studies.selection import select_in_folder

@@ -14,34 +14,52 @@ if TYPE_CHECKING:
 
 # The criteria --select offers (jvae.studies.criteria holds more, for measuring); checked here so that --help
 # need not import torch. A test keeps them among the criteria.
-SELECTIONS = ("udr", "agreement", "elbo", "recon", "information", "perplexity")
+SELECTIONS = ("best", "udr", "agreement", "elbo", "recon", "information", "perplexity")
+BEST = "udr"  # --select best: the criterion measured to predict quality best (see the manual's results)
 SHORT = {"agreement": "agree", "information": "info", "perplexity": "perp"}
 
 
-def check_selection(select: str | None) -> None:
+def check_selection(select: str | None) -> str | None:
+    """The criterion --select names (best stands for the measured best)."""
     if select is not None and select not in SELECTIONS:
         raise fail(f"--select {select!r}: choose {', '.join(SELECTIONS)}", 2)
+    return BEST if select == "best" else select
 
 
 def selection_step(select: str | None, select_at: str | None, keep: int) -> float | None:
-    """The early step --select-at asks for (a fraction below 1, or a step count), None to select at the end."""
-    if select_at is None:
-        if keep != 1:
-            raise fail("--keep goes with --select-at", 2)
-        return None
+    """The early step to rank the seeds at (a fraction below 1, or a step count): --select-at's, else where
+    the criterion was measured to rank them already; None to select among seeds trained to the end."""
     if select is None:
-        raise fail("--select-at goes with --select", 2)
-    if select_at == "end":
+        if select_at is not None or keep != 1:
+            raise fail("--select-at and --keep go with --select", 2)
         return None
-    try:
-        at = float(select_at)
-    except ValueError:
-        raise fail(f"--select-at {select_at!r}: a fraction such as 0.25, a step count, or end", 2) from None
-    if not (0 < at < 1 or (at >= 1 and at.is_integer())):
-        raise fail(f"--select-at {select_at!r}: a fraction between 0 and 1, a whole step count, or end", 2)
     if keep < 1:
         raise fail(f"--keep {keep}: at least 1", 2)
+    if select_at is None:
+        at = measured_early_step(select)
+    elif select_at == "end":
+        at = None
+    else:
+        try:
+            at = float(select_at)
+        except ValueError:
+            raise fail(
+                f"--select-at {select_at!r}: a fraction such as 0.25, a step count, or end", 2
+            ) from None
+        if not (0 < at < 1 or (at >= 1 and at.is_integer())):
+            raise fail(
+                f"--select-at {select_at!r}: a fraction between 0 and 1, a whole step count, or end", 2
+            )
+    if at is None and keep != 1:
+        raise fail("--keep chooses how many seeds train on after an early selection; add --select-at", 2)
     return at
+
+
+def measured_early_step(select: str) -> float | None:
+    """Where the criterion was measured to rank seeds as at the end already (None: only at the end)."""
+    from jvae.studies.criteria import CRITERIA
+
+    return CRITERIA[select].early
 
 
 def resumed_selection(stack_dir: Path) -> tuple[str, float, int] | None:

@@ -48,10 +48,11 @@ def sweep(
         "--slurm-cluster",
         help="--slurm: slurm [default], or local to run the same submission as processes on this machine.",
     ),
-    select: str = typer.Option(
+    select: str | None = typer.Option(
         None,
         "--select",
-        help="A criterion (udr, agreement, elbo, recon, information, perplexity): when every run has "
+        metavar="CRITERION",
+        help="A criterion (best, udr, agreement, elbo, recon, information, perplexity): when every run has "
         "finished, score the runs of each setting without labels and name the best of each in OUT/udr.json.",
     ),
 ) -> None:
@@ -86,7 +87,7 @@ def sweep(
         raise fail("--metrics chooses what --evaluate computes; add --evaluate", 2)
     if slurm_cluster not in (None, "slurm", "local"):
         raise fail(f"--slurm-cluster {slurm_cluster!r}: choose slurm or local", 2)
-    check_selection(select)
+    select = check_selection(select)
     with user_errors():
         study = Study(
             list(presets), parse_seeds(seeds), parse_grid(grid), list(overrides), evaluate, list(metrics)

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from jvae.cli.console import err, fail, out, user_errors
-from jvae.cli.selecting import check_selection, print_selections, resumed_selection, selection_step
+from jvae.cli.selecting import (
+    check_selection,
+    print_selections,
+    resumed_selection,
+    selection_step,
+)
 
 if TYPE_CHECKING:
     from jvae.runs.runplan import RunPlan
@@ -108,11 +113,13 @@ def train(
         "nothing (train.on_collapse; restart trains it again from the next unused seed, keeping the "
         "collapsed attempt in collapsed/seed-N/).",
     ),
-    select: str = typer.Option(
+    select: str | None = typer.Option(
         None,
         "--select",
+        metavar="CRITERION",
         help="With --seeds: the criterion that chooses among the models without labels (udr, agreement, "
-        "elbo, recon, information, perplexity); OUT/selected links the chosen one.",
+        "elbo, recon, information, perplexity, or best: the one measured to predict quality best); "
+        "OUT/selected links the chosen one.",
     ),
     select_at: str = typer.Option(
         None,
@@ -130,7 +137,7 @@ def train(
     from jvae.studies.study import parse_seeds
     from jvae.training import trainer
 
-    check_selection(select)
+    select = check_selection(select)
     at = selection_step(select, select_at, keep)
     if on_collapse is not None:
         if on_collapse not in ("warn", "restart"):

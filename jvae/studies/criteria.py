@@ -77,6 +77,9 @@ class Criterion:
     higher: bool
     score: Callable[[Group], list[float]]
     discrete: bool = False  # reads discrete variables: refused for a model without any
+    early: float | None = (
+        None  # the share of the schedule where it already ranks runs as at the end (measured)
+    )
 
     def best(self, values: list[float]) -> int:
         return int(np.argmax(values) if self.higher else np.argmin(values))
