@@ -98,6 +98,8 @@ def test_train_seeds_select_at_stops_the_losing_seeds_and_trains_the_best_on(cli
         step = read_checkpoint(stack / name / "ckpt.pt").step
         assert step == (40 if name == best else 20), name
     assert (stack / best / "traversals.gif").is_file()
+    mixed = cli("compare", stack, "--select", "elbo")  # runs at different steps are not ranked together
+    assert mixed.exit_code != 0 and "stopped at different steps" in mixed.stderr
     loser = next(name for name in ("seed-0", "seed-1", "seed-2") if name != best)
     onward = cli("train", "--resume", stack / loser)  # a stopped seed can still be trained to the end
     assert onward.exit_code == 0, onward.output

@@ -129,6 +129,10 @@ def select(
     if missing:
         raise JvaeError(f"{missing[0]}: no checkpoint to score (train it first)")
     group = criteria.load_group(paths, data_path, device or torch.device("cpu"), images)
+    steps = {item.checkpoint.step for item in group.loaded}
+    if len(steps) > 1:
+        at = ", ".join(f"{d.name} at {item.checkpoint.step}" for d, item in zip(run_dirs, group.loaded))
+        raise JvaeError(f"selection compares runs at one step; these stopped at different steps ({at})")
     check = criteria.check_criterion(criterion)
     if check.discrete and not group.loaded[0].model.discrete:
         raise JvaeError(f"--select {criterion} reads discrete variables; these models have none")
