@@ -23,6 +23,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import torch
 from scipy.stats import spearmanr
 
@@ -48,6 +49,16 @@ def label_of(run_dir: Path, key: str) -> float:
     if last is None:
         raise SystemExit(f"{run_dir}: no {key!r} in its eval lines or report")
     return float(last[0] if isinstance(last, list) else last)
+
+
+def label_at(run_dir: Path, key: str, step: int) -> float | None:
+    """The label metric as the run's own eval line of `step` read it, where it has one."""
+    for line in (run_dir / METRICS).read_text().splitlines():
+        record = json.loads(line)
+        if record.get("split") == "eval" and record.get("step") == step and key in record:
+            value = record[key]
+            return float(value[0] if isinstance(value, list) else value)
+    return None
 
 
 def checkpoint_at(run_dir: Path, step: int, total: int) -> Path:
@@ -86,7 +97,15 @@ def main() -> None:
         print("| step | criterion | per run | Spearman with the label | pick's percentile |")
         print("|---|---|---|---|---|")
         for fraction in args.at:
-            step = total if fraction >= 1 else int(round(total * fraction))
+            step = int(fraction) if fraction > 1 else total if fraction == 1 else int(round(total * fraction))
+            early = [label_at(r, args.label, step) for r in runs]
+            if step < total and all(v is not None for v in early):
+                rho = float(spearmanr(early, labels).statistic)
+                listed = " / ".join(f"{v:.3f}" for v in early)
+                print(
+                    f"| {step} | ({args.label} itself, needs labels) | {listed} | {rho:+.2f} | "
+                    f"{percentile(labels, int(np.argmax(early))):.2f} |"
+                )
             group = load_group([checkpoint_at(r, step, total) for r in runs], args.data, torch.device("cpu"))
             figures = score(group)
             for name, values in figures.items():
