@@ -98,8 +98,9 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for fraction in args.at:
             step = int(fraction) if fraction > 1 else total if fraction == 1 else int(round(total * fraction))
-            early = [label_at(r, args.label, step) for r in runs]
-            if step < total and all(v is not None for v in early):
+            found = [label_at(r, args.label, step) for r in runs]
+            early = [v for v in found if v is not None]
+            if step < total and len(early) == len(runs):
                 rho = float(spearmanr(early, labels).statistic)
                 listed = " / ".join(f"{v:.3f}" for v in early)
                 print(
