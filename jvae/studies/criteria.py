@@ -67,6 +67,11 @@ class Group:
 
         return [representation_of(item.model, self.shared, self.device) for item in self.loaded]
 
+    @cached_property
+    def udr_pairs(self) -> np.ndarray:
+        """UDR_S of every ordered pair, which the `udr` criterion and the selection's record both read."""
+        return udr.pairwise_scores(self.representations, "spearman")
+
 
 @dataclass(frozen=True)
 class Criterion:
@@ -86,7 +91,7 @@ class Criterion:
 
 
 def _udr(group: Group) -> list[float]:
-    return udr.run_scores(udr.pairwise_scores(group.representations, "spearman"))
+    return udr.run_scores(group.udr_pairs)
 
 
 def joint_code(representation: udr.Representation) -> np.ndarray:
@@ -112,7 +117,7 @@ def _agreement(group: Group) -> list[float]:
     for i in range(count):
         for j in range(i + 1, count):
             pairs[i, j] = pairs[j, i] = code_agreement(codes[i], codes[j])
-    return [float(np.median(np.delete(pairs[:, i], i))) for i in range(count)]
+    return udr.run_scores(pairs)  # each run's median over the others, as UDR gives it
 
 
 CRITERIA: dict[str, Criterion] = {
@@ -168,7 +173,11 @@ def check_criterion(name: str) -> Criterion:
 
 
 def load_group(
-    checkpoints: list[Path], data_path: str | None, device: torch.device, images: int = udr.IMAGES
+    checkpoints: list[Path],
+    data_path: str | None,
+    device: torch.device,
+    images: int = udr.IMAGES,
+    seed: int = SEED,
 ) -> Group:
     """The checkpoints (two or more runs of one setting, trained on the same data) ready to be scored."""
     from jvae.data import open_dataset
@@ -188,7 +197,7 @@ def load_group(
     if any(item.preset.data != preset.data for item in loaded[1:]):
         raise JvaeError("selection compares runs on the same images; these runs trained on different data")
     source = held_out_source(preset, data_path) or open_dataset(preset.data, data_path)
-    return Group(loaded, source, shared_images(preset.data, data_path, images, SEED), device)
+    return Group(loaded, source, shared_images(preset.data, data_path, images, seed), device, seed)
 
 
 def score(group: Group, names: list[str] | None = None) -> dict[str, list[float]]:

@@ -104,8 +104,8 @@ def train_selecting(
         results = train(plan, pause_at=step)
         if not all(r.paused for r in results):
             return EarlyOutcome(results, step=step)
-        early = select(plan.run_dirs, data_path, device, criterion=criterion, step=None)
-        early.step = step
+        early = select(plan.run_dirs, data_path, device, criterion=criterion)
+        early.step = step  # read from the checkpoints the pause wrote
         kept = [early.runs[k] for k in early.ranking[:keep]]
         write_selections(stack_dir, [(plan.run_dirs, early)], link=keep == 1)
         write_text(

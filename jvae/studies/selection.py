@@ -23,7 +23,7 @@ import torch
 from jvae.base.errors import JvaeError
 from jvae.base.files import write_text
 from jvae.base.runfiles import RunFileError, RunSelection, read_model, read_toml
-from jvae.runs.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE, kept_checkpoint
+from jvae.runs.runfolder import CHECKPOINT, PRESET_FILE, SELECTED_LINK, UDR_FILE
 from jvae.studies import criteria, udr
 from jvae.studies.criteria import CRITERIA
 
@@ -118,17 +118,14 @@ def select(
     images: int = udr.IMAGES,
     seed: int = 0,
     criterion: str = "udr",
-    step: int | None = None,
 ) -> Selection:
-    """Every criterion on each of `run_dirs` (two or more runs of one setting), read from their final
-    checkpoints, or from the checkpoints of `step` where that is given (an early selection)."""
-    if len(run_dirs) < 2:
-        raise JvaeError("selection compares runs with each other: a group needs at least two runs")
-    paths = [d / CHECKPOINT if step is None else kept_checkpoint(d, step) for d in run_dirs]
+    """Every criterion on each of `run_dirs` (two or more runs of one setting), read from their checkpoints,
+    which must stand at one step."""
+    paths = [d / CHECKPOINT for d in run_dirs]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise JvaeError(f"{missing[0]}: no checkpoint to score (train it first)")
-    group = criteria.load_group(paths, data_path, device or torch.device("cpu"), images)
+    group = criteria.load_group(paths, data_path, device or torch.device("cpu"), images, seed)
     steps = {item.checkpoint.step for item in group.loaded}
     if len(steps) > 1:
         at = ", ".join(f"{d.name} at {item.checkpoint.step}" for d, item in zip(run_dirs, group.loaded))
@@ -137,16 +134,14 @@ def select(
     if check.discrete and not group.loaded[0].model.discrete:
         raise JvaeError(f"--select {criterion} reads discrete variables; these models have none")
     scores = criteria.score(group)
-    spearman = udr.pairwise_scores(group.representations, "spearman")
     return Selection(
         runs=[d.name for d in run_dirs],
         criterion=criterion,
         scores=scores,
         udr_lasso=udr.run_scores(udr.pairwise_scores(group.representations, "lasso")),
-        pairwise=[[None if np.isnan(v) else float(v) for v in row] for row in spearman],
+        pairwise=[[None if np.isnan(v) else float(v) for v in row] for row in group.udr_pairs],
         images=len(group.shared),
         seed=seed,
-        step=step,
     )
 
 
