@@ -79,6 +79,8 @@ CASES = {
     ),
     "recipe-2018": Case("digits", (*RECIPE, *EPOCHS), 13),
     "recipe-today": Case("digits", (*TODAY, *EPOCHS), 13),
+    # The consistency term draws each image's jitter from the run's noise: the stop falls between draws.
+    "consistency": Case("digits", ("loss.consistency_weight=5.0", *BRIEF), 4),
     **{f"kind-{kind}": _kind_case(kind) for kind in KINDS},
     **{
         f"stack-{engine}": Case(

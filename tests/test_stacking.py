@@ -67,14 +67,15 @@ def _assert_same_run(stacked: Path, alone: Path) -> None:
 
 TWO = {
     "seed-3": ("train.steps=100", "train.seed=3"),
-    # The second member also bounds I(x; c) and adds the marginal term: the aggregate posterior a stacked
-    # model's loss reads is its own batch's.
+    # The second member also bounds I(x; c), adds the marginal term and the consistency term: the aggregate
+    # posterior a stacked model's loss reads is its own batch's, and its jitter is drawn from its own noise.
     "seed-5": (
         "train.steps=100",
         "train.seed=5",
         "loss.continuous_capacity.gamma=10",
         'loss.discrete_measure="mutual-information"',
         "loss.marginal_weight=5.0",
+        "loss.consistency_weight=5.0",
     ),
 }
 

@@ -66,6 +66,17 @@ class CapacitySchedule(Section):
         return ramp(self.gamma_start, self.gamma, self.gamma_steps, step)
 
 
+class Jitter(Section):
+    """A small random affine move of each image, drawn anew for every image of every step: what the discrete
+    code of a kind with a consistency term must not change under."""
+
+    rotation: float = Field(10.0, ge=0, le=180, title="Largest rotation, degrees either way")
+    translation: float = Field(
+        0.1, ge=0, le=0.5, title="Largest shift along each axis, as a fraction of the image side"
+    )
+    scale: float = Field(0.1, ge=0, lt=1, title="Largest zoom in or out, as a fraction (0.1: 0.9x to 1.1x)")
+
+
 class LossBase(Section):
     """What every model kind's loss section has; each kind adds its own fields and defaults."""
 
@@ -88,6 +99,11 @@ class LossBase(Section):
         title="gaussian: sigma (unset: 1/sqrt(2), so the data term is the sum of squared errors); laplace: b "
         "(unset: 1, the sum of absolute errors)",
     )
+
+    def jitter(self) -> Jitter | None:
+        """The move whose jittered copy of each batch the training step encodes for this loss, or None: only
+        kinds with a consistency term read one."""
+        return None
 
     @model_validator(mode="after")
     def _scale_needs_a_continuous_likelihood(self) -> LossBase:

@@ -88,12 +88,14 @@ def model_objective(
     critic: Critic | None = None,
     labels: Tensor | None = None,
     kl_mean: Reducer | None = None,
+    jittered: Posterior | None = None,
 ) -> LossTerms:
     """The training loss of `config`'s kind from a reparameterised `latent` at optimiser step `step` (1 for
     the first batch).
 
     `kl_mean`, in a distributed run, turns this process's batch-mean KLs into the global batch's (see
     `distributed.global_mean`), so capacity terms |KL - C| see the whole batch as one process would.
+    `jittered` is the posterior of the jittered batch, for kinds whose section asks for one.
     """
     batch = LossInputs(
         target,
@@ -106,6 +108,7 @@ def model_objective(
         critic,
         labels,
         kl_mean,
+        jittered,
     )
     return kind_of(config).loss(config, batch)
 

@@ -13,7 +13,12 @@ unless it asks:
   the code carries, as GMVAE's minimum-information constraint and IMSAT's objective put it);
 - `marginal_weight = w`: w * KL(q_bar(c) || U) added to the loss, IMSAT's marginal-entropy term (Hu et al.
   2017), optionally only until step `marginal_steps`, so it can pull a run off the constant-code plateau
-  without holding the code balanced afterwards.
+  without holding the code balanced afterwards;
+- `consistency_weight = w`: w * E_x KL(q(c|x) || q(c|T x)) added to the loss, T a small random rotation,
+  shift and zoom (`consistency_jitter`) and q(c|x) held fixed in the gradient: IMSAT's self-augmented
+  training (Hu et al. 2017), with the affine moves IIC (Ji et al. 2019) uses for digits. The code must then
+  be what survives a small move of the image, the digit rather than its slant or stroke, the shape of a
+  sprite rather than its position or orientation.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
 from jvae.base.limits import STEPS_MAX
-from jvae.base.sections import CapacitySchedule, LossBase
+from jvae.base.sections import CapacitySchedule, Jitter, LossBase
 from jvae.kinds import Kind
 from jvae.modeling.aggregate import aggregate_posterior, marginal_kl, mutual_information, perplexity
 from jvae.modeling.losses import LossInputs, LossTerms
@@ -57,9 +64,22 @@ class JointVAELoss(LossBase):
         title="Apply the marginal term only up to this step (unset: for the whole run)",
     )
 
+    consistency_weight: float = Field(
+        0.0,
+        ge=0,
+        title="Weight of the batch mean of KL(q(c|x) || q(c|T x)), how far a small random move T of each image "
+        "moves its discrete code (IMSAT's self-augmented training); 0: the paper's objective",
+    )
+    consistency_jitter: Jitter = Field(
+        default_factory=Jitter, title="The random move T of the consistency term"
+    )
+
     @property
     def reads_aggregate(self) -> bool:
         return self.discrete_measure != "kl" or self.marginal_weight > 0
+
+    def jitter(self) -> Jitter | None:
+        return self.consistency_jitter if self.consistency_weight > 0 else None
 
 
 def jointvae_loss(config: JointVAELoss, batch: LossInputs) -> LossTerms:
@@ -92,7 +112,23 @@ def jointvae_loss(config: JointVAELoss, batch: LossInputs) -> LossTerms:
     loss = loss + config.discrete_capacity.weight(batch.step) * (bounded.sum() - c_disc).abs()
     if marginal_term is not None:
         loss = loss + marginal_term
+    if config.consistency_weight > 0 and batch.jittered is not None:
+        moved = consistency(batch.posterior.logits, batch.jittered.logits)
+        if batch.kl_mean is not None:
+            moved = batch.kl_mean(moved)
+        loss = loss + config.consistency_weight * moved.sum()
+        extra["consistency"] = moved.detach()
     return LossTerms(loss, recon, kl_cont, kl_disc, c_cont, c_disc, extra)
+
+
+def consistency(logits: list[Tensor], moved: list[Tensor]) -> Tensor:
+    """Batch-mean KL(q(c|x) || q(c|T x)) of each variable, (V,), with q(c|x) a constant target: the moved
+    image's code is pulled to the image's, not both towards whatever is easiest to agree on."""
+    kls = []
+    for logit, other in zip(logits, moved):
+        target = F.log_softmax(logit.detach().float(), dim=-1)
+        kls.append((target.exp() * (target - F.log_softmax(other.float(), dim=-1))).sum(-1).mean())
+    return torch.stack(kls)
 
 
 KIND = Kind("jointvae", JointVAELoss, jointvae_loss)

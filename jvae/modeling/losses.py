@@ -107,6 +107,7 @@ class LossInputs:
     critic: Penalty | None = None
     labels: Tensor | None = None  # (B,) class indices, for kinds that read them
     kl_mean: Reducer | None = None  # averages batch-mean KLs over the processes of a distributed run
+    jittered: Posterior | None = None  # q(z, c | T x) of the batch jittered as the loss's `jitter()` asks
 
     @property
     def continuous(self) -> int:

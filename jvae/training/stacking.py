@@ -28,9 +28,10 @@ from jvae.data.sources import ImageSource
 from jvae.fast.stacked_adam import StackedAdam
 from jvae.fast.stacked_layers import StackedNetwork
 from jvae.kinds import kind_of
+from jvae.modeling.augment import jittered
 from jvae.modeling.builder import build_training
 from jvae.modeling.losses import LossInputs, LossTerms
-from jvae.modeling.model import JointVAE
+from jvae.modeling.model import JointVAE, Posterior
 from jvae.modeling.presets import Preset
 from jvae.modeling.schedules import temperature, total_steps
 from jvae.modeling.stacked_network import FunctionalStack, StackedWeights
@@ -89,6 +90,17 @@ class StackedStepper:
                 for posterior, preset, noise in zip(posteriors, self.presets, self.noises)
             ]
             logits = network.decode_logits(torch.stack(latents))
+            jitters = [preset.loss.jitter() for preset in self.presets]
+            moved: list[Posterior | None] = [None] * len(self.presets)
+            if any(jitter is not None for jitter in jitters):
+                # Every member's batch moves (the stack encodes them together); a member without a
+                # consistency term draws nothing and reads nothing of it.
+                copies = [
+                    image if jitter is None else jittered(image, jitter, noise)
+                    for image, jitter, noise in zip(images, jitters, self.noises)
+                ]
+                encoded = network.encode(network.images(copies))
+                moved = [p if jitter is not None else None for p, jitter in zip(encoded, jitters)]
             results = []
             for k, preset in enumerate(self.presets):
                 batch = LossInputs(
@@ -100,6 +112,7 @@ class StackedStepper:
                     network.template.generic,
                     len(self.source),
                     None,
+                    jittered=moved[k],
                 )
                 results.append(self.kinds[k].loss(preset.loss, batch))
         total = sum(

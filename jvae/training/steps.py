@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from jvae.data.capabilities import labels_of
 from jvae.data.sources import ImageSource
 from jvae.kinds import kind_of, model_objective
+from jvae.modeling.augment import jittered
 from jvae.modeling.builder import Training, build_training
 from jvae.modeling.critics import Critic, CriticInputs
 from jvae.modeling.losses import LossTerms
@@ -65,6 +66,10 @@ class Objective(nn.Module):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             posterior = self.model.encode(x, labels)
             latent = posterior.sample(temperature(self.preset.model, step), noise, self.shard)
+            jitter = self.preset.loss.jitter()
+            moved = None
+            if jitter is not None:
+                moved = self.model.encode(jittered(x, jitter, noise, self.shard), labels)
             terms = model_objective(
                 self.model,
                 x,
@@ -76,6 +81,7 @@ class Objective(nn.Module):
                 critic=self.critic,
                 labels=labels,
                 kl_mean=self.kl_mean,
+                jittered=moved,
             )
         loss = terms.loss if self.gradient_scale == 1.0 else terms.loss * self.gradient_scale
         return loss, terms, latent.detach()
