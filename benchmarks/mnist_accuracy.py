@@ -10,6 +10,8 @@ preset's defaults:
     b  loss per pixel (as the official code), fp32
     c  b with PyTorch 0.4.1's Adam and initialisation and the kept last batch: the 2018 recipe, the preset's
     c-bf16  c under bf16 autocast: what the 2018 recipe loses (or not) in bfloat16
+    c-mi, c-marginal, c-consistency  c with the discrete code's options: the capacity on I(x; c), the
+            marginal term (weight 30), the capacity on I(x; c) with the consistency term (weight 30)
 
 Each run logs its test accuracy every 5000 steps (metrics.jsonl, `"accuracy"` in the `"eval"` lines), so a
 recipe can be judged from its curve; the table prints the last few points. Rerunning skips finished runs and

@@ -7,6 +7,9 @@ b: the official code's loss per pixel and fp32, with today's Adam and initialisa
 c: the 2018 recipe the released models were trained with: (b) plus PyTorch 0.4.1's Adam and initialisation and
    the kept last batch (what the paper presets train).
 c-bf16: (c) under bf16 autocast, the precision measurement's other side.
+c-mi, c-marginal, c-consistency: (c) with the discrete code's options (see `jvae.kinds.jointvae`): the
+   capacity on I(x; c); the marginal term at weight 30; the capacity on I(x; c) with the consistency term at
+   weight 30.
 """
 
 from __future__ import annotations
@@ -37,4 +40,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
 RECIPES["c-bf16"] = tuple(
     'train.precision="bf16"' if field.startswith("train.precision=") else field for field in RECIPES["c"]
 )
+RECIPES["c-mi"] = (*RECIPES["c"], 'loss.discrete_measure="mutual-information"')
+RECIPES["c-marginal"] = (*RECIPES["c"], "loss.marginal_weight=30.0")
+RECIPES["c-consistency"] = (*RECIPES["c-mi"], "loss.consistency_weight=30.0")
 RECIPE_2018 = RECIPES["c"]

@@ -26,6 +26,7 @@ from jvae.data.capabilities import labels_of
 from jvae.data.sources import ImageSource
 from jvae.fast import as_stock, stock
 from jvae.kinds import build_critic, model_objective
+from jvae.modeling.augment import jittered
 from jvae.modeling.builder import build_model
 from jvae.modeling.checkpoint import Checkpoint, LoadedCheckpoint
 from jvae.modeling.presets import Preset, with_seed
@@ -161,6 +162,7 @@ def reference_training(
     )
     state: dict[str, Any] = {"iterator": iter(loader), "step": 0, "loss": 0.0}
     noise = torch.Generator(device=device).manual_seed(preset.train.seed + 1)
+    jitter = preset.loss.jitter()  # the same work as jvae's step: a kind's jittered batch too
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -174,6 +176,7 @@ def reference_training(
             state["step"] += 1
             posterior = model.encode(x, y)
             latent = posterior.sample(preset.model.temperature, noise)
+            moved = None if jitter is None else model.encode(jittered(x, jitter, noise), y)
             with stock():
                 terms = model_objective(
                     model,
@@ -185,6 +188,7 @@ def reference_training(
                     dataset_size=dataset_size,
                     critic=critic,
                     labels=y,
+                    jittered=moved,
                 )
             optimizer.zero_grad()
             terms.loss.backward()
