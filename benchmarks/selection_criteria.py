@@ -78,7 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, type=Path)
     parser.add_argument(
-        "--at", nargs="+", type=float, default=[0.1, 0.25, 1.0], help="fractions of the schedule (1: the end), or steps (above 1)"
+        "--at",
+        nargs="+",
+        type=float,
+        default=[0.1, 0.25, 1.0],
+        help="fractions of the schedule (1: the end), or steps (above 1)",
     )
     parser.add_argument("--label", default="accuracy")
     parser.add_argument("--data", default=None)
