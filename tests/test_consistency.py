@@ -122,3 +122,13 @@ def test_a_bad_jitter_is_refused_in_one_line(tmp_path, cli):
     )
     assert result.exit_code != 0 and "consistency_jitter.scale" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+    without_code = cli(
+        "train",
+        "--preset",
+        "digits",
+        "--out",
+        tmp_path / "plain",
+        *("--set", "model.discrete=[]", "--set", "loss.consistency_weight=3.0"),
+    )
+    assert without_code.exit_code == 2 and "no discrete variables" in without_code.output
+    assert "Traceback" not in without_code.output and not (tmp_path / "plain").exists()

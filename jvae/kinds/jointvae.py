@@ -32,7 +32,7 @@ from pydantic import Field
 from torch import Tensor
 
 from jvae.base.limits import STEPS_MAX
-from jvae.base.sections import CapacitySchedule, Jitter, LossBase
+from jvae.base.sections import CapacitySchedule, Jitter, LossBase, ModelConfig
 from jvae.kinds import Kind
 from jvae.modeling.aggregate import aggregate_posterior, marginal_kl, mutual_information, perplexity
 from jvae.modeling.losses import LossInputs, LossTerms
@@ -131,4 +131,12 @@ def consistency(logits: list[Tensor], moved: list[Tensor]) -> Tensor:
     return torch.stack(kls)
 
 
-KIND = Kind("jointvae", JointVAELoss, jointvae_loss)
+def check(loss: JointVAELoss, model: ModelConfig) -> None:
+    if loss.consistency_weight > 0 and not model.discrete:
+        raise ValueError(
+            "loss.consistency_weight compares discrete codes: the model has no discrete variables "
+            "(model.discrete is empty)"
+        )
+
+
+KIND = Kind("jointvae", JointVAELoss, jointvae_loss, check=check)
