@@ -124,11 +124,17 @@ def jointvae_loss(config: JointVAELoss, batch: LossInputs) -> LossTerms:
 def consistency(logits: list[Tensor], moved: list[Tensor]) -> Tensor:
     """Batch-mean KL(q(c|x) || q(c|T x)) of each variable, (V,), with q(c|x) a constant target: the moved
     image's code is pulled to the image's, not both towards whatever is easiest to agree on."""
-    kls = []
-    for logit, other in zip(logits, moved):
-        target = F.log_softmax(logit.detach().float(), dim=-1)
-        kls.append((target.exp() * (target - F.log_softmax(other.float(), dim=-1))).sum(-1).mean())
-    return torch.stack(kls)
+    return torch.stack(
+        [
+            F.kl_div(
+                F.log_softmax(other.float(), dim=-1),
+                F.log_softmax(logit.detach().float(), dim=-1),
+                reduction="batchmean",
+                log_target=True,
+            )
+            for logit, other in zip(logits, moved)
+        ]
+    )
 
 
 def check(loss: JointVAELoss, model: ModelConfig) -> None:

@@ -73,6 +73,7 @@ class StackedStepper:
         self.kinds = [kind_of(p.loss) for p in presets]
         self.total = total_steps(presets[0], len(source))
         self.scales = [gradient_scale(preset) for preset in presets]
+        self.jitters = [preset.loss.jitter() for preset in presets]
 
     def step_members(self, index: int, mark: Mark | None = None) -> list[tuple[LossTerms, dict[str, Tensor]]]:
         """Run global step `index` (0-based) of every member; each member's terms, as a single run's."""
@@ -90,17 +91,16 @@ class StackedStepper:
                 for posterior, preset, noise in zip(posteriors, self.presets, self.noises)
             ]
             logits = network.decode_logits(torch.stack(latents))
-            jitters = [preset.loss.jitter() for preset in self.presets]
             moved: list[Posterior | None] = [None] * len(self.presets)
-            if any(jitter is not None for jitter in jitters):
+            if any(jitter is not None for jitter in self.jitters):
                 # Every member's batch moves (the stack encodes them together); a member without a
                 # consistency term draws nothing and reads nothing of it.
                 copies = [
                     image if jitter is None else jittered(image, jitter, noise)
-                    for image, jitter, noise in zip(images, jitters, self.noises)
+                    for image, jitter, noise in zip(images, self.jitters, self.noises)
                 ]
                 encoded = network.encode(network.images(copies))
-                moved = [p if jitter is not None else None for p, jitter in zip(encoded, jitters)]
+                moved = [p if jitter is not None else None for p, jitter in zip(encoded, self.jitters)]
             results = []
             for k, preset in enumerate(self.presets):
                 batch = LossInputs(

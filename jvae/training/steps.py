@@ -59,6 +59,7 @@ class Objective(nn.Module):
         self.bf16 = bf16
         self.kl_mean = global_mean(Cluster(shard[0], shard[1])) if shard is not None else None
         self.gradient_scale = gradient_scale(preset)
+        self.jitter = preset.loss.jitter()  # the move whose copy of each batch the loss reads, or None
 
     def forward(
         self, x: Tensor, labels: Tensor | None, step: int, noise: torch.Generator
@@ -66,10 +67,9 @@ class Objective(nn.Module):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             posterior = self.model.encode(x, labels)
             latent = posterior.sample(temperature(self.preset.model, step), noise, self.shard)
-            jitter = self.preset.loss.jitter()
             moved = None
-            if jitter is not None:
-                moved = self.model.encode(jittered(x, jitter, noise, self.shard), labels)
+            if self.jitter is not None:
+                moved = self.model.encode(jittered(x, self.jitter, noise, self.shard), labels)
             terms = model_objective(
                 self.model,
                 x,
